@@ -1,0 +1,122 @@
+"""The model's settings: ``.env`` (committed, not secret) overlaid by ``.env.local``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from quetzal_deploy.errors import ConfigError
+
+ENV_FILE = ".env"
+LOCAL_ENV_FILE = ".env.local"
+REQUIRED = (
+    "MODEL_NAME",
+    "AWS_REGION",
+    "AWS_BUCKET_NAME",
+    "AWS_ECR_REPO_NAME",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_STATE_MACHINE_NAME",
+    "LAMBDA_MEMORY_SIZE",
+    "LAMBDA_TIME_LIMIT",
+    "LAMBDA_STORAGE_SIZE",
+)
+LIMITS = {
+    "LAMBDA_MEMORY_SIZE": (128, 10240),
+    "LAMBDA_TIME_LIMIT": (1, 900),
+    "LAMBDA_STORAGE_SIZE": (512, 10240),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the tasks need to know about the model and where it is deployed."""
+
+    root: Path
+    model_name: str
+    region: str
+    bucket: str
+    ecr_repo: str
+    function_name: str
+    state_machine: str
+    memory_mb: int
+    timeout_s: int
+    storage_mb: int
+    python_version: str = "3.12"
+    auth_function: str = ""
+    identity_pool_id: str = ""
+    config_bucket: str = ""
+    profile: str | None = None
+
+    @property
+    def scenarios_dir(self) -> Path:
+        return self.root / "scenarios"
+
+    @property
+    def notebooks_dir(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def definition_path(self) -> Path:
+        return self.root / "step-functions.json"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The model repo containing ``start`` (default: the current folder)."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / ENV_FILE).is_file():
+            return folder
+    raise ConfigError(
+        f"No {ENV_FILE} found in {start} or its parents: run this from the model repo, "
+        "or restore .env (it is committed; `git checkout -- .env`)."
+    )
+
+
+def _integer(values: dict[str, str], key: str) -> int:
+    low, high = LIMITS[key]
+    try:
+        number = int(values[key])
+    except ValueError:
+        raise ConfigError(f"{key}={values[key]!r} in .env is not a whole number") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{key}={number} in .env must be from {low} to {high}")
+    return number
+
+
+def load_settings(
+    root: Path | None = None, *, profile: str | None = None, region: str | None = None
+) -> Settings:
+    """Read and check ``.env`` then ``.env.local``; ``profile`` and ``region`` override them."""
+    root = find_root(root)
+    values = {k: v for k, v in dotenv_values(root / ENV_FILE).items() if v is not None}
+    local = root / LOCAL_ENV_FILE
+    if local.is_file():
+        values.update({k: v for k, v in dotenv_values(local).items() if v is not None})
+    missing = [key for key in REQUIRED if not values.get(key, "").strip()]
+    if missing:
+        raise ConfigError(
+            f"{root / ENV_FILE} is missing {', '.join(missing)}: add "
+            + ", ".join(f"{key}=..." for key in missing)
+            + " (see the README)"
+        )
+    settings = Settings(
+        root=root,
+        model_name=values["MODEL_NAME"],
+        region=values["AWS_REGION"],
+        bucket=values["AWS_BUCKET_NAME"],
+        ecr_repo=values["AWS_ECR_REPO_NAME"],
+        function_name=values["AWS_LAMBDA_FUNCTION_NAME"],
+        state_machine=values["AWS_STATE_MACHINE_NAME"],
+        memory_mb=_integer(values, "LAMBDA_MEMORY_SIZE"),
+        timeout_s=_integer(values, "LAMBDA_TIME_LIMIT"),
+        storage_mb=_integer(values, "LAMBDA_STORAGE_SIZE"),
+        python_version=values.get("PYTHON_VERSION", "3.12"),
+        auth_function=values.get("AUTH_FUNCTION_NAME", ""),
+        identity_pool_id=values.get("COGNITO_IDENTITY_POOL_ID", ""),
+        config_bucket=values.get("CONFIG_BUCKET_NAME", ""),
+        profile=values.get("AWS_PROFILE") or None,
+    )
+    overrides = {k: v for k, v in (("profile", profile), ("region", region)) if v}
+    return replace(settings, **overrides) if overrides else settings

@@ -1,0 +1,38 @@
+"""What every task shares: settings from the repo, domain errors turned into exits."""
+
+from __future__ import annotations
+
+import functools
+
+from invoke import Exit, task
+
+from quetzal_deploy.errors import QuetzalError
+from quetzal_deploy.settings import Settings, load_settings
+
+PROFILE_HELP = "AWS profile to use (default: AWS_PROFILE, then the default credential chain)"
+REGION_HELP = "AWS region (default: AWS_REGION from .env)"
+
+
+def quetzal_task(*args, **kwargs):
+    """``@task`` (same keyword arguments) whose QuetzalError becomes a one-line message and exit code 1."""
+
+    def decorate(body):
+        @functools.wraps(body)
+        def wrapper(*a, **kw):
+            try:
+                return body(*a, **kw)
+            except QuetzalError as ex:
+                raise Exit(f"ERROR: {ex}", code=1) from ex
+            except KeyboardInterrupt:
+                raise Exit("Interrupted.", code=130) from None
+
+        return task(**kwargs)(wrapper)
+
+    if len(args) == 1 and callable(args[0]) and not kwargs:  # bare @quetzal_task
+        return decorate(args[0])
+    return decorate
+
+
+def settings_for(profile: str | None = None, region: str | None = None) -> Settings:
+    """The settings of the repo around the current folder."""
+    return load_settings(profile=profile, region=region)
