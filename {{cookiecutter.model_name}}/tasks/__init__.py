@@ -11,9 +11,9 @@ from invoke import Collection
 # invoke imports this package by path: make the repo's own packages importable too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks import config  # noqa: E402
+from tasks import access, config, images, infra, observe, pipeline, run, scenarios  # noqa: E402
 
 ns = Collection()
-for module in (config,):
+for module in (config, infra, images, scenarios, pipeline, run, observe, access):
     for task in Collection.from_module(module).tasks.values():
         ns.add_task(task)

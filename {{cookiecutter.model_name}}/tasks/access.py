@@ -1,0 +1,1 @@
+"""Access for the front end's users (Cognito groups)."""

@@ -1,0 +1,1 @@
+"""Image flows: build, push, update, rollback, test-lambda, shell, requirements."""

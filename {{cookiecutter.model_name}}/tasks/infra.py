@@ -1,0 +1,1 @@
+"""Infrastructure flows: infra, deploy, destroy."""

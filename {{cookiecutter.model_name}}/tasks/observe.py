@@ -1,0 +1,1 @@
+"""Observe and check: logs, doctor."""

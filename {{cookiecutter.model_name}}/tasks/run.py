@@ -1,0 +1,1 @@
+"""Run the pipeline: on AWS, or on this machine with --local."""

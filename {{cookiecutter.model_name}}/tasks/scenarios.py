@@ -1,0 +1,1 @@
+"""Scenario flows: upload, download, lock, publish model-wide config."""
