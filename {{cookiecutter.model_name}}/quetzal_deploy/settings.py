@@ -48,6 +48,7 @@ class Settings:
     identity_pool_id: str = ""
     config_bucket: str = ""
     profile: str | None = None
+    user_pool_id: str = ""
 
     @property
     def scenarios_dir(self) -> Path:
@@ -117,6 +118,7 @@ def load_settings(
         identity_pool_id=values.get("COGNITO_IDENTITY_POOL_ID", ""),
         config_bucket=values.get("CONFIG_BUCKET_NAME", ""),
         profile=values.get("AWS_PROFILE") or None,
+        user_pool_id=values.get("COGNITO_USER_POOL_ID", ""),
     )
     overrides = {k: v for k, v in (("profile", profile), ("region", region)) if v}
     return replace(settings, **overrides) if overrides else settings
