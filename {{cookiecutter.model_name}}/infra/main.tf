@@ -1,13 +1,19 @@
-# This model's AWS stack. The module is vendored in modules/quetzal-model by the template;
-# `invoke infra` runs terraform here with {{ cookiecutter.model_name }}.tfvars.
+# This model's AWS stack, from the module vendored in modules/quetzal-model.
+# `invoke infra` (or `invoke deploy` the first time) runs terraform here with
+# {{ cookiecutter.model_name }}.tfvars; see terraform's README in that folder for the inputs.
 module "model" {
   source = "./modules/quetzal-model"
 
   name                     = var.model_name
+  create_lambda            = var.create_lambda
+  image_tag                = var.image_tag
   lambda_memory_size       = var.lambda_memory_size
   lambda_timeout           = var.lambda_timeout
   lambda_storage_size      = var.lambda_storage_size
+  log_retention_days       = var.log_retention_days
   cors_allowed_origins     = var.cors_allowed_origins
+  ecr_keep_images          = var.ecr_keep_images
   auth_function_name       = var.auth_function_name
   cognito_identity_pool_id = var.cognito_identity_pool_id
+  tags                     = { model = var.model_name }
 }

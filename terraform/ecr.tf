@@ -1,0 +1,34 @@
+# The model's image repository: `invoke push` builds and pushes here.
+
+resource "aws_ecr_repository" "this" {
+  #checkov:skip=CKV_AWS_51:Tags are moved on purpose: `invoke push` retags the current image and `invoke rollback` points back to an older one.
+  #checkov:skip=CKV_AWS_136:AES256 encryption at rest is on; a customer KMS key would add cost and key policy management per model.
+  name                 = var.name
+  image_tag_mutability = "MUTABLE"
+  force_delete         = var.ecr_force_delete
+  tags                 = var.tags
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+
+  encryption_configuration {
+    encryption_type = "AES256"
+  }
+}
+
+resource "aws_ecr_lifecycle_policy" "this" {
+  repository = aws_ecr_repository.this.name
+  policy = jsonencode({
+    rules = [{
+      rulePriority = 1
+      description  = "Keep the last ${var.ecr_keep_images} images"
+      selection = {
+        tagStatus   = "any"
+        countType   = "imageCountMoreThan"
+        countNumber = var.ecr_keep_images
+      }
+      action = { type = "expire" }
+    }]
+  })
+}

@@ -1,0 +1,100 @@
+# The model's function: runs one notebook per invocation from the model's own image.
+
+resource "aws_cloudwatch_log_group" "lambda" {
+  #checkov:skip=CKV_AWS_158:Logs hold notebook output, no secrets; CloudWatch encrypts them at rest with its own key.
+  name              = "/aws/lambda/${var.name}"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "lambda" {
+  name               = "${local.role_prefix}-lambda"
+  description        = "Runs the notebooks of ${var.name}: its own log group and its own bucket only."
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "lambda" {
+  statement {
+    sid       = "OwnLogGroup"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.lambda.arn}:*"]
+  }
+
+  statement {
+    sid       = "ListOwnBucket"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this.arn]
+  }
+
+  statement {
+    sid       = "ReadWriteOwnBucket"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.this.arn}/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "lambda" {
+  name   = "${local.role_prefix}-lambda"
+  role   = aws_iam_role.lambda.id
+  policy = data.aws_iam_policy_document.lambda.json
+}
+
+resource "aws_lambda_function" "this" {
+  #checkov:skip=CKV_AWS_50:X-Ray adds nothing to one long notebook run; the notebook's output goes to S3 logs and CloudWatch.
+  #checkov:skip=CKV_AWS_116:Step Functions invokes the function synchronously and handles failures; a dead-letter queue only serves asynchronous calls.
+  #checkov:skip=CKV_AWS_117:The function reaches only S3 and CloudWatch through their public endpoints; a VPC would need NAT or endpoints for nothing.
+  #checkov:skip=CKV_AWS_173:The environment holds only the bucket name and TQDM_DISABLE, nothing secret.
+  #checkov:skip=CKV_AWS_272:Code signing applies to .zip packages; this is a container image function.
+  count = local.create_lambda ? 1 : 0
+
+  function_name                  = var.name
+  description                    = "Runs one notebook of the ${var.name} pipeline."
+  role                           = aws_iam_role.lambda.arn
+  package_type                   = "Image"
+  image_uri                      = "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+  memory_size                    = var.lambda_memory_size
+  timeout                        = var.lambda_timeout
+  reserved_concurrent_executions = var.lambda_reserved_concurrency
+  tags                           = var.tags
+
+  ephemeral_storage {
+    size = var.lambda_storage_size
+  }
+
+  environment {
+    variables = {
+      BUCKET_NAME  = aws_s3_bucket.this.id
+      TQDM_DISABLE = "1"
+    }
+  }
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.lambda.name
+  }
+
+  lifecycle {
+    # `invoke push`, `update` and `rollback` move the function to new images.
+    ignore_changes = [image_uri]
+  }
+
+  depends_on = [aws_iam_role_policy.lambda]
+}
