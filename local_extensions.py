@@ -1,0 +1,34 @@
+"""Jinja extension of the template: guards that must hold before cookiecutter makes any folder.
+
+cookiecutter creates the project folder (named after ``model_name``) before the pre-gen hook
+runs, so a name with a path separator would create folders the hook cannot clean up. The
+``folder_name`` filter, rendered while the answers are read, stops such a bake (``ERROR: ...``, exit 1) before anything is written; every
+other rule is checked by ``hooks/pre_gen_project.py``.
+"""
+
+import re
+import sys
+
+from jinja2.ext import Extension
+
+UNSAFE = re.compile(r"[/\\\x00-\x1f]|^\.{0,2}$")
+
+
+def folder_name(value):
+    """Return ``value`` if it can name one folder inside the output folder, else stop the bake."""
+    if UNSAFE.search(str(value).strip()):
+        print(
+            f"ERROR: model_name {value!r} cannot name the project folder: use 3-63 lowercase "
+            "letters, digits and hyphens (it becomes the S3 bucket name)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    return value
+
+
+class FolderNameExtension(Extension):
+    """Registers the ``folder_name`` filter."""
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        environment.filters["folder_name"] = folder_name
