@@ -2,8 +2,9 @@
 
 cookiecutter creates the project folder (named after ``model_name``) before the pre-gen hook
 runs, so a name with a path separator would create folders the hook cannot clean up. The
-``folder_name`` filter, rendered while the answers are read, stops such a bake (``ERROR: ...``, exit 1) before anything is written; every
-other rule is checked by ``hooks/pre_gen_project.py``.
+``folder_name`` filter, rendered while the answers are read, stops such a bake
+(``ERROR: ...``, exit 1) before anything is written; every other rule is checked by
+``hooks/pre_gen_project.py``.
 """
 
 import re
