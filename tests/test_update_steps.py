@@ -1,0 +1,98 @@
+"""`invoke update-steps` in a baked repo against moto server: deploy, dry run, and every bad input."""
+
+import json
+import re
+
+import pytest
+
+from fixtures.tasks import run_task
+
+MODEL = "quetzal-test"  # the default bake's model name
+PLACEHOLDER_DEFINITION = {"StartAt": "wait", "States": {"wait": {"Type": "Pass", "End": True}}}
+
+
+@pytest.fixture
+def machine(boto):
+    """The model's state machine as `invoke infra` leaves it: a placeholder definition."""
+    role = boto.client("iam").create_role(RoleName=f"{MODEL}-sfn", AssumeRolePolicyDocument="{}")
+    created = boto.client("stepfunctions").create_state_machine(
+        name=MODEL, definition=json.dumps(PLACEHOLDER_DEFINITION), roleArn=role["Role"]["Arn"]
+    )
+    return created["stateMachineArn"]
+
+
+def deployed(boto, arn):
+    return json.loads(boto.client("stepfunctions").describe_state_machine(stateMachineArn=arn)["definition"])
+
+
+def test_update_steps_deploys_the_rendered_definition(baked_repo, boto, machine):
+    done = run_task(baked_repo, "update-steps")
+    assert done.returncode == 0, done.stderr
+    definition = deployed(boto, machine)
+    account = boto.client("sts").get_caller_identity()["Account"]
+    assert not re.findall(r"\$\{[a-z_][a-z0-9_]*\}", json.dumps(definition))
+    assert list(definition["States"]) == ["preparation", "assignment"]
+    for step in ("preparation", "assignment"):
+        parameters = definition["States"][step]["Parameters"]
+        assert parameters["FunctionName"] == f"arn:aws:lambda:ca-central-1:{account}:function:{MODEL}"
+        assert parameters["Payload"]["notebook_path"] == f"notebooks/{step}.ipynb"
+        assert parameters["Payload"]["scenario_path_S3.$"] == "$.scenario_path_S3"
+    assert "notebooks/preparation.ipynb, notebooks/assignment.ipynb" in done.stdout
+
+
+def test_dry_run_prints_the_definition_and_changes_nothing(baked_repo, boto, machine):
+    done = run_task(baked_repo, "update-steps", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    account = boto.client("sts").get_caller_identity()["Account"]
+    assert printed["States"]["assignment"]["Parameters"]["FunctionName"].split(":")[4] == account
+    assert deployed(boto, machine) == PLACEHOLDER_DEFINITION
+
+
+def test_missing_state_machine_says_to_run_infra(baked_repo, aws):
+    done = run_task(baked_repo, "update-steps")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "run `invoke infra` first" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def break_json(repo):
+    (repo / "step-functions.json").write_text('{\n  "StartAt": "a",\n  "States": {,}\n}\n')
+
+
+def break_asl(repo):
+    path = repo / "step-functions.json"
+    definition = json.loads(path.read_text())
+    del definition["States"]["preparation"]["Next"]
+    path.write_text(json.dumps(definition))
+
+
+def remove_notebook(repo):
+    (repo / "notebooks" / "assignment.ipynb").unlink()
+
+
+def add_unknown_placeholder(repo):
+    path = repo / "step-functions.json"
+    definition = json.loads(path.read_text())
+    definition["States"]["assignment"]["Parameters"]["Payload"]["bucket_region"] = "${bucket_region}"
+    path.write_text(json.dumps(definition))
+
+
+BAD_INPUTS = {
+    "invalid-json": (break_json, "not valid JSON (line 3, column 14"),
+    "invalid-asl": (break_asl, 'does not have required field "Next"'),
+    "missing-notebook": (remove_notebook, "notebooks/assignment.ipynb"),
+    "unknown-placeholder": (add_unknown_placeholder, "unknown placeholder(s) bucket_region"),
+}
+
+
+@pytest.mark.parametrize("breaks, message", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_definition_is_refused_and_nothing_is_deployed(baked_repo, boto, machine, breaks, message):
+    breaks(baked_repo)
+    for args in (["update-steps"], ["update-steps", "--dry-run"]):
+        done = run_task(baked_repo, *args)
+        assert done.returncode == 1, done.stdout
+        assert done.stderr.startswith("ERROR: ") and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert deployed(boto, machine) == PLACEHOLDER_DEFINITION

@@ -1,0 +1,314 @@
+"""Run the pipeline on AWS: start an execution as the front end does, follow it, explain failures."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.definition import iter_states
+from quetzal_deploy.errors import AwsError, QuetzalError
+from quetzal_deploy.settings import Settings
+from quetzal_deploy.stepfunctions import StateMachine, state_machine
+
+DEFAULT_CHOICE = "default"
+LOG_TAIL_LINES = 20
+FIRST_POLL_S, MAX_POLL_S = 1.0, 5.0
+Out = Callable[[str], None]
+
+
+class RunError(QuetzalError):
+    """A run cannot start: missing scenario, bad parameters."""
+
+
+def load_params(path: Path | str) -> dict[str, dict[str, Any]]:
+    """A ``--params`` file: JSON ``{category: {name: value}}``."""
+    path = Path(path)
+    try:
+        params = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"--params file {path} not found") from None
+    except json.JSONDecodeError as ex:
+        raise RunError(f"{path} is not valid JSON (line {ex.lineno}, column {ex.colno}: {ex.msg})") from ex
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise RunError(f'{path} must be a JSON object {{"category": {{"name": value}}}}, '
+                       'like the front end sends')
+    return params
+
+
+def applies_to(entry: Mapping[str, Any], choice: str) -> bool:
+    """Whether a params.json entry belongs to the pipeline variant ``choice`` (no model: default)."""
+    model = entry.get("model", DEFAULT_CHOICE)
+    return choice in model if isinstance(model, list) else model == choice
+
+
+def front_end_params(entries: list[Mapping[str, Any]], choice: str) -> tuple[dict, list]:
+    """The ``params`` and ``variants`` the front end sends for ``choice``, from params.json."""
+    params, variants = {}, []
+    for entry in entries:
+        if not applies_to(entry, choice):
+            continue
+        if "category" in entry:
+            params[entry["category"]] = {p["name"]: p.get("value") for p in entry.get("params", [])}
+        elif "variants" in entry and not variants:
+            variants = list(entry["variants"])
+    return params, variants
+
+
+class Scenario:
+    """A scenario folder ``<name>/`` in the model's bucket."""
+
+    def __init__(self, s3, bucket: str, name: str, profile: str | None = None):
+        self.s3, self.bucket, self.profile = s3, bucket, profile
+        self.name = name.strip("/")
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}/"
+
+    def read(self, key: str) -> bytes | None:
+        """An object's bytes, or None when it does not exist."""
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+        except ClientError as ex:
+            if ex.response["Error"]["Code"] in {"NoSuchKey", "404"}:
+                return None
+            raise self.error(ex) from ex
+        except BotoCoreError as ex:
+            raise explain(ex, self.profile) from ex
+
+    def check_exists(self) -> None:
+        try:
+            listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except (BotoCoreError, ClientError) as ex:
+            raise self.error(ex) from ex
+        if not listed.get("KeyCount"):
+            raise RunError(f"Scenario {self.name!r} is not in s3://{self.bucket}/: "
+                           f"run `invoke upload-scenarios {self.name}` first.")
+
+    def error(self, ex: Exception) -> AwsError:
+        if isinstance(ex, ClientError) and ex.response["Error"]["Code"] == "NoSuchBucket":
+            return AwsError(f"Bucket {self.bucket} does not exist: run `invoke infra` first "
+                            "(or check AWS_BUCKET_NAME in .env).")
+        return explain(ex, self.profile)
+
+    def entries(self) -> list[Mapping[str, Any]]:
+        """``inputs/params.json`` (a JSON array), or no entry when the scenario has none."""
+        raw = self.read("inputs/params.json")
+        if raw is None:
+            return []
+        try:
+            entries = json.loads(raw)
+        except json.JSONDecodeError as ex:
+            raise RunError(f"s3://{self.bucket}/{self.prefix}inputs/params.json is not valid JSON "
+                           f"({ex.msg}, line {ex.lineno}): fix it in scenarios/{self.name}/ and "
+                           "upload the scenario again.") from ex
+        if not isinstance(entries, list):
+            raise RunError(f"s3://{self.bucket}/{self.prefix}inputs/params.json must be a JSON array")
+        return entries
+
+    def log_tail(self, notebook_path: str, lines: int = LOG_TAIL_LINES) -> tuple[str, list[str] | None]:
+        """Where the notebook's log is, and its last ``lines`` lines (None: no log)."""
+        key = f"logs/{Path(notebook_path).stem}.txt"
+        raw = self.read(key)
+        text = None if raw is None else raw.decode("utf-8", errors="replace").splitlines()[-lines:]
+        return f"s3://{self.bucket}/{self.prefix}{key}", text
+
+
+def user_email(root: Path) -> str:
+    """Who starts the run, for the ``metadata`` the handler writes on outputs (git's user.email)."""
+    try:
+        done = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True)
+    except OSError:
+        return ""
+    return done.stdout.strip()
+
+
+def execution_input(scenario: str, params: dict, choice: str, variants: list, email: str) -> dict:
+    """The state machine input in the front end's exact shape (DESIGN.md)."""
+    return {
+        "authorization": "",  # the front end's Cognito token; a CLI run is authorised by IAM
+        "scenario_path_S3": f"{scenario}/",
+        "choice": choice,
+        "variants": variants,
+        "launcher_arg": {"training_folder": "/tmp", "params": params},
+        "metadata": {"user_email": email},
+    }
+
+
+def execution_name(scenario: str) -> str:
+    """A unique, valid execution name that says which scenario ran and when."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "-", scenario)[:50]
+    return f"{safe}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def merge_params(defaults: dict, overrides: Mapping[str, Mapping[str, Any]]) -> dict:
+    merged = {category: dict(values) for category, values in defaults.items()}
+    for category, values in overrides.items():
+        merged.setdefault(category, {}).update(values)
+    return merged
+
+
+def event_details(event: Mapping[str, Any]) -> dict[str, Any]:
+    return next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+
+
+class Follower:
+    """Prints an execution's states as they start and end, and keeps what a failure report needs."""
+
+    def __init__(self, machine: StateMachine, execution_arn: str, out: Out = print,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.machine, self.arn, self.out, self.sleep = machine, execution_arn, out, sleep
+        self.seen = 0
+        self.open_states: dict[str, float] = {}
+        self.last_failed_state = None
+        self.last_error: dict[str, Any] = {}
+
+    def read_new_events(self) -> None:
+        for index, event in enumerate(self.machine.history(self.arn)):
+            if index >= self.seen:
+                self.on_event(event)
+                self.seen = index + 1
+
+    def on_event(self, event: Mapping[str, Any]) -> None:
+        kind, details = event["type"], event_details(event)
+        started = event["timestamp"].timestamp()
+        if kind.endswith("StateEntered"):
+            self.open_states[details["name"]] = started
+            self.out(f"  → {details['name']}")
+        elif kind.endswith("StateExited"):
+            entered = self.open_states.pop(details["name"], started)
+            self.out(f"  ✓ {details['name']} ({started - entered:.1f} s)")
+        elif "error" in details or "cause" in details:
+            self.last_error = details
+            self.last_failed_state = next(reversed(self.open_states), self.last_failed_state)
+
+    def follow(self) -> dict[str, Any]:
+        """Poll until the execution ends; returns its final description."""
+        delay = FIRST_POLL_S
+        while True:
+            described = self.machine.describe(self.arn)
+            self.read_new_events()
+            if described["status"] != "RUNNING":
+                return described
+            self.sleep(delay)
+            delay = min(delay * 1.5, MAX_POLL_S)
+
+    def failed_state(self) -> str | None:
+        return self.last_failed_state or next(reversed(self.open_states), None)
+
+
+def readable_cause(cause: str) -> str:
+    """The cause's message: a Lambda error is JSON whose ``errorMessage`` carries the traceback."""
+    try:
+        parsed = json.loads(cause)
+    except (TypeError, json.JSONDecodeError):
+        return cause
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        return f"{parsed.get('errorType', 'Error')}: {parsed['errorMessage']}"
+    return cause
+
+
+def notebook_of(definition: Mapping[str, Any], state_name: str) -> str | None:
+    for name, state in iter_states(definition["States"]):
+        payload = state.get("Parameters", {}).get("Payload", {})
+        if name == state_name and isinstance(payload, dict) and "notebook_path" in payload:
+            return payload["notebook_path"]
+    return None
+
+
+def report_failure(described: Mapping[str, Any], follower: Follower, machine: StateMachine,
+                   scenario: Scenario, out: Out) -> None:
+    """The failing state, its error and cause, and the tail of that notebook's log."""
+    state = follower.failed_state()
+    error = described.get("error") or follower.last_error.get("error", "")
+    cause = described.get("cause") or follower.last_error.get("cause", "")
+    out(f"Failed state: {state or 'unknown'}")
+    out(f"Error: {error or 'none given'}")
+    if cause:
+        out(f"Cause: {readable_cause(cause)}")
+    notebook = notebook_of(machine.definition(), state) if state else None
+    if notebook is None:
+        return
+    where, tail = scenario.log_tail(notebook)
+    if tail is None:
+        out(f"No log at {where}: the notebook did not start or its log was not uploaded.")
+        return
+    out(f"Last {len(tail)} lines of {where}:")
+    for line in tail:
+        out(f"  | {line}")
+
+
+def seconds_between(start: datetime, stop: datetime | None) -> float:
+    return ((stop or datetime.now(timezone.utc)) - start).total_seconds()
+
+
+def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=None, wait=True,
+               out: Out = print) -> int:
+    """Run the pipeline on AWS on ``scenario``; returns the exit code (0 when it succeeded).
+
+    ``params`` is ``{category: {name: value}}`` or the path of a JSON file holding it; it overrides
+    the scenario's ``inputs/params.json`` values, which are sent too, as the front end does.
+    """
+    overrides = load_params(params) if isinstance(params, (str, Path)) else (params or {})
+    choice = choice or DEFAULT_CHOICE
+    bucket = Scenario(aws.client("s3"), settings.bucket, scenario, settings.profile)
+    bucket.check_exists()
+    defaults, variants = front_end_params(bucket.entries(), choice)
+    machine = state_machine(settings, aws)
+    payload = execution_input(bucket.name, merge_params(defaults, overrides), choice, variants,
+                              user_email(settings.root))
+    arn = machine.start(execution_name(bucket.name), payload)
+    out(f"Started {arn}")
+    if not wait:
+        out("Not waiting: follow it with `invoke executions`.")
+        return 0
+    follower = Follower(machine, arn, out)
+    try:
+        described = follower.follow()
+    except KeyboardInterrupt:
+        out(f"Stopped following; the execution goes on: {arn}")
+        return 130
+    seconds = seconds_between(described["startDate"], described.get("stopDate"))
+    out(f"Execution {described['status']} after {seconds:.1f} s")
+    if described["status"] == "SUCCEEDED":
+        return 0
+    report_failure(described, follower, machine, bucket, out)
+    return 1
+
+
+def list_executions(settings: Settings, aws: Aws, last: int = 10) -> list[dict[str, Any]]:
+    """The ``last`` most recent executions: name, status, start, duration in seconds."""
+    if last < 1:
+        raise RunError("--last must be 1 or more")
+    return [
+        {
+            "name": e["name"],
+            "status": e["status"],
+            "start": e["startDate"],
+            "seconds": seconds_between(e["startDate"], e.get("stopDate")),
+        }
+        for e in state_machine(settings, aws).executions(last)
+    ]
+
+
+def executions_table(executions: Iterable[Mapping[str, Any]]) -> str:
+    """Executions as aligned text columns."""
+    rows = [("STARTED (UTC)", "STATUS", "DURATION", "NAME")]
+    for e in executions:
+        started = e["start"].astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append((started, e["status"], f"{e['seconds']:.1f} s", e["name"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        for row in rows
+    )

@@ -1,0 +1,124 @@
+"""The model's state machine: validate ``step-functions.json``, deploy it, start and read executions."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from statelint.linter import Linter
+
+from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.definition import (
+    DefinitionError,
+    load_definition,
+    notebook_paths,
+    placeholder_values,
+    render,
+)
+from quetzal_deploy.errors import AwsError
+from quetzal_deploy.settings import Settings
+
+
+class StateMachine:
+    """One state machine, found by name, behind an injected Step Functions client."""
+
+    def __init__(self, client, name: str, profile: str | None = None):
+        self.client = client
+        self.name = name
+        self.profile = profile
+
+    def call(self, method: str, **kwargs) -> dict[str, Any]:
+        """Call the client; botocore errors become AwsError with a fix hint."""
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except (BotoCoreError, ClientError) as ex:
+            raise explain(ex, self.profile) from ex
+
+    def pages(self, method: str, key: str, **kwargs) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated call."""
+        try:
+            for page in self.client.get_paginator(method).paginate(**kwargs):
+                yield from page[key]
+        except (BotoCoreError, ClientError) as ex:
+            raise explain(ex, self.profile) from ex
+
+    @property
+    def arn(self) -> str:
+        """The state machine's ARN; a missing one is an error that says to run ``invoke infra``."""
+        if not hasattr(self, "_arn"):
+            found = [m["stateMachineArn"] for m in self.pages("list_state_machines", "stateMachines")
+                     if m["name"] == self.name]
+            if not found:
+                raise AwsError(
+                    f"State machine {self.name!r} does not exist in this account and region: "
+                    "run `invoke infra` first (or check AWS_STATE_MACHINE_NAME and AWS_REGION in .env)."
+                )
+            self._arn = found[0]
+        return self._arn
+
+    def definition(self) -> dict[str, Any]:
+        return json.loads(self.call("describe_state_machine", stateMachineArn=self.arn)["definition"])
+
+    def update(self, definition: dict[str, Any]) -> None:
+        self.call("update_state_machine", stateMachineArn=self.arn, definition=json.dumps(definition))
+
+    def start(self, name: str, execution_input: dict[str, Any]) -> str:
+        """Start an execution; returns its ARN."""
+        started = self.call("start_execution", stateMachineArn=self.arn, name=name,
+                            input=json.dumps(execution_input))
+        return started["executionArn"]
+
+    def describe(self, execution_arn: str) -> dict[str, Any]:
+        return self.call("describe_execution", executionArn=execution_arn)
+
+    def history(self, execution_arn: str) -> Iterator[dict[str, Any]]:
+        """The execution's events, oldest first, every page."""
+        return self.pages("get_execution_history", "events", executionArn=execution_arn)
+
+    def executions(self, last: int) -> list[dict[str, Any]]:
+        """The ``last`` most recent executions, newest first."""
+        return list(islice(self.pages("list_executions", "executions", stateMachineArn=self.arn), last))
+
+
+def state_machine(settings: Settings, aws: Aws) -> StateMachine:
+    return StateMachine(aws.client("stepfunctions"), settings.state_machine, settings.profile)
+
+
+def asl_problems(definition: dict[str, Any]) -> list[str]:
+    """What the Amazon States Language linter (statelint) finds wrong."""
+    return Linter.validate(definition)
+
+
+def validated_definition(settings: Settings, account_id: str) -> dict[str, Any]:
+    """``step-functions.json`` checked (JSON, notebooks, ASL) with its placeholders filled."""
+    definition = load_definition(settings.definition_path)
+    missing = [path for path in notebook_paths(definition) if not (settings.root / path).is_file()]
+    if missing:
+        raise DefinitionError(
+            f"step-functions.json runs notebook(s) that do not exist: {', '.join(missing)}; "
+            f"add them under {settings.notebooks_dir.name}/ or fix their notebook_path."
+        )
+    rendered = render(definition, placeholder_values(settings, account_id))
+    problems = asl_problems(rendered)
+    if problems:
+        raise DefinitionError(
+            "step-functions.json is not valid Amazon States Language: " + "; ".join(problems)
+        )
+    return rendered
+
+
+def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
+                 out: Callable[[str], None] = print) -> dict[str, Any]:
+    """Deploy ``step-functions.json`` to the model's state machine (``dry_run``: print it only)."""
+    rendered = validated_definition(settings, aws.account_id)
+    if dry_run:
+        out(json.dumps(rendered, indent=2))
+        return rendered
+    machine = state_machine(settings, aws)
+    machine.update(rendered)
+    steps = ", ".join(notebook_paths(rendered)) or "no notebook"
+    out(f"Updated state machine {settings.state_machine}: {steps}")
+    return rendered
