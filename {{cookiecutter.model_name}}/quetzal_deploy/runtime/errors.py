@@ -1,0 +1,35 @@
+"""Errors of a pipeline step. Their class names are stable: on Lambda the class name becomes the
+Step Functions ``Error`` and the message the ``Cause`` the front end shows, so every message says
+what went wrong and how to fix it."""
+
+
+class StepError(Exception):
+    """A step that cannot complete."""
+
+
+class InvalidEvent(StepError):
+    """The invocation event is missing a field, has a wrong type or a hostile value."""
+
+
+class UnsafeKey(StepError):
+    """A storage key that would be read or written outside its scenario or working folder."""
+
+
+class UnsafeWorkdir(StepError):
+    """A working folder that must not be emptied (``/``, the home folder, the code)."""
+
+
+class StorageError(StepError):
+    """The scenario's storage (S3 bucket or local folder) refused or failed a transfer."""
+
+
+class NotebookError(StepError):
+    """The notebook failed; the message carries the tail of its output (the traceback)."""
+
+
+class NotebookTimeout(StepError):
+    """The notebook was stopped before the Lambda time limit; names the notebook and the time spent."""
+
+
+class StateTooLarge(StepError):
+    """The returned event would exceed the Step Functions state size limit."""

@@ -1,0 +1,145 @@
+"""Strict validation of the invocation event sent by a Step Functions Task state.
+
+``{"notebook_path": "notebooks/<step>.ipynb", "scenario_path_S3": "S/", "launcher_arg": {...},
+"metadata": {"user_email": "..."}}``: every value is checked before anything is read, cleaned,
+run or written, and no value ever reaches a shell.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from quetzal_deploy.runtime.errors import InvalidEvent
+
+NOTEBOOK_SUFFIXES = (".ipynb", ".py")
+# One or more folder names of letters (any script), digits, space and _ . - ( ) + , each
+# starting with a letter, digit or _, and a trailing slash: "base/", "paris 2030/", "a/b/".
+SCENARIO_PREFIX = re.compile(r"(?:\w[\w .()+,-]*/)+")
+RESERVED_PREFIXES = ("_common/",)
+METADATA_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# S3 limits user-defined metadata to 2 KB (keys + values, UTF-8); the checksum takes ~80 bytes.
+MAX_METADATA_BYTES = 1900
+# Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN).
+MAX_LAUNCHER_ARG_BYTES = 128 * 1024 - 1
+MAX_TEXT = 1024
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """A validated event: ``notebook`` is the resolved file inside the task root."""
+
+    notebook_path: str
+    notebook: Path
+    scenario: str
+    launcher_arg: dict
+    metadata: dict[str, str]
+
+    @property
+    def step_name(self) -> str:
+        return self.notebook.stem
+
+
+def parse_event(event, task_root: Path) -> StepEvent:
+    """Validate ``event`` against the task root; raise ``InvalidEvent`` saying what is wrong."""
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"The event must be a JSON object, not {type(event).__name__}.")
+    notebook_path = required(event, "notebook_path", str)
+    scenario = required(event, "scenario_path_S3", str)
+    launcher_arg = required(event, "launcher_arg", dict)
+    metadata = event.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise InvalidEvent(f"metadata must be a JSON object, not {type(metadata).__name__}.")
+    return StepEvent(
+        notebook_path=notebook_path,
+        notebook=notebook_file(notebook_path, task_root),
+        scenario=scenario_prefix(scenario),
+        launcher_arg=checked_launcher_arg(launcher_arg),
+        metadata=s3_metadata(metadata),
+    )
+
+
+def required(event: dict, name: str, kind: type):
+    if name not in event:
+        raise InvalidEvent(f"The event has no {name}: the state machine's Task must pass it.")
+    value = event[name]
+    if not isinstance(value, kind):
+        expected = "a JSON object" if kind is dict else "a string"
+        raise InvalidEvent(f"{name} must be {expected}, not {type(value).__name__}: {value!r:.80}")
+    return value
+
+
+def has_control_chars(text: str) -> bool:
+    return any(ord(char) < 32 or ord(char) == 127 for char in text)
+
+
+def notebook_file(notebook_path: str, task_root: Path) -> Path:
+    """The notebook as a file inside the task root; relative, no ``..``, existing, .ipynb or .py."""
+    shown = repr(notebook_path)[:120]
+    if not notebook_path or len(notebook_path) > MAX_TEXT or has_control_chars(notebook_path):
+        raise InvalidEvent(f"notebook_path {shown} must be a short relative path like "
+                           "notebooks/<step>.ipynb, without control characters.")
+    pure = PurePosixPath(notebook_path)
+    if pure.is_absolute() or ".." in pure.parts or "\\" in notebook_path:
+        raise InvalidEvent(f"notebook_path {shown} must be relative to the image's task root "
+                           "(like notebooks/<step>.ipynb), without '..' or '\\'.")
+    if pure.suffix not in NOTEBOOK_SUFFIXES:
+        raise InvalidEvent(f"notebook_path {shown} must name a .ipynb notebook or a .py script.")
+    root = task_root.resolve()
+    resolved = (root / pure).resolve()
+    if not resolved.is_relative_to(root):
+        raise InvalidEvent(f"notebook_path {shown} resolves outside the task root {root}.")
+    if not resolved.is_file():
+        raise InvalidEvent(f"notebook_path {shown} does not exist in the image ({root}): check "
+                           "the step's name in step-functions.json and rebuild the image.")
+    return resolved
+
+
+def scenario_prefix(scenario: str) -> str:
+    """A plain S3 prefix like ``base/``: no leading slash, no ``..``, no control characters."""
+    if len(scenario) > MAX_TEXT or not SCENARIO_PREFIX.fullmatch(scenario):
+        raise InvalidEvent(
+            f"scenario_path_S3 {repr(scenario)[:120]} must be a scenario folder like 'base/': "
+            "letters, digits, spaces and _ . - ( ) + , ending with '/', with no leading '/' "
+            "and no '..'."
+        )
+    if scenario.startswith(RESERVED_PREFIXES):
+        raise InvalidEvent(f"scenario_path_S3 {scenario!r} is reserved for model-wide files.")
+    return scenario
+
+
+def checked_launcher_arg(launcher_arg: dict) -> dict:
+    size = len(json.dumps(launcher_arg).encode())
+    if size > MAX_LAUNCHER_ARG_BYTES:
+        raise InvalidEvent(f"launcher_arg is {size} bytes once encoded; a notebook argument is "
+                           f"limited to {MAX_LAUNCHER_ARG_BYTES}: pass large data as scenario files.")
+    return launcher_arg
+
+
+def s3_metadata(metadata: dict) -> dict[str, str]:
+    """Metadata as S3 stores it: ASCII header-safe keys; non-ASCII values RFC 2047-encoded.
+
+    S3 sends metadata as HTTP headers (ASCII); it decodes ``=?UTF-8?B?...?=`` values and returns
+    them encoded the same way, so an accented user name survives the round trip.
+    """
+    encoded = {}
+    for key, value in metadata.items():
+        if not METADATA_KEY.fullmatch(key):
+            raise InvalidEvent(f"metadata key {key!r:.80} must be letters, digits, '_' and '-'.")
+        if not isinstance(value, str):
+            raise InvalidEvent(f"metadata value of {key!r} must be a string, not "
+                               f"{type(value).__name__}.")
+        if has_control_chars(value):
+            raise InvalidEvent(f"metadata value of {key!r} must not contain control characters.")
+        encoded[key.lower()] = value if value.isascii() else rfc2047(value)
+    size = sum(len(key) + len(value) for key, value in encoded.items())
+    if size > MAX_METADATA_BYTES:
+        raise InvalidEvent(f"metadata is {size} bytes; S3 allows 2 KB per object: keep it short.")
+    return encoded
+
+
+def rfc2047(value: str) -> str:
+    return "=?UTF-8?B?" + base64.b64encode(value.encode()).decode() + "?="

@@ -1,0 +1,180 @@
+"""Run one notebook as a script in a child process, with a deadline, capturing its output.
+
+The script is the ``.py`` converted at image build time next to the notebook; when only the
+``.ipynb`` exists it is converted in-process with nbconvert's Python API (never a shell).
+The child gets ``argv[1] = json.dumps(launcher_arg)``, cwd = the notebook's folder,
+``PYTHONPATH`` = the task root and the notebook's folder, and its caches under the working
+folder. Its output goes, line by line, to a log file and to ``echo``; ``RETURN: {...}`` lines and
+an ``end_of_notebook`` line are noted. At the deadline the whole process group is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quetzal_deploy.runtime.errors import NotebookError
+
+RETURN_PREFIX = "RETURN:"
+END_OF_NOTEBOOK = "end_of_notebook"
+TAIL_LINES = 400
+TRACEBACK = "Traceback (most recent call last):"
+
+
+@dataclass
+class Outcome:
+    """What the notebook did: exit status, time, memory, and what it printed that matters."""
+
+    returncode: int | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+    peak_memory_mb: float | None = None
+    returns: list[str] = field(default_factory=list)
+    end_of_notebook: bool = False
+    tail: deque = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+
+    @property
+    def failed(self) -> bool:
+        return self.timed_out or (self.returncode != 0 and not self.end_of_notebook)
+
+    def failure_text(self, limit: int = 16_000) -> str:
+        """The traceback (or, without one, the last lines), at most ``limit`` characters."""
+        lines = list(self.tail)
+        starts = [index for index, line in enumerate(lines) if line.startswith(TRACEBACK)]
+        text = "\n".join(lines[starts[-1]:] if starts else lines[-40:])
+        return text[-limit:]
+
+    def exit_description(self) -> str:
+        if self.returncode is not None and self.returncode < 0:
+            name = signal.Signals(-self.returncode).name
+            hint = " (out of memory? raise the Lambda memory size)" if name == "SIGKILL" else ""
+            return f"was killed by {name}{hint}"
+        return f"exited with code {self.returncode}"
+
+
+def script_for(notebook: Path, private: Path) -> Path:
+    """The notebook's script: the build-time ``.py`` next to it, else converted into ``private``."""
+    if notebook.suffix == ".py":
+        return notebook
+    converted = notebook.with_suffix(".py")
+    if converted.is_file():
+        return converted
+    from nbconvert import PythonExporter
+
+    try:
+        source, _ = PythonExporter().from_filename(str(notebook))
+    except Exception as ex:  # nbformat/nbconvert raise many types for a broken notebook
+        raise NotebookError(f"{notebook.name} could not be converted to a script: {ex}. "
+                            "Open it in Jupyter, fix it and save it.") from ex
+    script = private / converted.name
+    script.write_text(source, encoding="utf-8")
+    return script
+
+
+def child_environment(task_root: Path, notebook: Path, private: Path) -> dict[str, str]:
+    """The parent's environment, with the model's code importable and every cache writable."""
+    env = dict(os.environ)
+    paths = [str(task_root), str(notebook.parent), env.get("PYTHONPATH", "")]
+    home = private / "home"
+    caches = {
+        "HOME": home,
+        "XDG_CACHE_HOME": home / ".cache",
+        "XDG_CONFIG_HOME": home / ".config",
+        "MPLCONFIGDIR": home / "matplotlib",
+        "NUMBA_CACHE_DIR": home / "numba",
+        "TMPDIR": private / "tmp",
+    }
+    for name, folder in caches.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        env[name] = str(folder)
+    env.update(
+        PYTHONPATH=os.pathsep.join(path for path in paths if path),
+        TQDM_DISABLE="1",
+        PYTHONUNBUFFERED="1",
+        MPLBACKEND="Agg",
+    )
+    return env
+
+
+def peak_mb(rusage) -> float:
+    """ru_maxrss is in KiB on Linux, bytes on macOS."""
+    scale = 1 if sys.platform == "darwin" else 1024
+    return rusage.ru_maxrss * scale / 2**20
+
+
+def read_output(stream, log_file, outcome: Outcome, echo) -> None:
+    for raw in stream:
+        log_file.write(raw)
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        echo(line)
+        outcome.tail.append(line)
+        if line.startswith(RETURN_PREFIX):
+            outcome.returns.append(line[len(RETURN_PREFIX):].strip())
+        elif line.strip() == END_OF_NOTEBOOK:
+            outcome.end_of_notebook = True
+    log_file.flush()
+
+
+def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: Path,
+               budget_s: float, echo=print) -> Outcome:
+    """Run ``script`` with ``argument`` as argv[1] for at most ``budget_s`` seconds."""
+    outcome = Outcome()
+    started = time.monotonic()
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, str(script), argument], cwd=cwd, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        reader = threading.Thread(target=read_output,
+                                  args=(process.stdout, log_file, outcome, echo), daemon=True)
+        reader.start()
+        ended = {}
+        waiter = threading.Thread(target=wait_for, args=(process.pid, ended), daemon=True)
+        waiter.start()
+        waiter.join(max(budget_s, 0.0))
+        outcome.timed_out = waiter.is_alive()
+        kill_group(process.pid)  # at the deadline; after an exit, any leftover children
+        waiter.join()
+        outcome.seconds = time.monotonic() - started
+        outcome.returncode = process.returncode = os.waitstatus_to_exitcode(ended["status"])
+        outcome.peak_memory_mb = peak_mb(ended["rusage"])
+        reader.join(5)
+        process.stdout.close()
+    return outcome
+
+
+def wait_for(pid: int, ended: dict) -> None:
+    """Reap the child with its resource usage (Popen.wait would discard it)."""
+    _, ended["status"], ended["rusage"] = os.wait4(pid, 0)
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def parse_returns(returns: list[str], notebook_path: str) -> dict:
+    """Merge the notebook's ``RETURN: {...}`` lines, in order, into one object."""
+    merged = {}
+    for text in returns:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as ex:
+            raise NotebookError(f"{notebook_path} printed a RETURN: line that is not JSON "
+                                f"({ex}): {text[:200]}") from ex
+        if not isinstance(value, dict):
+            raise NotebookError(f"{notebook_path} printed RETURN: {text[:200]}; it must be a "
+                                'JSON object, like RETURN: {"key": "value"}.')
+        merged.update(value)
+    return merged

@@ -1,0 +1,225 @@
+"""Where scenarios live: the model's S3 bucket, or a local folder standing in for it.
+
+Both classes have the same methods, so a step runs the same way on Lambda and on a workstation:
+
+- ``list_keys(prefix) -> list[str]``: keys under ``prefix`` (e.g. ``"base/"``), sorted.
+- ``download_prefix(prefix, dest) -> int``: copy every object under ``prefix`` into ``dest``
+  (key ``base/inputs/x`` -> ``dest/inputs/x``); returns the number of files.
+- ``upload_tree(src, prefix, exclude=("inputs/", "logs/"), metadata=None) -> int``: copy the
+  files of ``src`` to ``prefix`` + their relative path, except the excluded top-level folders and
+  symbolic links (they could point anywhere); returns the number of files.
+- ``put_text(key, text, metadata=None)``: write one text object (a log).
+
+Every key is checked before the first byte moves: a key that would land outside ``dest`` (``..``,
+an absolute part, control characters) raises ``UnsafeKey`` and nothing is written.
+
+``S3Storage(bucket, client=None)`` transfers files in parallel (s3transfer), skips the
+HeadObject of each download (sizes come from the listing), and stores ``metadata`` as object
+metadata plus a ``checksum`` computed as the front end computes it.
+``FolderStorage(root)`` maps key ``S/inputs/x`` to the file ``root/S/inputs/x``; it keeps no
+metadata (a local folder has nowhere to store it, and nothing local reads it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.manager import TransferConfig, TransferManager
+from s3transfer.subscribers import BaseSubscriber
+
+from quetzal_deploy.runtime.checksum import bytes_checksum, file_checksum
+from quetzal_deploy.runtime.errors import StorageError, UnsafeKey
+
+EXCLUDED = ("inputs/", "logs/")
+WORKERS = 16
+
+
+class Storage(Protocol):
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+    def download_prefix(self, prefix: str, dest: Path) -> int: ...
+
+    def upload_tree(self, src: Path, prefix: str, exclude=EXCLUDED, metadata=None) -> int: ...
+
+    def put_text(self, key: str, text: str, metadata=None) -> None: ...
+
+
+def safe_relative(key: str, prefix: str = "") -> PurePosixPath:
+    """The part of ``key`` after ``prefix``, refused when it could escape a folder."""
+    if not key.startswith(prefix):
+        raise UnsafeKey(f"Key {key!r:.200} is outside the scenario prefix {prefix!r}.")
+    relative = key[len(prefix):]
+    parts = relative.split("/")
+    if (not relative or relative.startswith("/") or any(part in {"", ".", ".."} for part in parts)
+            or any(ord(char) < 32 for char in relative)):
+        raise UnsafeKey(
+            f"Refusing key {key!r:.200}: it would be written outside its folder (empty, '.' or "
+            "'..' parts, a leading '/', or control characters). Rename or delete that object."
+        )
+    return PurePosixPath(relative)
+
+
+def target_in(folder: Path, relative: PurePosixPath) -> Path:
+    """``folder/relative``, checked to stay inside ``folder`` once symbolic links are resolved."""
+    target = folder / relative
+    if not target.resolve().is_relative_to(folder.resolve()):
+        raise UnsafeKey(f"Refusing {relative}: it resolves outside {folder}.")
+    return target
+
+
+def download_plan(keys: list[str], prefix: str, dest: Path) -> list[tuple[str, Path]]:
+    """(key, local file) for every object under ``prefix``; folder markers are skipped."""
+    return [(key, target_in(dest, safe_relative(key, prefix))) for key in keys
+            if not key.endswith("/")]
+
+
+def tree_files(src: Path, exclude=EXCLUDED) -> list[tuple[Path, str]]:
+    """(file, relative posix path) of the regular files under ``src``, minus ``exclude``."""
+    files = []
+    for folder, dirs, names in os.walk(src):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(folder, name)
+            relative = path.relative_to(src).as_posix()
+            if path.is_symlink() or relative.startswith(tuple(exclude)):
+                continue
+            files.append((path, relative))
+    return files
+
+
+@lru_cache(maxsize=1)
+def default_client():
+    """One S3 client per process (warm Lambda containers reuse it), standard retries."""
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=WORKERS)
+    return boto3.client("s3", config=config)
+
+
+class Listed(BaseSubscriber):
+    """Gives s3transfer the size and ETag from the listing, so a download needs no HeadObject."""
+
+    def __init__(self, item: dict):
+        self.item = item
+
+    def on_queued(self, future, **kwargs):
+        future.meta.provide_transfer_size(self.item["Size"])
+        future.meta.provide_object_etag(self.item["ETag"])
+
+
+class S3Storage:
+    """A scenario bucket on S3 (or anything ``AWS_ENDPOINT_URL`` points boto3 at)."""
+
+    def __init__(self, bucket: str, client=None, *, workers: int = WORKERS):
+        self.bucket = bucket
+        self.client = client or default_client()
+        self.workers = workers
+
+    def failure(self, action: str, key: str, ex: Exception) -> StorageError:
+        return StorageError(
+            f"S3 {action} of s3://{self.bucket}/{key} failed: {ex}. Check that the bucket exists "
+            "and that the Lambda's role may list, read and write it."
+        )
+
+    def objects(self, prefix: str) -> dict[str, dict]:
+        """Key -> listing entry (Size, ETag, ...) of every object under ``prefix``, sorted."""
+        items = {}
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                items.update((item["Key"], item) for item in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as ex:
+            raise self.failure("listing", prefix, ex) from ex
+        return dict(sorted(items.items()))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return list(self.objects(prefix))
+
+    def transfers(self) -> TransferManager:
+        return TransferManager(self.client, TransferConfig(max_request_concurrency=self.workers))
+
+    def run_all(self, action: str, submit, items) -> int:
+        """Submit every transfer, then wait for all; the first failure becomes a StorageError."""
+        with self.transfers() as manager:
+            futures = [(key, submit(manager, key, item)) for key, item in items]
+            for key, future in futures:
+                try:
+                    future.result()
+                except (BotoCoreError, ClientError, OSError) as ex:
+                    raise self.failure(action, key, ex) from ex
+        return len(futures)
+
+    def download_prefix(self, prefix: str, dest: Path) -> int:
+        listing = self.objects(prefix)
+        plan = download_plan(list(listing), prefix, dest)
+        for _, path in plan:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+        def submit(manager, key, path):
+            return manager.download(self.bucket, key, str(path), subscribers=[Listed(listing[key])])
+
+        return self.run_all("download", submit, plan)
+
+    def upload_tree(self, src: Path, prefix: str, exclude=EXCLUDED, metadata=None) -> int:
+        plan = [(prefix + relative, path) for path, relative in tree_files(src, exclude)]
+        for key, _ in plan:
+            safe_relative(key, prefix)
+
+        def submit(manager, key, path):
+            extra = {"Metadata": {**(metadata or {}), "checksum": file_checksum(path)}}
+            return manager.upload(str(path), self.bucket, key, extra_args=extra)
+
+        return self.run_all("upload", submit, plan)
+
+    def put_text(self, key: str, text: str, metadata=None) -> None:
+        safe_relative(key)
+        body = text.encode()
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="text/plain; charset=utf-8",
+                Metadata={**(metadata or {}), "checksum": bytes_checksum(body)},
+            )
+        except (BotoCoreError, ClientError) as ex:
+            raise self.failure("upload", key, ex) from ex
+
+
+class FolderStorage:
+    """A local folder standing in for the bucket: key ``S/inputs/x`` is ``root/S/inputs/x``.
+
+    Metadata is accepted and ignored.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = target_in(self.root, safe_relative(prefix.rstrip("/"))) if prefix else self.root
+        if not base.is_dir():
+            return []
+        return [prefix + relative for _, relative in tree_files(base, exclude=())]
+
+    def download_prefix(self, prefix: str, dest: Path) -> int:
+        plan = download_plan(self.list_keys(prefix), prefix, dest)
+        for key, path in plan:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.root / key, path)
+        return len(plan)
+
+    def upload_tree(self, src: Path, prefix: str, exclude=EXCLUDED, metadata=None) -> int:
+        plan = [(target_in(self.root, safe_relative(prefix + relative)), path)
+                for path, relative in tree_files(src, exclude)]
+        for target, path in plan:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        return len(plan)
+
+    def put_text(self, key: str, text: str, metadata=None) -> None:
+        target = target_in(self.root, safe_relative(key))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
