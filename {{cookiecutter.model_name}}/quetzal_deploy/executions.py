@@ -189,8 +189,10 @@ class Follower:
             entered = self.open_states.pop(details["name"], started)
             self.out(f"  ✓ {details['name']} ({started - entered:.1f} s)")
         elif "error" in details or "cause" in details:
-            self.last_error = details
-            self.last_failed_state = next(reversed(self.open_states), self.last_failed_state)
+            state = next(reversed(self.open_states), self.last_failed_state)
+            if state and state != self.last_failed_state:
+                self.out(f"  ✗ {state} ({details.get('error', 'failed')})")
+            self.last_error, self.last_failed_state = details, state
 
     def follow(self) -> dict[str, Any]:
         """Poll until the execution ends; returns its final description."""
