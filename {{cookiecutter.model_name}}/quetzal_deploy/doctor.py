@@ -1,0 +1,110 @@
+"""``invoke doctor``: is this machine and this account ready to deploy and run the model?"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import boto3
+import docker
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+from docker.errors import DockerException
+
+from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.errors import QuetzalError
+from quetzal_deploy.settings import Settings, load_settings
+from quetzal_deploy.stepfunctions import state_machine
+
+INFRA_HINT = "run `invoke infra` (or check the names in .env and AWS_REGION)"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what was checked, the outcome, and how to fix a failure."""
+
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+def passed(name: str, detail: str) -> Check:
+    return Check(name, True, detail)
+
+
+def probe(name: str, detail: str, hint: str, attempt: Callable[[], object]) -> Check:
+    """Run ``attempt``; an AWS error becomes a failed check with its own explanation and ``hint``."""
+    try:
+        attempt()
+    except (BotoCoreError, ClientError) as ex:
+        return Check(name, False, str(explain(ex)), hint)
+    except QuetzalError as ex:
+        return Check(name, False, str(ex), hint)
+    return passed(name, detail)
+
+
+def aws_checks(settings: Settings, aws: Aws) -> list[Check]:
+    """Region, credentials, then each resource of the model's stack."""
+    regions = boto3.Session().get_available_regions("s3")
+    checks = [Check("region", settings.region in regions, settings.region,
+                    "set AWS_REGION in .env (or --region) to an AWS region such as ca-central-1")]
+    try:
+        checks.append(passed("credentials", f"account {aws.account_id}"))
+    except QuetzalError as ex:
+        return [*checks, Check("credentials", False, str(ex), "AWS resources were not checked")]
+    s3, ecr, functions = aws.client("s3"), aws.client("ecr"), aws.client("lambda")
+    checks += [
+        probe("bucket", settings.bucket, INFRA_HINT, lambda: s3.head_bucket(Bucket=settings.bucket)),
+        probe("ECR repository", settings.ecr_repo, INFRA_HINT,
+              lambda: ecr.describe_repositories(repositoryNames=[settings.ecr_repo])),
+        probe("Lambda function", settings.function_name,
+              "run `invoke deploy` the first time, `invoke push --initial` once the stack exists",
+              lambda: functions.get_function(FunctionName=settings.function_name)),
+        probe("state machine", settings.state_machine, INFRA_HINT,
+              lambda: state_machine(settings, aws).arn),
+    ]
+    return checks
+
+
+def docker_check() -> Check:
+    try:
+        client = docker.from_env()
+        version = client.version().get("Version", "?")
+        client.close()
+    except (DockerException, requests.RequestException) as ex:
+        return Check("Docker daemon", False, f"not reachable ({ex})",
+                     "start Docker (Docker Desktop, or `sudo systemctl start docker`), or set DOCKER_HOST")
+    return passed("Docker daemon", f"Docker {version}")
+
+
+def terraform_check() -> Check:
+    path = shutil.which("terraform")
+    if path is None:
+        return Check("terraform", False, "not on PATH",
+                     "install Terraform: https://developer.hashicorp.com/terraform/install")
+    return passed("terraform", path)
+
+
+def run_checks(profile: str | None = None, region: str | None = None) -> list[Check]:
+    """Every check, in the order a user fixes them."""
+    try:
+        settings = load_settings(profile=profile, region=region)
+    except QuetzalError as ex:
+        checks = [Check(".env", False, str(ex), "AWS checks need a complete .env")]
+    else:
+        checks = [passed(".env", f"{settings.root / '.env'} ({settings.model_name})"),
+                  *aws_checks(settings, Aws(settings))]
+    return [*checks, docker_check(), terraform_check()]
+
+
+def report(checks: list[Check]) -> str:
+    """A ✓/✗ table, with the fix under each failure."""
+    width = max(len(check.name) for check in checks)
+    lines = []
+    for check in checks:
+        lines.append(f"{'✓' if check.ok else '✗'} {check.name.ljust(width)}  {check.detail}")
+        if not check.ok and check.hint:
+            lines.append(f"  {' ' * width}  fix: {check.hint}")
+    return "\n".join(lines)
