@@ -1,0 +1,140 @@
+"""Benchmark: syncing a 1,000-file scenario to S3, new sync vs the old delete-then-upload.
+
+Everything runs in this one process against moto's ThreadedMotoServer on 127.0.0.1. Moto
+answers in about no network time, so a botocore ``before-send`` hook sleeps a simulated round
+trip (30 ms by default, what a workstation sees from S3) before every request of the measured
+clients. Moto's floor is the same PUT requests with no added latency, sent by 16 threads: the
+emulator's own CPU cost, which no client can beat.
+
+    python benchmarks/bench_sync.py [--files 1000] [--rtt-ms 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import socket
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"))
+
+from quetzal_deploy.s3sync import S3Prefix, read_local  # noqa: E402
+
+BUCKET = "bench-sync"
+REGION = "us-east-1"
+FLOOR_THREADS = 16
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_files(folder: Path, count: int) -> None:
+    """``count`` files of 1-10 KB in a scenario-like tree (seeded: same files every run)."""
+    rng = random.Random(42)
+    for index in range(count):
+        path = folder / "inputs" / f"group{index % 20:02d}" / f"file{index:04d}.geojson"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(rng.randint(1024, 10 * 1024)))
+
+
+def client(endpoint: str, rtt_s: float):
+    """An S3 client whose every request first waits ``rtt_s`` (the simulated round trip)."""
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench",
+                      aws_secret_access_key="bench",
+                      config=Config(retries={"mode": "standard"}, max_pool_connections=32))
+    if rtt_s:
+        s3.meta.events.register("before-send.s3", lambda **_: time.sleep(rtt_s))
+    return s3
+
+
+def new_sync(s3, folder: Path, prefix: str) -> int:
+    """This repo's sync; returns the number of files uploaded."""
+    target = S3Prefix(s3, BUCKET, prefix)
+    plan = target.plan_upload(read_local(folder, lambda rel: True), lambda rel: True)
+    target.upload(plan, {"user_email": "bench@example.com"})
+    return len(plan.upload)
+
+
+def old_sync(s3, folder: Path, prefix: str) -> int:
+    """The old way: delete the prefix, then upload every file one by one."""
+    listed = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/")
+    keys = [{"Key": item["Key"]} for page in listed for item in page.get("Contents", [])]
+    for start in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys[start:start + 1000]})
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in files:
+        s3.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(folder).as_posix()}")
+    return len(files)
+
+
+def floor(s3, folder: Path, prefix: str) -> int:
+    """The same PUTs at zero added latency from 16 threads: moto's own cost."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+
+    def put(path: Path):
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{path.relative_to(folder).as_posix()}",
+                      Body=path.read_bytes())
+
+    with ThreadPoolExecutor(FLOOR_THREADS) as pool:
+        list(pool.map(put, files))
+    return len(files)
+
+
+def timed(label: str, action, *args) -> tuple[str, float, int]:
+    start = time.perf_counter()
+    count = action(*args)
+    return label, time.perf_counter() - start, count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--rtt-ms", type=float, default=30.0)
+    args = parser.parse_args()
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        slow, fast = client(endpoint, args.rtt_ms / 1000), client(endpoint, 0)
+        fast.create_bucket(Bucket=BUCKET)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            make_files(folder, args.files)
+            rows = [
+                timed("moto floor: same PUTs, 0 ms, 16 threads", floor, fast, folder, "floor"),
+                timed("old: delete prefix + sequential uploads (first)", old_sync, slow, folder, "old"),
+                timed("old: delete prefix + sequential uploads (again)", old_sync, slow, folder, "old"),
+                timed("new: first sync", new_sync, slow, folder, "new"),
+                timed("new: unchanged re-sync", new_sync, slow, folder, "new"),
+            ]
+    finally:
+        server.stop()
+
+    times = {label: seconds for label, seconds, _ in rows}
+    floor_s, old_first, old_again, new_first, new_again = times.values()
+    print(f"\n{args.files} files of 1-10 KB, moto server in-process, {args.rtt_ms:g} ms simulated "
+          "round trip per request (floor: none)\n")
+    print(f"{'run':52} {'seconds':>8} {'uploads':>8}")
+    for label, seconds, count in rows:
+        print(f"{label:52} {seconds:8.2f} {count:8d}")
+    print()
+    print(f"first sync vs moto floor:        {new_first / floor_s:6.2f}x  (target <= 1.2x)")
+    print(f"first sync speed-up vs old:      {old_first / new_first:6.1f}x  (about 4x expected)")
+    print(f"unchanged re-sync speed-up vs old: {old_again / new_again:6.1f}x  (target >= 20x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The model's bucket as the front end sees it: scenarios, ``_common/lock.json``, ``_common/``.
+
+What an upload sends: everything under ``scenarios/<name>/`` (``inputs/``, ``info.json``,
+``styles.json``, ...) except hidden files and, unless asked, the ``outputs/`` and ``logs/`` a
+local run leaves (they are the cloud run's results on the bucket side, and are never deleted
+there by a plain upload). A download fetches everything, outputs and logs included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
+from quetzal_deploy.runtime.checksum import bytes_checksum
+from quetzal_deploy.s3sync import DownloadPlan, S3Prefix, UploadPlan, read_local
+from quetzal_deploy.settings import Settings
+
+COMMON = "_common"
+LOCK_KEY = f"{COMMON}/lock.json"
+DEFAULT_LOCKED = ("base",)
+RUN_RESULTS = ("outputs", "logs")
+CONFIG_FILES = ("modelConfig.json",)
+CONFIG_FOLDERS = ("docs",)
+EMAIL_VARIABLE = "QUETZAL_USER_EMAIL"
+
+
+def is_hidden(rel: str) -> bool:
+    """Hidden files and folders (.DS_Store, .ipynb_checkpoints, the old ``S/.lock`` marker)."""
+    return any(part.startswith(".") for part in rel.split("/"))
+
+
+def scenario_files(with_outputs: bool) -> Callable[[str], bool]:
+    """Which paths under a scenario an upload sends (and may delete on the bucket)."""
+
+    def include(rel: str) -> bool:
+        return not is_hidden(rel) and (with_outputs or rel.split("/")[0] not in RUN_RESULTS)
+
+    return include
+
+
+def config_files(rel: str) -> bool:
+    """The model-wide files ``publish-config`` owns under ``_common/``."""
+    return not is_hidden(rel) and (rel in CONFIG_FILES or rel.split("/")[0] in CONFIG_FOLDERS)
+
+
+def check_name(name: str) -> str:
+    """A scenario name must be one plain folder name."""
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name == COMMON:
+        raise ConfigError(f"{name!r} is not a scenario name: use a folder name from scenarios/ "
+                          f"(not {COMMON}, no slashes, not starting with a dot)")
+    return name
+
+
+def parse_names(text: str) -> list[str]:
+    """Scenario names from ``base`` or ``base,other``."""
+    names = [check_name(name.strip()) for name in text.split(",") if name.strip()]
+    if not names:
+        raise ConfigError("give at least one scenario name, e.g. `base` or `base,other`")
+    return list(dict.fromkeys(names))
+
+
+def local_scenarios(settings: Settings) -> list[str]:
+    folder = settings.scenarios_dir
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if folder.is_dir() else []
+
+
+def local_scenario(settings: Settings, name: str) -> Path:
+    """``scenarios/<name>/``, or an error listing the scenarios that exist."""
+    folder = settings.scenarios_dir / name
+    if not folder.is_dir():
+        existing = ", ".join(local_scenarios(settings)) or "none"
+        raise ConfigError(f"no scenario {name!r} in {settings.scenarios_dir} (existing: {existing})")
+    return folder
+
+
+def user_email(settings: Settings, option: str | None = None) -> str:
+    """Who uploads: ``--email``, else $QUETZAL_USER_EMAIL, else ``git config user.email``."""
+    email = option or os.environ.get(EMAIL_VARIABLE, "")
+    if not email:
+        found = subprocess.run(["git", "config", "user.email"], cwd=settings.root,
+                               capture_output=True, text=True, check=False)
+        email = found.stdout.strip()
+    if not email:
+        raise ConfigError(f"no user email for the objects' user_email metadata: run "
+                          f"`git config user.email you@example.com`, set {EMAIL_VARIABLE}, or pass --email")
+    return email
+
+
+class ScenarioStore:
+    """Scenario and model-config flows on the model's bucket."""
+
+    def __init__(self, settings: Settings, aws: Aws | None = None):
+        self.settings = settings
+        self.aws = aws or Aws(settings)
+        self.bucket = settings.bucket
+
+    @cached_property
+    def s3(self):
+        return self.aws.client("s3")
+
+    def prefix(self, name: str) -> S3Prefix:
+        return S3Prefix(self.s3, self.bucket, name)
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """botocore errors as domain errors: a missing bucket says to deploy first."""
+        try:
+            yield
+        except ClientError as ex:
+            if ex.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                raise AwsError(f"bucket {self.bucket} does not exist in {self.settings.region}: "
+                               "run `invoke infra` (or `invoke deploy`) first") from ex
+            raise explain(ex, self.settings.profile) from ex
+        except BotoCoreError as ex:
+            raise explain(ex, self.settings.profile) from ex
+
+    def plan_upload(self, name: str, with_outputs: bool = False) -> UploadPlan:
+        include = scenario_files(with_outputs)
+        local = read_local(local_scenario(self.settings, name), include)
+        with self.errors():
+            return self.prefix(name).plan_upload(local, include)
+
+    def upload(self, plan: UploadPlan, email: str) -> None:
+        with self.errors():
+            S3Prefix(self.s3, self.bucket, plan.prefix).upload(plan, {"user_email": email})
+
+    def remote_scenarios(self) -> list[str]:
+        with self.errors():
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Delimiter="/")
+            prefixes = [p["Prefix"].rstrip("/") for page in pages for p in page.get("CommonPrefixes", [])]
+        return sorted(p for p in prefixes if p != COMMON)
+
+    def plan_download(self, name: str) -> DownloadPlan:
+        with self.errors():
+            plan = self.prefix(name).plan_download(self.settings.scenarios_dir / name,
+                                                   lambda rel: not is_hidden(rel))
+        if not (plan.fetch or plan.skip):
+            existing = ", ".join(self.remote_scenarios()) or "none"
+            raise QuetzalError(f"no scenario {name!r} in bucket {self.bucket} (existing: {existing})")
+        return plan
+
+    def download(self, plan: DownloadPlan) -> None:
+        with self.errors():
+            S3Prefix(self.s3, self.bucket, plan.prefix).download(plan)
+
+    def locked(self) -> list[str]:
+        """The protected scenarios the front end reads; ``["base"]`` when lock.json is absent."""
+        with self.errors():
+            try:
+                body = self.s3.get_object(Bucket=self.bucket, Key=LOCK_KEY)["Body"].read()
+            except ClientError as ex:
+                if ex.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                    return list(DEFAULT_LOCKED)
+                raise
+        try:
+            names = json.loads(body)
+        except ValueError as ex:
+            raise QuetzalError(f"s3://{self.bucket}/{LOCK_KEY} is not JSON: fix or delete it") from ex
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise QuetzalError(f"s3://{self.bucket}/{LOCK_KEY} must be a JSON array of scenario names")
+        return names
+
+    def write_locked(self, names: list[str], email: str) -> None:
+        body = json.dumps(names).encode()
+        with self.errors():
+            self.s3.put_object(Bucket=self.bucket, Key=LOCK_KEY, Body=body, ContentType="application/json",
+                               Metadata={"user_email": email, "checksum": bytes_checksum(body)})
+
+    def lock(self, name: str, email: str) -> bool:
+        """Protect a scenario that exists on the bucket; False when it already was."""
+        names = self.locked()
+        if name in names:
+            return False
+        existing = self.remote_scenarios()
+        if name not in existing:
+            raise QuetzalError(f"no scenario {name!r} in bucket {self.bucket} "
+                               f"(existing: {', '.join(existing) or 'none'}); upload it first")
+        self.write_locked([*names, name], email)
+        return True
+
+    def unlock(self, name: str, email: str, *, force: bool = False) -> bool:
+        """Unprotect a scenario (``base`` only with ``force``); False when it was not locked."""
+        if name in DEFAULT_LOCKED and not force:
+            raise QuetzalError(f"{name} is protected by default: pass --force to unlock it")
+        names = self.locked()
+        if name not in names:
+            return False
+        self.write_locked([n for n in names if n != name], email)
+        return True
+
+    def plan_config(self) -> UploadPlan:
+        """Upload ``_common/modelConfig.json`` and ``_common/docs/``; delete docs gone from the repo."""
+        folder = self.settings.root / COMMON
+        if not folder.is_dir():
+            raise ConfigError(f"{folder} not found: restore it from git (it holds modelConfig.json)")
+        local = read_local(folder, config_files)
+        with self.errors():
+            return self.prefix(COMMON).plan_upload(local, config_files)
