@@ -53,7 +53,8 @@ def aws_checks(settings: Settings, aws: Aws) -> list[Check]:
     try:
         checks.append(passed("credentials", f"account {aws.account_id}"))
     except QuetzalError as ex:
-        return [*checks, Check("credentials", False, str(ex), "AWS resources were not checked")]
+        return [*checks, Check("credentials", False, str(ex),
+                               "then run `invoke doctor` again: the model's AWS resources need them")]
     s3, ecr, functions = aws.client("s3"), aws.client("ecr"), aws.client("lambda")
     checks += [
         probe("bucket", settings.bucket, INFRA_HINT, lambda: s3.head_bucket(Bucket=settings.bucket)),
@@ -92,7 +93,7 @@ def run_checks(profile: str | None = None, region: str | None = None) -> list[Ch
     try:
         settings = load_settings(profile=profile, region=region)
     except QuetzalError as ex:
-        checks = [Check(".env", False, str(ex), "AWS checks need a complete .env")]
+        checks = [Check(".env", False, str(ex), "then run `invoke doctor` again: AWS checks need .env")]
     else:
         checks = [passed(".env", f"{settings.root / '.env'} ({settings.model_name})"),
                   *aws_checks(settings, Aws(settings))]
