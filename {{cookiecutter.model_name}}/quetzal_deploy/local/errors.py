@@ -10,6 +10,7 @@ class StatesError(Exception):
         super().__init__(f"{error}: {cause}" if cause else error)
         self.error = error
         self.cause = cause
+        self.state: str | None = None  # the state it was raised in, set by the interpreter
 
 
 def runtime_error(cause: str) -> StatesError:

@@ -111,13 +111,18 @@ class Interpreter:
             if item is not None:
                 context["Map"] = {"Item": item}
             self.log(f"{scope.label}{name} ({state['Type']})")
-            data, name = self.run_state(name, state, data, context, scope)
-            if state_size(data) > STATE_LIMIT_BYTES:
-                raise StatesError(
-                    "States.DataLimitExceeded",
-                    f"The state/task '{context['State']['Name']}' returned a result with a size "
-                    f"exceeding the maximum number of bytes service limit ({STATE_LIMIT_BYTES}).",
-                )
+            try:
+                data, following = self.run_state(name, state, data, context, scope)
+                if state_size(data) > STATE_LIMIT_BYTES:
+                    raise StatesError(
+                        "States.DataLimitExceeded",
+                        f"The state/task '{name}' returned a result with a size exceeding the "
+                        f"maximum number of bytes service limit ({STATE_LIMIT_BYTES}).",
+                    )
+            except StatesError as ex:
+                ex.state = ex.state or f"{scope.label}{name}"
+                raise
+            name = following
         return data
 
     def run_state(self, name, state, data, context, scope) -> tuple[Any, str | None]:

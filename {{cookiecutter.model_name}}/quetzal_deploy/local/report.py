@@ -1,0 +1,52 @@
+"""What each step of a local run cost, printed as the table a modeller sizes Lambda from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATE_LIMIT_KB = 256
+STATE_WARNING_KB = 200
+
+
+@dataclass
+class StepRecord:
+    """One Task of the run: its status and the figures that matter on Lambda."""
+
+    label: str
+    notebook: str | None = None
+    status: str = "running"
+    seconds: float | None = None
+    peak_memory_mb: float | None = None
+    tmp_mb: float | None = None
+    outputs_mb: float | None = None
+    state_kb: float | None = None
+
+
+def figure(value: float | None, unit: str, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f} {unit}"
+
+
+def size(mb: float | None) -> str:
+    """A size in MB shown in the unit that keeps it readable."""
+    if mb is None:
+        return "-"
+    return f"{mb * 1024:.0f} KB" if mb < 1 else f"{mb:.1f} MB"
+
+
+def summary(records: list[StepRecord], memory_mb: int, storage_mb: int, timeout_s: int) -> list[str]:
+    """The table's lines, then a warning per state passed on near the 256 KB limit."""
+    header = ("step", "status", "time", "peak memory", "/tmp used", "outputs so far", "state passed on")
+    rows = [header, ("", "", f"of {timeout_s} s", f"of {memory_mb} MB", f"of {storage_mb} MB", "",
+                     f"of {STATE_LIMIT_KB} KB")]
+    for r in records:
+        rows.append((r.label, r.status, figure(r.seconds, "s"), figure(r.peak_memory_mb, "MB", 0),
+                     size(r.tmp_mb), size(r.outputs_mb), figure(r.state_kb, "KB")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    lines.insert(2, "  ".join("-" * width for width in widths))
+    for r in records:
+        if r.state_kb is not None and r.state_kb > STATE_WARNING_KB:
+            lines.append(f"WARNING: {r.label} passes on {r.state_kb:.0f} KB; Step Functions stops at "
+                         f"{STATE_LIMIT_KB} KB. Print smaller RETURN: values, write big results to outputs/.")
+    return lines

@@ -1,0 +1,230 @@
+"""``invoke run --local``: the whole pipeline on this machine, no AWS account, no Docker.
+
+The scenario is copied into a run folder (``.quetzal/runs/<run>/bucket/<scenario>/``) that a
+``FolderStorage`` serves as the bucket, so ``scenarios/<scenario>/`` is never modified. The state
+machine runs in the local interpreter; each Lambda Task runs the handler's ``run_step`` (same
+event, same ``RETURN:`` merging, same logs) in its own working folder, with the model's Lambda
+limits: the time limit is enforced by the handler, memory and ``/tmp`` size are checked from the
+step's figures and fail the step as Lambda would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from quetzal_deploy.definition import iter_states, load_definition, placeholder_values, render
+from quetzal_deploy.executions import (
+    DEFAULT_CHOICE,
+    RunError,
+    execution_input,
+    front_end_params,
+    load_params,
+    merge_params,
+    readable_cause,
+    user_email,
+)
+from quetzal_deploy.local.errors import StatesError
+from quetzal_deploy.local.interpreter import Interpreter, TaskCall, function_name, state_size
+from quetzal_deploy.local.report import StepRecord, summary
+from quetzal_deploy.runtime.errors import StepError
+from quetzal_deploy.runtime.handler import run_step
+from quetzal_deploy.runtime.storage import EXCLUDED, FolderStorage
+from quetzal_deploy.runtime.workdir import size_mb
+from quetzal_deploy.settings import Settings
+
+LOCAL_ACCOUNT = "000000000000"
+RUNS_DIR = Path(".quetzal", "runs")
+LOG_TAIL_LINES = 20
+Out = Callable[[str], None]
+
+
+def lambda_cause(error: str, message: str) -> str:
+    """A cause shaped as Lambda shapes a function error (the front end parses it as JSON)."""
+    return json.dumps({"errorMessage": message, "errorType": error, "stackTrace": []})
+
+
+def local_definition(settings: Settings) -> dict[str, Any]:
+    """step-functions.json with its placeholders filled for this machine."""
+    definition = load_definition(settings.definition_path)
+    return render(definition, placeholder_values(settings, LOCAL_ACCOUNT))
+
+
+def check_functions(definition: Mapping[str, Any], settings: Settings) -> None:
+    """Every Task must invoke the model's function (or the auth function, skipped locally)."""
+    known = {settings.function_name, settings.auth_function} - {""}
+    for name, state in iter_states(definition["States"]):
+        if state.get("Type") != "Task":
+            continue
+        parameters = state.get("Parameters", {})
+        target = parameters.get("FunctionName", state["Resource"]) if isinstance(parameters, dict) else None
+        if not isinstance(target, str) or function_name(target) not in known:
+            raise RunError(
+                f"Task '{name}' invokes {target or parameters.get('FunctionName.$')!r}; locally a Task "
+                f"can only invoke the model's function {settings.function_name!r}"
+                + (f" or the auth function {settings.auth_function!r}" if settings.auth_function else "")
+                + ". Fix FunctionName in step-functions.json."
+            )
+
+
+def check_choice(definition: Mapping[str, Any], choice: str) -> None:
+    """A --choice must be one of the variants the Choice states on ``$.choice`` test."""
+    variants = {
+        rule["StringEquals"]
+        for _, state in iter_states(definition["States"]) if state.get("Type") == "Choice"
+        for rule in state.get("Choices", []) if rule.get("Variable") == "$.choice" and "StringEquals" in rule
+    }
+    if variants and choice != DEFAULT_CHOICE and choice not in variants:
+        raise RunError(f"--choice {choice!r} is not a pipeline variant; step-functions.json knows "
+                       f"{', '.join(sorted(variants))} (or leave --choice out for the default).")
+
+
+def scenario_entries(folder: Path) -> list:
+    """The scenario's ``inputs/params.json`` entries (none when the file is absent)."""
+    path = folder / "inputs" / "params.json"
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as ex:
+        raise RunError(f"{path} is not valid JSON ({ex}): fix it and run again.") from ex
+    if not isinstance(entries, list):
+        raise RunError(f"{path} must be a JSON array of parameter entries, as the front end writes.")
+    return entries
+
+
+class LocalRun:
+    """One local execution: its folders, its Task runner and its step records."""
+
+    def __init__(self, settings: Settings, scenario: str, out: Out = print):
+        self.settings, self.out = settings, out
+        self.scenario = scenario.strip("/")
+        self.source = settings.scenarios_dir / self.scenario
+        if not self.scenario or not self.source.is_dir():
+            found = sorted(p.name for p in settings.scenarios_dir.glob("*") if p.is_dir())
+            raise RunError(f"Scenario {scenario!r} not found in {settings.scenarios_dir}; "
+                           f"available: {', '.join(found) or 'none'}.")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.name = f"{stamp}-{self.scenario.replace('/', '-')}-{secrets.token_hex(2)}"
+        self.folder = settings.root / RUNS_DIR / self.name
+        self.bucket = self.folder / "bucket"
+        self.records: list[StepRecord] = []
+        self.work = Path(tempfile.gettempdir())  # replaced by a private folder while it runs
+
+    @property
+    def scenario_folder(self) -> Path:
+        return self.bucket / self.scenario
+
+    def copy_scenario(self) -> None:
+        """The scenario as the bucket holds it before a run (no outputs/ nor logs/)."""
+        ignore = shutil.ignore_patterns(*(name.rstrip("/") for name in EXCLUDED if name != "inputs/"))
+        shutil.copytree(self.source, self.scenario_folder, ignore=lambda folder, names: (
+            ignore(folder, names) if Path(folder) == self.source else set()))
+
+    def invoke(self, call: TaskCall) -> Any:
+        """Run one Task: the auth function is skipped, the model's function runs ``run_step``."""
+        if self.settings.auth_function and call.function == self.settings.auth_function:
+            self.out(f"  {call.label}: skipped locally (the shared authorization function runs on AWS only)")
+            self.records.append(StepRecord(call.label, status="skipped"))
+            return call.payload
+        record = StepRecord(call.label, notebook=call.payload.get("notebook_path"))
+        self.records.append(record)
+        limit = min(self.settings.timeout_s, call.timeout_s or math.inf)
+        workdir = self.work / f"{len(self.records):03d}-{call.label.replace(' > ', '.').replace(' ', '_')}"
+        try:
+            result = run_step(call.payload, storage=FolderStorage(self.bucket), workdir=workdir,
+                              task_root=self.settings.root, time_left_s=limit, image_tag="local",
+                              echo=lambda line: self.out(f"    {call.label} | {line}"))
+        except StepError as ex:
+            record.status = "failed"
+            raise StatesError(type(ex).__name__, lambda_cause(type(ex).__name__, str(ex))) from ex
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        record.seconds = sum(result.durations.values())
+        record.peak_memory_mb = result.peak_memory_mb
+        record.tmp_mb = result.workdir_mb
+        record.outputs_mb = size_mb(self.scenario_folder / "outputs")
+        record.state_kb = state_size(result.event) / 1024
+        self.check_limits(record, call)
+        record.status = "ok"
+        return result.event
+
+    def check_limits(self, record: StepRecord, call: TaskCall) -> None:
+        """Fail a step that used more memory or /tmp than the Lambda has, as Lambda would."""
+        memory, storage = self.settings.memory_mb, self.settings.storage_mb
+        if record.peak_memory_mb is not None and record.peak_memory_mb > memory:
+            record.status = "failed"
+            raise StatesError("Runtime.OutOfMemory", lambda_cause("Runtime.OutOfMemory", (
+                f"{call.label} peaked at {record.peak_memory_mb:.0f} MB but the Lambda has "
+                f"LAMBDA_MEMORY_SIZE={memory} MB: on AWS it is killed (Runtime exited with error: "
+                "signal: killed). Raise LAMBDA_MEMORY_SIZE in .env (at most 10240) or use less memory.")))
+        if record.tmp_mb is not None and record.tmp_mb > storage:
+            record.status = "failed"
+            raise StatesError("NotebookError", lambda_cause("NotebookError", (
+                f"{call.label} used {record.tmp_mb:.0f} MB of its working folder but the Lambda's /tmp "
+                f"is LAMBDA_STORAGE_SIZE={storage} MB: on AWS it fails with 'OSError: [Errno 28] No "
+                "space left on device'. Raise LAMBDA_STORAGE_SIZE in .env (at most 10240) or write less.")))
+
+    def report(self, error: StatesError | None) -> None:
+        self.out("")
+        for line in summary(self.records, self.settings.memory_mb, self.settings.storage_mb,
+                            self.settings.timeout_s):
+            self.out(line)
+        self.out("")
+        self.out(f"Outputs: {self.scenario_folder / 'outputs'}")
+        self.out(f"Logs:    {self.scenario_folder / 'logs'}")
+        if error is None:
+            return
+        self.out(f"Failed state: {error.state or 'unknown'}")
+        self.out(f"Error: {error.error}")
+        cause = readable_cause(error.cause)
+        self.out(f"Cause: {cause.splitlines()[0] if cause else 'none given'}")
+        failed = [r for r in self.records if r.status == "failed"]
+        notebook = failed[-1].notebook if failed else None
+        log = self.scenario_folder / "logs" / f"{Path(notebook).stem}.txt" if notebook else None
+        if log is not None and log.is_file():
+            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            self.out(f"Last {len(tail)} lines of {log}:")
+            for line in tail:
+                self.out(f"  | {line}")
+        elif len(cause.splitlines()) > 1:
+            for line in cause.splitlines()[1:]:
+                self.out(f"  | {line}")
+
+
+def run_local(settings: Settings, scenario: str, params=None, choice=None, out: Out = print) -> int:
+    """Run the pipeline on this machine on ``scenario``; returns the exit code (0: succeeded)."""
+    overrides = load_params(params) if isinstance(params, (str, Path)) else (params or {})
+    choice = choice or DEFAULT_CHOICE
+    definition = local_definition(settings)
+    run = LocalRun(settings, scenario, out)
+    interpreter = Interpreter(definition, run.invoke, log=lambda line: out(f"  {line}"),
+                              execution_name=run.name,
+                              state_machine_arn=f"arn:aws:states:{settings.region}:{LOCAL_ACCOUNT}:"
+                                                f"stateMachine:{settings.state_machine}")
+    check_functions(definition, settings)
+    check_choice(definition, choice)
+    defaults, variants = front_end_params(scenario_entries(run.source), choice)
+    payload = execution_input(run.scenario, merge_params(defaults, overrides), choice, variants,
+                              user_email(settings.root) or "local")
+    run.copy_scenario()
+    out(f"Running {settings.state_machine} locally on {run.scenario} (run {run.name})")
+    run.work = Path(tempfile.mkdtemp(prefix=f"quetzal-{settings.model_name}-"))
+    error = None
+    try:
+        interpreter.execute(payload)
+    except StatesError as ex:
+        error = ex
+    finally:
+        shutil.rmtree(run.work, ignore_errors=True)
+    run.report(error)
+    out(f"Run {'FAILED' if error else 'SUCCEEDED'}: {run.folder}")
+    return 1 if error else 0
+
