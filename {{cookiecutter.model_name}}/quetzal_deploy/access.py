@@ -1,0 +1,249 @@
+"""Access of the front end's users to the model: Cognito groups, IAM roles, cognito_group_access.json.
+
+Terraform creates the model's user role ``<model>-user`` (trusted by the Cognito identity pool)
+with its S3 policy inline, also named ``<model>-user``. A group gets the model either by using
+that role, or by a copy of that policy on the role it already uses; the front end lists a
+group's models from ``cognito_group_access.json`` in the shared config bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.errors import AwsError, ConfigError
+from quetzal_deploy.settings import Settings
+
+ACCESS_KEY = "cognito_group_access.json"
+Out = Callable[[str], None]
+
+
+def user_role_name(model: str) -> str:
+    """The model's user role and the name of its S3 policy (terraform/user_role.tf)."""
+    return f"{model}-user"
+
+
+def error_code(ex: Exception) -> str:
+    return ex.response["Error"]["Code"] if isinstance(ex, ClientError) else ""
+
+
+def role_name(role_arn: str) -> str:
+    """``arn:aws:iam::1:role/path/name`` -> ``name``."""
+    return role_arn.rsplit("/", 1)[-1]
+
+
+class AccessFile:
+    """``cognito_group_access.json``: ``{"<group>": ["<model>", ...]}`` in the config bucket."""
+
+    def __init__(self, s3, bucket: str, profile: str | None = None):
+        self.s3, self.bucket, self.profile = s3, bucket, profile
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{ACCESS_KEY}"
+
+    def read(self) -> dict[str, list[str]]:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=ACCESS_KEY)["Body"].read()
+        except (BotoCoreError, ClientError) as ex:
+            if error_code(ex) in {"NoSuchKey", "404"}:
+                return {}
+            raise self.error(ex) from ex
+        try:
+            groups = json.loads(body)
+        except json.JSONDecodeError as ex:
+            raise AwsError(f"{self.url} is not valid JSON ({ex.msg}, line {ex.lineno}): fix it by hand "
+                           "before granting access") from ex
+        return groups
+
+    def exists(self) -> bool:
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as ex:
+            if error_code(ex) in {"NoSuchBucket", "404"}:
+                return False
+            raise self.error(ex) from ex
+        return True
+
+    def write(self, groups: dict[str, list[str]]) -> None:
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=ACCESS_KEY, ContentType="application/json",
+                               Body=json.dumps(groups, indent=2).encode())
+        except (BotoCoreError, ClientError) as ex:
+            raise self.error(ex) from ex
+
+    def error(self, ex: Exception) -> AwsError:
+        if error_code(ex) == "NoSuchBucket":
+            return AwsError(f"Config bucket {self.bucket} does not exist: create it, or set "
+                            "CONFIG_BUCKET_NAME in .env to the shared config bucket.")
+        return explain(ex, self.profile)
+
+    def add(self, group: str, model: str) -> bool:
+        """List ``model`` for ``group``; False when it already was."""
+        groups = self.read()
+        models = groups.setdefault(group, [])
+        if model in models:
+            return False
+        models.append(model)
+        self.write(groups)
+        return True
+
+    def remove(self, model: str, only_group: str | None = None) -> list[str]:
+        """Unlist ``model`` from ``only_group`` (default: every group); returns those changed."""
+        groups = self.read()
+        changed = [g for g, models in groups.items()
+                   if model in models and only_group in (None, g)]
+        for group in changed:
+            groups[group].remove(model)
+            if not groups[group]:
+                del groups[group]
+        if changed:
+            self.write(groups)
+        return changed
+
+
+class ModelAccess:
+    """The model's user role and S3 policy, and the Cognito groups that use them."""
+
+    def __init__(self, iam, cognito, settings: Settings):
+        self.iam, self.cognito, self.settings = iam, cognito, settings
+        self.user_role = self.policy_name = user_role_name(settings.model_name)
+
+    def call(self, client, method: str, **kwargs) -> dict[str, Any]:
+        try:
+            return getattr(client, method)(**kwargs)
+        except (BotoCoreError, ClientError) as ex:
+            raise explain(ex, self.settings.profile) from ex
+
+    def missing_role(self, ex: Exception) -> AwsError:
+        if error_code(ex) == "NoSuchEntity":
+            return AwsError(
+                f"IAM role {self.user_role} or its policy {self.policy_name} does not exist: set "
+                "COGNITO_IDENTITY_POOL_ID in .env and run `invoke infra`, which creates them."
+            )
+        return explain(ex, self.settings.profile)
+
+    def user_role_arn(self) -> str:
+        try:
+            return self.iam.get_role(RoleName=self.user_role)["Role"]["Arn"]
+        except (BotoCoreError, ClientError) as ex:
+            raise self.missing_role(ex) from ex
+
+    def policy_document(self) -> str:
+        """The model's S3 policy, as JSON text."""
+        try:
+            document = self.iam.get_role_policy(RoleName=self.user_role, PolicyName=self.policy_name)
+        except (BotoCoreError, ClientError) as ex:
+            raise self.missing_role(ex) from ex
+        policy = document["PolicyDocument"]
+        return policy if isinstance(policy, str) else json.dumps(policy)
+
+    def check_user_pool(self) -> None:
+        try:
+            self.cognito.describe_user_pool(UserPoolId=self.settings.user_pool_id)
+        except ClientError as ex:
+            if error_code(ex) == "ResourceNotFoundException":
+                raise AwsError(f"Cognito user pool {self.settings.user_pool_id} does not exist: "
+                               "fix COGNITO_USER_POOL_ID in .env.") from ex
+            raise explain(ex, self.settings.profile) from ex
+
+    def group(self, name: str) -> dict[str, Any] | None:
+        """The Cognito group, or None when the (existing) user pool has no such group."""
+        try:
+            return self.cognito.get_group(GroupName=name, UserPoolId=self.settings.user_pool_id)["Group"]
+        except ClientError as ex:
+            if error_code(ex) == "ResourceNotFoundException":
+                return None
+            raise explain(ex, self.settings.profile) from ex
+
+    def grant(self, name: str, out: Out) -> None:
+        """Give group ``name`` the model: create it with the user role, or extend its own role."""
+        self.check_user_pool()
+        role_arn = self.user_role_arn()
+        group = self.group(name)
+        pool = self.settings.user_pool_id
+        if group is None:
+            self.call(self.cognito, "create_group", GroupName=name, UserPoolId=pool, RoleArn=role_arn,
+                      Description=f"Users of the quetzal model {self.settings.model_name}")
+            out(f"Created Cognito group {name} with role {self.user_role}")
+        elif not group.get("RoleArn"):
+            self.call(self.cognito, "update_group", GroupName=name, UserPoolId=pool, RoleArn=role_arn,
+                      Description=group.get("Description", ""))
+            out(f"Cognito group {name} had no role: it now uses {self.user_role}")
+        elif role_name(group["RoleArn"]) == self.user_role:
+            out(f"Cognito group {name} already uses role {self.user_role}")
+        else:
+            role = role_name(group["RoleArn"])
+            self.call(self.iam, "put_role_policy", RoleName=role, PolicyName=self.policy_name,
+                      PolicyDocument=self.policy_document())
+            out(f"Put policy {self.policy_name} on role {role} of Cognito group {name}")
+
+    def revoke(self, name: str, out: Out) -> None:
+        """Undo :meth:`grant`: delete a group made for the model, or remove the policy from its role."""
+        self.check_user_pool()
+        group = self.group(name)
+        if group is None or not group.get("RoleArn"):
+            out(f"Cognito group {name} has no role giving access to {self.settings.model_name}")
+        elif role_name(group["RoleArn"]) == self.user_role:
+            self.call(self.cognito, "delete_group", GroupName=name, UserPoolId=self.settings.user_pool_id)
+            out(f"Deleted Cognito group {name} (its role was {self.user_role})")
+        else:
+            self.remove_policy(role_name(group["RoleArn"]), out)
+
+    def remove_policy(self, role: str, out: Out) -> None:
+        try:
+            self.iam.delete_role_policy(RoleName=role, PolicyName=self.policy_name)
+            out(f"Removed policy {self.policy_name} from role {role}")
+        except ClientError as ex:
+            if error_code(ex) != "NoSuchEntity":
+                raise explain(ex, self.settings.profile) from ex
+            out(f"Role {role} has no policy {self.policy_name}")
+
+
+def require(settings: Settings, *keys: str) -> None:
+    fields = {"CONFIG_BUCKET_NAME": settings.config_bucket, "COGNITO_USER_POOL_ID": settings.user_pool_id}
+    missing = [key for key in keys if not fields[key]]
+    if missing:
+        raise ConfigError(f"Set {' and '.join(missing)} in .env (or .env.local) to manage access "
+                          "of the front end's users.")
+
+
+def model_access(settings: Settings, aws: Aws) -> tuple[ModelAccess, AccessFile]:
+    access = ModelAccess(aws.client("iam"), aws.client("cognito-idp"), settings)
+    return access, AccessFile(aws.client("s3"), settings.config_bucket, settings.profile)
+
+
+def grant_access(settings: Settings, aws: Aws, group: str, revoke: bool = False, out: Out = print) -> None:
+    """Give (or with ``revoke`` take back) Cognito group ``group`` access to the model."""
+    require(settings, "CONFIG_BUCKET_NAME", "COGNITO_USER_POOL_ID")
+    access, listing = model_access(settings, aws)
+    listing.read()  # a missing bucket or a broken file stops here, before any group changes
+    model = settings.model_name
+    if revoke:
+        access.revoke(group, out)
+        removed = listing.remove(model, only_group=group)
+        out(f"Removed {model} from {group} in {listing.url}" if removed
+            else f"{model} was not listed for {group} in {listing.url}")
+        return
+    access.grant(group, out)
+    if listing.add(group, model):
+        out(f"Added {model} to {group} in {listing.url}")
+    else:
+        out(f"{model} was already listed for {group} in {listing.url}")
+
+
+def revoke_model(settings: Settings, aws: Aws, out: Out = print) -> None:
+    """Take the model away from every group (before ``invoke destroy``): roles, policy, listing."""
+    access, listing = model_access(settings, aws)
+    if settings.config_bucket and listing.exists():
+        groups = [g for g, models in listing.read().items() if settings.model_name in models]
+        for group in groups if settings.user_pool_id else ():
+            access.revoke(group, out)
+        for group in listing.remove(settings.model_name):
+            out(f"Removed {settings.model_name} from {group} in {listing.url}")
+    else:
+        out(f"No config bucket {settings.config_bucket!r}: no group listing to update")
