@@ -1,0 +1,182 @@
+"""Image flows on a real Docker engine: build, push, update, rollback, and their failures.
+
+The image is built on the stand-in Lambda base image (``lambda_base_image``); the push goes to
+a real local registry (``registry``) while moto serves the ECR and Lambda APIs (moto's ECR keeps
+no layers: the pushed manifest is registered in it, as a mirror push does).
+"""
+
+import json
+import subprocess
+import urllib.request
+import uuid
+
+import pytest
+
+from fixtures.tasks import run_task
+
+pytestmark = pytest.mark.xdist_group("docker")
+REPO = "quetzal-test"  # the default bake's model name = ECR repository = Lambda function
+
+
+def git(repo, *args):
+    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    return subprocess.run(["git", *identity, *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def image_env(base, registry=None):
+    env = {"QUETZAL_BASE_IMAGE": base}
+    if registry:
+        env["QUETZAL_REGISTRY"] = registry
+    return env
+
+
+def edit_notebook(repo, marker):
+    """Add one line to the first notebook's first code cell (a one-line model change)."""
+    path = repo / "notebooks" / "preparation.ipynb"
+    notebook = json.loads(path.read_text())
+    cell = next(c for c in notebook["cells"] if c["cell_type"] == "code")
+    cell["source"] = [*cell["source"], f"\n# {marker}\n"]
+    path.write_text(json.dumps(notebook, indent=1))
+
+
+def registry_tags(registry, repo):
+    with urllib.request.urlopen(f"http://{registry}/v2/{repo}/tags/list", timeout=10) as response:
+        return set(json.load(response).get("tags") or [])
+
+
+def test_build_layers_contents_and_notebook_only_rebuild(baked_repo, docker_engine, lambda_base_image):
+    """Requirements sit below the code: a notebook change rebuilds without reinstalling them."""
+    first = run_task(baked_repo, "build", "--tag", "first", env=image_env(lambda_base_image))
+    assert first.returncode == 0, first.stdout + first.stderr
+    marker = f"a one-line change {uuid.uuid4()}"  # unique: no cache from an earlier run
+    edit_notebook(baked_repo, marker)
+    second = run_task(baked_repo, "build", "--tag", "second", env=image_env(lambda_base_image))
+    assert second.returncode == 0, second.stdout + second.stderr
+
+    steps = second.stdout.split("Step ")
+    pip_step = next(s for s in steps if "pip install" in s)
+    convert_step = next(s for s in steps if "nbconvert" in s)
+    assert "Using cache" in pip_step
+    assert "Using cache" not in convert_step
+
+    image = docker_engine.images.get(f"{REPO}:second")
+    config = image.attrs["Config"]
+    assert "IMAGE_TAG=second" in config["Env"] and "TQDM_DISABLE=1" in config["Env"]
+    assert config["Cmd"] == ["quetzal_deploy.runtime.handler.handler"]
+    listing = docker_engine.containers.run(
+        image.id, entrypoint=["/bin/sh", "-c"], remove=True,
+        command=["cd /var/task && find . -type f | sort"]).decode().split()
+    assert "./notebooks/preparation.py" in listing and "./notebooks/assignment.py" in listing
+    assert "./quetzal_deploy/runtime/handler.py" in listing
+    for secret_or_data in (".env", "tasks", "scenarios", "tests", "infra", ".git"):
+        assert not any(path.startswith(f"./{secret_or_data}") for path in listing), secret_or_data
+    converted = docker_engine.containers.run(
+        image.id, entrypoint=["cat"], command=["/var/task/notebooks/preparation.py"], remove=True)
+    assert f"# {marker}".encode() in converted
+
+
+def test_default_tag_follows_git(baked_repo, docker_engine, lambda_base_image):
+    """Clean tree: the short sha; a notebook edit: <sha>-dirty-<time>; a scenario edit: clean."""
+    sha = git(baked_repo, "rev-parse", "--short", "HEAD")
+    (baked_repo / "scenarios" / "base" / "styles.json").write_text("{}")
+    clean = run_task(baked_repo, "build", env=image_env(lambda_base_image))
+    assert clean.returncode == 0, clean.stderr
+    assert f"Built {REPO}:{sha}\n" in clean.stdout
+    edit_notebook(baked_repo, "uncommitted")
+    dirty = run_task(baked_repo, "build", env=image_env(lambda_base_image))
+    assert dirty.returncode == 0, dirty.stderr
+    assert f"Built {REPO}:{sha}-dirty-" in dirty.stdout
+
+
+def test_push_update_rollback(baked_repo, boto, docker_engine, lambda_base_image, registry):
+    """push --initial (no Lambda yet), then push/update/rollback move the Lambda's image URI."""
+    ecr, lam = boto.client("ecr"), boto.client("lambda")
+    repository_uri = ecr.create_repository(repositoryName=REPO)["repository"]["repositoryUri"]
+    env = image_env(lambda_base_image, registry)
+
+    initial = run_task(baked_repo, "push", "--initial", "--tag", "v1", env=env)
+    assert initial.returncode == 0, initial.stdout + initial.stderr
+    assert "does not exist yet" in initial.stdout and "invoke infra" in initial.stdout
+    assert "v1" in registry_tags(registry, REPO)
+    assert [d["imageTags"] for d in ecr.describe_images(repositoryName=REPO)["imageDetails"]] == [["v1"]]
+
+    role = boto.client("iam").create_role(RoleName="lambda-role", AssumeRolePolicyDocument="{}")
+    lam.create_function(FunctionName=REPO, Role=role["Role"]["Arn"], PackageType="Image",
+                        Code={"ImageUri": f"{repository_uri}:v1"})
+    edit_notebook(baked_repo, "second version")
+    git(baked_repo, "commit", "-qam", "second version")
+    sha = git(baked_repo, "rev-parse", "--short", "HEAD")
+    pushed = run_task(baked_repo, "push", env=env)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert lam.get_function(FunctionName=REPO)["Code"]["ImageUri"] == f"{repository_uri}:{sha}"
+    assert sha in registry_tags(registry, REPO)
+
+    updated = run_task(baked_repo, "update", "--tag", "v3", env=env)
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert f"Deployed: {sha}" in updated.stdout and "v1" in updated.stdout
+    assert lam.get_function(FunctionName=REPO)["Code"]["ImageUri"] == f"{repository_uri}:v3"
+
+    back = run_task(baked_repo, "rollback", "--to", "v1", env=env)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert lam.get_function(FunctionName=REPO)["Code"]["ImageUri"] == f"{repository_uri}:v1"
+
+    missing = run_task(baked_repo, "rollback", "--to", "never-pushed", env=env)
+    assert missing.returncode == 1
+    assert "'never-pushed' is not in ECR" in missing.stderr and "v3" in missing.stderr
+    assert lam.get_function(FunctionName=REPO)["Code"]["ImageUri"] == f"{repository_uri}:v1"
+
+
+def test_push_without_lambda_and_without_initial_says_what_to_run(baked_repo, boto):
+    boto.client("ecr").create_repository(repositoryName=REPO)
+    done = run_task(baked_repo, "push", "--tag", "v1")
+    assert done.returncode == 1
+    assert "does not exist" in done.stderr and "invoke push --initial" in done.stderr
+
+
+def test_push_refused_by_registry(baked_repo, boto, docker_engine, lambda_base_image):
+    """A registry that cannot be reached: a clear error, and the Lambda is not touched."""
+    boto.client("ecr").create_repository(repositoryName=REPO)
+    from fixtures.aws import free_port
+
+    closed = f"127.0.0.1:{free_port()}"
+    done = run_task(baked_repo, "push", "--initial", "--tag", "v1", env=image_env(lambda_base_image, closed))
+    assert done.returncode == 1
+    assert f"Pushing {closed}/{REPO}:v1 failed" in done.stderr
+    assert "cannot be reached" in done.stderr and "QUETZAL_REGISTRY" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_dockerfile_that_fails_to_build(baked_repo, docker_engine, lambda_base_image):
+    dockerfile = baked_repo / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + 'RUN python -c "raise SystemExit(\'no such model\')"\n')
+    done = run_task(baked_repo, "build", "--tag", "broken", env=image_env(lambda_base_image))
+    assert done.returncode == 1
+    assert "The image build failed at 'Step 14/14 : RUN python -c" in done.stderr
+    assert "no such model" in done.stderr and "non-zero code: 1" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_no_docker_daemon(baked_repo, tmp_path):
+    dead = tmp_path / "docker.sock"
+    done = run_task(baked_repo, "build", env={"DOCKER_HOST": f"unix://{dead}"})
+    assert done.returncode == 1
+    assert "Docker is not running" in done.stderr and "Start Docker Desktop" in done.stderr
+    assert str(dead) in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bad_tag_is_refused_before_building(baked_repo):
+    done = run_task(baked_repo, "build", "--tag", "v1 final!", env={"DOCKER_HOST": "unix:///nonexistent"})
+    assert done.returncode == 1
+    assert "'v1 final!' is not a valid image tag" in done.stderr
+
+
+def test_requirements_regenerated_with_pip_chill(baked_repo):
+    """Real pip-chill on this environment: runtime packages kept, tooling left out."""
+    done = run_task(baked_repo, "requirements")
+    assert done.returncode == 0, done.stderr
+    lines = (baked_repo / "requirements.txt").read_text().splitlines()
+    names = {line.split("==")[0].lower() for line in lines if line and not line.startswith("#")}
+    assert {"boto3", "nbconvert"} <= names
+    assert not names & {"invoke", "pytest", "ruff", "pip-chill", "docker"}
+    assert all("==" in line for line in lines if line and not line.startswith("#"))
