@@ -68,7 +68,8 @@ def notebook_task(step, account, **end):
         "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "OutputPath": "$.Payload",
         "Parameters": {
             "FunctionName": f"arn:aws:lambda:ca-central-1:{account}:function:{MODEL}",
-            "Payload": {"notebook_path": f"notebooks/{step}.ipynb", "scenario_path_S3.$": "$.scenario_path_S3"},
+            "Payload": {"notebook_path": f"notebooks/{step}.ipynb",
+                        "scenario_path_S3.$": "$.scenario_path_S3"},
         },
         **end,
     }

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from quetzal_deploy.aws import Aws, explain
 from quetzal_deploy.definition import iter_states
 from quetzal_deploy.errors import AwsError, QuetzalError
+from quetzal_deploy.scenarios import user_email
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.stepfunctions import StateMachine, state_machine
 
@@ -124,15 +124,6 @@ class Scenario:
         return f"s3://{self.bucket}/{self.prefix}{key}", text
 
 
-def user_email(root: Path) -> str:
-    """Who starts the run, for the ``metadata`` the handler writes on outputs (git's user.email)."""
-    try:
-        done = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True)
-    except OSError:
-        return ""
-    return done.stdout.strip()
-
-
 def execution_input(scenario: str, params: dict, choice: str, variants: list, email: str) -> dict:
     """The state machine input in the front end's exact shape (DESIGN.md)."""
     return {
@@ -148,7 +139,7 @@ def execution_input(scenario: str, params: dict, choice: str, variants: list, em
 def execution_name(scenario: str) -> str:
     """A unique, valid execution name that says which scenario ran and when."""
     safe = re.sub(r"[^A-Za-z0-9_-]", "-", scenario)[:50]
-    return f"{safe}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def merge_params(defaults: dict, overrides: Mapping[str, Mapping[str, Any]]) -> dict:
@@ -251,7 +242,7 @@ def report_failure(described: Mapping[str, Any], follower: Follower, machine: St
 
 
 def seconds_between(start: datetime, stop: datetime | None) -> float:
-    return ((stop or datetime.now(timezone.utc)) - start).total_seconds()
+    return ((stop or datetime.now(UTC)) - start).total_seconds()
 
 
 def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=None, wait=True,
@@ -268,7 +259,7 @@ def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=
     defaults, variants = front_end_params(bucket.entries(), choice)
     machine = state_machine(settings, aws)
     payload = execution_input(bucket.name, merge_params(defaults, overrides), choice, variants,
-                              user_email(settings.root))
+                              user_email(settings))
     arn = machine.start(execution_name(bucket.name), payload)
     out(f"Started {arn}")
     if not wait:
@@ -307,7 +298,7 @@ def executions_table(executions: Iterable[Mapping[str, Any]]) -> str:
     """Executions as aligned text columns."""
     rows = [("STARTED (UTC)", "STATUS", "DURATION", "NAME")]
     for e in executions:
-        started = e["start"].astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        started = e["start"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         rows.append((started, e["status"], f"{e['seconds']:.1f} s", e["name"]))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,7 +33,7 @@ def milliseconds(moment: datetime) -> int:
 
 
 def format_event(event: dict[str, Any]) -> str:
-    moment = datetime.fromtimestamp(event["timestamp"] / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(event["timestamp"] / 1000, tz=UTC)
     return f"{moment:%Y-%m-%d %H:%M:%S} {event['message'].rstrip()}"
 
 
@@ -88,12 +88,12 @@ def lambda_logs(settings: Settings, aws: Aws) -> LambdaLogs:
 
 
 def show_logs(settings: Settings, aws: Aws, since: str = "10m", follow: bool = False,
-              out: Callable[[str], None] = print, polls: int | None = None) -> int:
+              out: Callable[[str], None] = print) -> int:
     """Print the Lambda's logs of the last ``since``; ``follow`` keeps polling. Returns the count."""
-    start_ms = milliseconds(datetime.now(timezone.utc) - parse_since(since))
+    start_ms = milliseconds(datetime.now(UTC) - parse_since(since))
     logs = lambda_logs(settings, aws)
     if follow:
-        return logs.follow(start_ms, out, polls=polls)
+        return logs.follow(start_ms, out)
     count = 0
     for event in logs.events(start_ms):
         out(format_event(event))

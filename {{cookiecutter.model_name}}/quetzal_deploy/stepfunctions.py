@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from itertools import islice
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
