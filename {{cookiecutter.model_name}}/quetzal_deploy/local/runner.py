@@ -51,6 +51,12 @@ def lambda_cause(error: str, message: str) -> str:
     return json.dumps({"errorMessage": message, "errorType": error, "stackTrace": []})
 
 
+def limit_error(record: StepRecord, error: str, message: str) -> StatesError:
+    """A step over a Lambda limit: marked failed, with the error Lambda would give."""
+    record.status = "failed"
+    return StatesError(error, lambda_cause(error, message))
+
+
 def local_definition(settings: Settings) -> dict[str, Any]:
     """step-functions.json with its placeholders filled for this machine."""
     definition = load_definition(settings.definition_path)
@@ -160,17 +166,15 @@ class LocalRun:
         """Fail a step that used more memory or /tmp than the Lambda has, as Lambda would."""
         memory, storage = self.settings.memory_mb, self.settings.storage_mb
         if record.peak_memory_mb is not None and record.peak_memory_mb > memory:
-            record.status = "failed"
-            raise StatesError("Runtime.OutOfMemory", lambda_cause("Runtime.OutOfMemory", (
+            raise limit_error(record, "Runtime.OutOfMemory", (
                 f"{call.label} peaked at {record.peak_memory_mb:.0f} MB but the Lambda has "
                 f"LAMBDA_MEMORY_SIZE={memory} MB: on AWS it is killed (Runtime exited with error: "
-                "signal: killed). Raise LAMBDA_MEMORY_SIZE in .env (at most 10240) or use less memory.")))
+                "signal: killed). Raise LAMBDA_MEMORY_SIZE in .env (at most 10240) or use less memory."))
         if record.tmp_mb is not None and record.tmp_mb > storage:
-            record.status = "failed"
-            raise StatesError("NotebookError", lambda_cause("NotebookError", (
+            raise limit_error(record, "NotebookError", (
                 f"{call.label} used {record.tmp_mb:.0f} MB of its working folder but the Lambda's /tmp "
                 f"is LAMBDA_STORAGE_SIZE={storage} MB: on AWS it fails with 'OSError: [Errno 28] No "
-                "space left on device'. Raise LAMBDA_STORAGE_SIZE in .env (at most 10240) or write less.")))
+                "space left on device'. Raise LAMBDA_STORAGE_SIZE in .env (at most 10240) or write less."))
 
     def report(self, error: StatesError | None) -> None:
         self.out("")

@@ -1,0 +1,215 @@
+"""End to end: ``invoke run --local`` in baked repos, as a user runs it, with no AWS account.
+
+Each test drives the real task in a subprocess (cwd = the baked repo): the real interpreter, the
+real Lambda handler core, real notebooks executed. The environment carries no AWS credentials or
+endpoint, which proves a local run needs none.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from fixtures.bake import bake
+
+HEADER = """import json, os, sys, time
+from pathlib import Path
+default = {"training_folder": "../scenarios/base", "params": {}}
+manual, argv = (True, default) if "ipykernel" in sys.argv[0] else (False, dict(default, **json.loads(sys.argv[1])))
+on_lambda = bool(os.environ.get("AWS_EXECUTION_ENV"))
+outputs = Path(argv["training_folder"]) / "outputs"
+outputs.mkdir(parents=True, exist_ok=True)
+"""
+FUNCTION = "arn:aws:lambda:${region}:${account_id}:function:${function_name}"
+
+
+def write_notebook(repo: Path, name: str, body: str) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(HEADER), nbformat.v4.new_code_cell(body)]
+    nbformat.write(notebook, repo / "notebooks" / f"{name}.ipynb")
+
+
+def lambda_task(payload: dict, **fields) -> dict:
+    return {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": FUNCTION, "Payload": payload}, "OutputPath": "$.Payload",
+            **fields}
+
+
+def step_payload(notebook: str) -> dict:
+    return {"notebook_path": f"notebooks/{notebook}.ipynb", "scenario_path_S3.$": "$.scenario_path_S3",
+            "launcher_arg.$": "$.launcher_arg", "metadata.$": "$.metadata"}
+
+
+def write_definition(repo: Path, states: dict, start: str) -> None:
+    (repo / "step-functions.json").write_text(json.dumps({"StartAt": start, "States": states}, indent=1))
+
+
+def no_aws_environment(tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
+               AWS_EC2_METADATA_DISABLED="true")
+    return env
+
+
+def invoke(repo: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=repo, capture_output=True,
+                          text=True, env=no_aws_environment(tmp_path), timeout=300)
+
+
+def tree_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_folder(repo: Path) -> Path:
+    runs = list((repo / ".quetzal" / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def git_status(repo: Path) -> str:
+    return subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_two_step_pipeline_with_authorization(tmp_path):
+    repo = bake(tmp_path / "bake", auth_function_name="quetzal-auth")
+    before = tree_hash(repo / "scenarios" / "base")
+
+    done = invoke(repo, tmp_path, "run", "--local", "base")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Authorization: skipped locally" in done.stdout
+    scenario = run_folder(repo) / "bucket" / "base"
+    outputs = {p.name for p in (scenario / "outputs").iterdir()}
+    for step in ("preparation", "assignment"):
+        assert {f"{step}_pt.geojson", f"{step}_road.geojson", f"{step}_summary.csv"} <= outputs
+        assert "wrote 3 layer(s)" in (scenario / "logs" / f"{step}.txt").read_text()
+        assert any(line.split()[:2] == [step, "ok"] for line in done.stdout.splitlines()), done.stdout
+    assert json.loads((scenario / "info.json").read_text())["model_tag"] == "local"
+    assert f"Outputs: {scenario / 'outputs'}" in done.stdout
+    assert tree_hash(repo / "scenarios" / "base") == before
+    assert git_status(repo) == ""
+
+
+MAP_STEP = """speed = argv["speed"]
+(outputs / f"speed_{argv['index']}.csv").write_text(f"speed,time_min\\n{speed},{60 / speed:.3f}\\n")
+print("RETURN:", json.dumps({"speed_file": f"outputs/speed_{argv['index']}.csv"}))
+"""
+MERGE_STEP = """rows = [p.read_text().splitlines()[1] for p in sorted(outputs.glob("speed_*.csv"))]
+(outputs / "merged.csv").write_text("speed,time_min\\n" + "\\n".join(rows) + "\\n")
+print(f"merged {len(rows)} runs")
+"""
+
+
+def test_map_fans_a_step_out_over_a_parameter_list_then_merges(baked_repo, tmp_path):
+    """A Map over a --params list; the merge step reads the first result (``$[0]``)."""
+    write_notebook(baked_repo, "speed", MAP_STEP)
+    write_notebook(baked_repo, "merge", MERGE_STEP)
+    speed_payload = {
+        "notebook_path": "notebooks/speed.ipynb", "scenario_path_S3.$": "$.scenario_path_S3",
+        "launcher_arg": {"training_folder": "/tmp", "speed.$": "$.speed", "index.$": "$.index",
+                         "params.$": "$.launcher_arg.params"},
+        "metadata.$": "$.metadata"}
+    merge_payload = {"notebook_path": "notebooks/merge.ipynb", "scenario_path_S3.$": "$[0].scenario_path_S3",
+                     "launcher_arg.$": "$[0].launcher_arg", "metadata.$": "$[0].metadata"}
+    write_definition(baked_repo, {
+        "Fan": {"Type": "Map", "ItemsPath": "$.launcher_arg.params.fan.speeds",
+                "ItemSelector": {"speed.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index",
+                                 "scenario_path_S3.$": "$.scenario_path_S3",
+                                 "launcher_arg.$": "$.launcher_arg", "metadata.$": "$.metadata"},
+                "ItemProcessor": {"StartAt": "speed", "States": {"speed": lambda_task(speed_payload, End=True)}},
+                "Next": "merge"},
+        "merge": lambda_task(merge_payload, End=True),
+    }, "Fan")
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"fan": {"speeds": [10, 20, 30]}}))
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base", "--params", str(params))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    outputs = run_folder(baked_repo) / "bucket" / "base" / "outputs"
+    assert (outputs / "merged.csv").read_text().splitlines() == [
+        "speed,time_min", "10,6.000", "20,3.000", "30,2.000"]
+    logs = run_folder(baked_repo) / "bucket" / "base" / "logs"
+    assert "merged 3 runs" in (logs / "merge.txt").read_text()
+    assert "RETURN:" in (logs / "speed.txt").read_text()
+    for index in range(3):
+        assert any(line.split()[:2] == [f"Fan[{index}]", ">"] and "ok" in line.split()
+                   for line in done.stdout.splitlines()), done.stdout
+
+
+def test_step_over_the_time_limit_fails_with_the_timeout_message(baked_repo, tmp_path):
+    write_notebook(baked_repo, "slow", 'print("starting", flush=True)\ntime.sleep(60)\n')
+    write_definition(baked_repo, {"slow": lambda_task(step_payload("slow"), End=True)}, "slow")
+    (baked_repo / ".env.local").write_text("LAMBDA_TIME_LIMIT=3\n")
+    before = tree_hash(baked_repo / "scenarios" / "base")
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Failed state: slow" in done.stdout
+    assert "Error: NotebookTimeout" in done.stdout
+    assert "before the Lambda time limit" in done.stdout and "LAMBDA_TIME_LIMIT" in done.stdout
+    assert "| starting" in done.stdout  # the log tail
+    assert any(line.split()[:2] == ["slow", "failed"] for line in done.stdout.splitlines())
+    assert tree_hash(baked_repo / "scenarios" / "base") == before
+
+
+def test_step_over_the_memory_size_fails_as_lambda_would(baked_repo, tmp_path):
+    write_notebook(baked_repo, "hungry", "block = bytearray(300 * 2**20)\nblock[::4096] = b'x' * len(block[::4096])\n")
+    write_definition(baked_repo, {"hungry": lambda_task(step_payload("hungry"), End=True)}, "hungry")
+    (baked_repo / ".env.local").write_text("LAMBDA_MEMORY_SIZE=128\n")
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Error: Runtime.OutOfMemory" in done.stdout
+    assert "LAMBDA_MEMORY_SIZE=128 MB" in done.stdout
+
+
+@pytest.mark.parametrize("state, expected", [
+    ({"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage", "End": True},
+     "state 'bad': Resource 'arn:aws:states:::sqs:sendMessage' is not supported locally"),
+    ({"Type": "Map", "ItemReader": {}, "ItemProcessor": {"StartAt": "x", "States": {"x": {"Type": "Succeed"}}},
+      "End": True}, "state 'bad': field 'ItemReader' is not supported by the local runner"),
+    ({"Type": "Pass", "Parameters": {"x.$": "States.MathRandom(1, 9)"}, "End": True},
+     "States.MathRandom is not an intrinsic function this runner supports"),
+])
+def test_unsupported_definition_fails_before_anything_runs(baked_repo, tmp_path, state, expected):
+    write_definition(baked_repo, {"ok": lambda_task(step_payload("preparation"), Next="bad"), "bad": state}, "ok")
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base")
+
+    assert done.returncode == 1
+    assert expected in done.stderr, done.stderr
+    assert not (baked_repo / ".quetzal").exists()
+
+
+def test_choice_picks_a_variant_and_an_unknown_one_is_refused(baked_repo, tmp_path):
+    write_definition(baked_repo, {
+        "Variant": {"Type": "Choice", "Choices": [{"Variable": "$.choice", "StringEquals": "pt",
+                                                   "Next": "assignment"}], "Default": "preparation"},
+        "preparation": lambda_task(step_payload("preparation"), End=True),
+        "assignment": lambda_task(step_payload("assignment"), End=True),
+    }, "Variant")
+
+    refused = invoke(baked_repo, tmp_path, "run", "--local", "base", "--choice", "road")
+    assert refused.returncode == 1
+    assert "--choice 'road' is not a pipeline variant" in refused.stderr and "pt" in refused.stderr
+    assert not (baked_repo / ".quetzal").exists()
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base", "--choice", "pt")
+    assert done.returncode == 0, done.stdout + done.stderr
+    outputs = {p.name for p in (run_folder(baked_repo) / "bucket" / "base" / "outputs").iterdir()}
+    assert "assignment_summary.csv" in outputs and "preparation_summary.csv" not in outputs
