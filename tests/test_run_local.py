@@ -20,7 +20,8 @@ from fixtures.bake import bake
 HEADER = """import json, os, sys, time
 from pathlib import Path
 default = {"training_folder": "../scenarios/base", "params": {}}
-manual, argv = (True, default) if "ipykernel" in sys.argv[0] else (False, dict(default, **json.loads(sys.argv[1])))
+manual, argv = (True, default) if "ipykernel" in sys.argv[0] else (
+    False, dict(default, **json.loads(sys.argv[1])))
 on_lambda = bool(os.environ.get("AWS_EXECUTION_ENV"))
 outputs = Path(argv["training_folder"]) / "outputs"
 outputs.mkdir(parents=True, exist_ok=True)
@@ -121,14 +122,16 @@ def test_map_fans_a_step_out_over_a_parameter_list_then_merges(baked_repo, tmp_p
         "launcher_arg": {"training_folder": "/tmp", "speed.$": "$.speed", "index.$": "$.index",
                          "params.$": "$.launcher_arg.params"},
         "metadata.$": "$.metadata"}
-    merge_payload = {"notebook_path": "notebooks/merge.ipynb", "scenario_path_S3.$": "$[0].scenario_path_S3",
+    merge_payload = {"notebook_path": "notebooks/merge.ipynb",
+                     "scenario_path_S3.$": "$[0].scenario_path_S3",
                      "launcher_arg.$": "$[0].launcher_arg", "metadata.$": "$[0].metadata"}
     write_definition(baked_repo, {
         "Fan": {"Type": "Map", "ItemsPath": "$.launcher_arg.params.fan.speeds",
                 "ItemSelector": {"speed.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index",
                                  "scenario_path_S3.$": "$.scenario_path_S3",
                                  "launcher_arg.$": "$.launcher_arg", "metadata.$": "$.metadata"},
-                "ItemProcessor": {"StartAt": "speed", "States": {"speed": lambda_task(speed_payload, End=True)}},
+                "ItemProcessor": {"StartAt": "speed",
+                                  "States": {"speed": lambda_task(speed_payload, End=True)}},
                 "Next": "merge"},
         "merge": lambda_task(merge_payload, End=True),
     }, "Fan")
@@ -167,7 +170,7 @@ def test_step_over_the_time_limit_fails_with_the_timeout_message(baked_repo, tmp
 
 
 def test_step_over_the_memory_size_fails_as_lambda_would(baked_repo, tmp_path):
-    write_notebook(baked_repo, "hungry", "block = bytearray(300 * 2**20)\nblock[::4096] = b'x' * len(block[::4096])\n")
+    write_notebook(baked_repo, "hungry", "block = bytearray(300 * 2**20)\nblock[::4096] = b'x' * 76800\n")
     write_definition(baked_repo, {"hungry": lambda_task(step_payload("hungry"), End=True)}, "hungry")
     (baked_repo / ".env.local").write_text("LAMBDA_MEMORY_SIZE=128\n")
 
@@ -181,13 +184,15 @@ def test_step_over_the_memory_size_fails_as_lambda_would(baked_repo, tmp_path):
 @pytest.mark.parametrize("state, expected", [
     ({"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage", "End": True},
      "state 'bad': Resource 'arn:aws:states:::sqs:sendMessage' is not supported locally"),
-    ({"Type": "Map", "ItemReader": {}, "ItemProcessor": {"StartAt": "x", "States": {"x": {"Type": "Succeed"}}},
-      "End": True}, "state 'bad': field 'ItemReader' is not supported by the local runner"),
+    ({"Type": "Map", "ItemReader": {}, "End": True,
+      "ItemProcessor": {"StartAt": "x", "States": {"x": {"Type": "Succeed"}}}},
+     "state 'bad': field 'ItemReader' is not supported by the local runner"),
     ({"Type": "Pass", "Parameters": {"x.$": "States.MathRandom(1, 9)"}, "End": True},
      "States.MathRandom is not an intrinsic function this runner supports"),
 ])
 def test_unsupported_definition_fails_before_anything_runs(baked_repo, tmp_path, state, expected):
-    write_definition(baked_repo, {"ok": lambda_task(step_payload("preparation"), Next="bad"), "bad": state}, "ok")
+    states = {"ok": lambda_task(step_payload("preparation"), Next="bad"), "bad": state}
+    write_definition(baked_repo, states, "ok")
 
     done = invoke(baked_repo, tmp_path, "run", "--local", "base")
 
