@@ -27,6 +27,7 @@ PARAMS = [
         {"name": "label", "text": "label", "value": "base", "type": "String"},
     ]},
     {"category": "other", "model": "fast", "params": [{"name": "x", "value": 1, "type": "Number"}]},
+    {"variants": ["2030", "2040"], "choices": ["2030", "2040"], "model": ["fast"]},
 ]
 
 
@@ -140,6 +141,36 @@ def test_fail_state_cause_is_shown_as_the_handler_message(model, boto, executing
     assert code == 1
     assert "Error: NotebookFailed" in output
     assert "Cause: NotebookFailed: assignment.ipynb: ZeroDivisionError" in output
+
+
+def test_invoke_run_takes_the_chosen_variant(model, boto, executing):
+    """`invoke run` (the run task's remote path) as a user types it, on a Choice pipeline."""
+    arn = create_machine(boto, {
+        "choose": {"Type": "Choice", "Default": "preparation",
+                   "Choices": [{"Variable": "$.choice", "StringEquals": "fast", "Next": "shortcut"}]},
+        "preparation": {"Type": "Pass", "End": True},
+        "shortcut": {"Type": "Pass", "End": True},
+    }, start="choose")
+
+    done = run_task(model, "run", "base", "--choice", "fast")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "✓ shortcut" in done.stdout and "preparation" not in done.stdout
+    sfn = boto.client("stepfunctions")
+    [execution] = sfn.list_executions(stateMachineArn=arn)["executions"]
+    sent = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert sent["choice"] == "fast" and sent["variants"] == ["2030", "2040"]
+    assert sent["launcher_arg"]["params"] == {"other": {"x": 1}}
+
+
+def test_invoke_run_failure_exits_non_zero_with_the_report(model, boto, executing):
+    create_machine(boto, {"preparation": {"Type": "Fail", "Error": "NotebookFailed", "Cause": "boom"}})
+
+    done = run_task(model, "run", "base")
+
+    assert done.returncode == 1
+    assert "Failed state: preparation" in done.stdout and "Cause: boom" in done.stdout
+    assert "Traceback" not in done.stderr
 
 
 def test_missing_scenario_starts_nothing(model, boto):
