@@ -5,9 +5,11 @@ tests/support/notebooks, its own working folder (QUETZAL_WORKDIR, never the real
 empty emulated account. AWS state is checked through the ``boto`` fixture's own client.
 """
 
+import ast
 import email.header
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -300,3 +302,47 @@ def test_template_notebook_runs_on_the_template_scenario(lambda_env, s3, task_ro
     assert "base/outputs/preparation_summary.csv" in keys
     assert json.loads(read(s3, "base/info.json"))["model_tag"] == TAG
     assert '"scenario_label": "paris-2030"' in read(s3, "base/logs/preparation.txt").decode()
+
+
+def test_build_time_script_is_preferred_to_the_notebook(lambda_env, s3, task_root):
+    """The image converts notebooks at build time; the handler runs that .py, not the .ipynb."""
+    shutil.copy(task_root / "notebooks" / "fails.ipynb", task_root / "notebooks" / "built.ipynb")
+    (task_root / "notebooks" / "built.py").write_text("print('from the build-time script')\n")
+
+    handler(make_event("built"), LambdaContext(60))
+
+    assert read(s3, "base/logs/built.txt") == b"from the build-time script\n"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("print('partial work')\nimport sys\nsys.exit(3)\n", "exited with code 3"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "was killed by SIGKILL (out of memory?"),
+])
+def test_failure_without_traceback_says_how_it_ended(lambda_env, s3, task_root, source, expected):
+    (task_root / "notebooks" / "ends.py").write_text(source)
+
+    with pytest.raises(NotebookError, match=re.escape(f"notebooks/ends.py {expected}")):
+        handler(make_event(notebook_path="notebooks/ends.py"), LambdaContext(60))
+
+    assert "base/logs/ends.txt" in bucket_keys(s3)
+
+
+def test_broken_notebook_is_a_notebook_error_with_a_log(lambda_env, s3, task_root):
+    (task_root / "notebooks" / "broken.ipynb").write_text('{"cells": [')
+
+    with pytest.raises(NotebookError, match="broken.ipynb could not be converted to a script"):
+        handler(make_event("broken"), LambdaContext(60))
+
+    assert b"could not be converted" in read(s3, "base/logs/broken.txt")
+
+
+def test_runtime_imports_only_what_the_image_has():
+    """The image ships quetzal_deploy/runtime and requirements.txt (boto3, nbconvert) only."""
+    probe = ("import sys; import quetzal_deploy.runtime.handler; "
+             "print(sorted({name.split('.')[0] for name in sys.modules}))")
+    modules = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                             text=True, cwd=TEMPLATE).stdout
+    loaded = set(ast.literal_eval(modules))
+    assert {"boto3", "botocore", "s3transfer"} <= loaded
+    assert not loaded & {"nbconvert", "dotenv", "invoke", "docker", "tqdm", "jsonpath_ng"}
+    assert "quetzal_deploy.settings" not in modules

@@ -50,7 +50,7 @@ class Outcome:
         lines = list(self.tail)
         starts = [index for index, line in enumerate(lines) if line.startswith(TRACEBACK)]
         text = "\n".join(lines[starts[-1]:] if starts else lines[-40:])
-        return text[-limit:]
+        return text[-limit:] or "(it printed nothing)"
 
     def exit_description(self) -> str:
         if self.returncode is not None and self.returncode < 0:
@@ -137,29 +137,35 @@ def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: P
         reader = threading.Thread(target=read_output,
                                   args=(process.stdout, log_file, outcome, echo), daemon=True)
         reader.start()
-        ended = {}
-        waiter = threading.Thread(target=wait_for, args=(process.pid, ended), daemon=True)
+        waiter = threading.Thread(target=wait_for, args=(process, outcome), daemon=True)
         waiter.start()
         waiter.join(max(budget_s, 0.0))
         outcome.timed_out = waiter.is_alive()
-        kill_group(process.pid)  # at the deadline; after an exit, any leftover children
+        kill_all(process)  # at the deadline; after an exit, any children it left behind
         waiter.join()
         outcome.seconds = time.monotonic() - started
-        outcome.returncode = process.returncode = os.waitstatus_to_exitcode(ended["status"])
-        outcome.peak_memory_mb = peak_mb(ended["rusage"])
         reader.join(5)
         process.stdout.close()
     return outcome
 
 
-def wait_for(pid: int, ended: dict) -> None:
-    """Reap the child with its resource usage (Popen.wait would discard it)."""
-    _, ended["status"], ended["rusage"] = os.wait4(pid, 0)
+def wait_for(process: subprocess.Popen, outcome: Outcome) -> None:
+    """Reap the child, with its peak memory where ``os.wait4`` exists (not on Windows)."""
+    if not hasattr(os, "wait4"):
+        outcome.returncode = process.wait()
+        return
+    _, status, rusage = os.wait4(process.pid, 0)
+    outcome.returncode = process.returncode = os.waitstatus_to_exitcode(status)
+    outcome.peak_memory_mb = peak_mb(rusage)
 
 
-def kill_group(pid: int) -> None:
+def kill_all(process: subprocess.Popen) -> None:
+    """Kill the child's whole process group (POSIX), or the child itself (Windows)."""
+    if not hasattr(os, "killpg"):
+        process.kill()
+        return
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 

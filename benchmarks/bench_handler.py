@@ -1,0 +1,225 @@
+"""Benchmark: the Lambda handler's own overhead, new handler vs the old one.
+
+One step on a 200-file scenario (1-10 KB inputs) with a trivial notebook (it writes 50 small
+outputs), so nearly all the time is the handler's: clean, download, conversion, starting the
+script, upload. Both handlers run in this process against moto's ThreadedMotoServer on
+127.0.0.1, each run after deleting the scenario's outputs/ and logs/ (as the front end does).
+
+- old: the previous handler's procedure: sequential ``Bucket.download_file`` (HeadObject +
+  GetObject per file), conversion at run time with the ``jupyter nbconvert`` command, the
+  script, then sequential ``upload_file`` with the metadata.
+- new: ``run_step`` with ``S3Storage``: parallel transfers, no HeadObject, the script converted
+  at image build time (as the Dockerfile does). A third row shows the new handler when only the
+  ``.ipynb`` exists (in-process nbconvert; its import is paid once per warm container).
+
+Moto answers with no network time, so a botocore ``before-send`` hook sleeps a simulated round
+trip (30 ms by default, what a workstation sees from S3) before each request; the same runs
+with no added latency show moto's own floor (about 10 ms of its CPU per request).
+
+    python benchmarks/bench_handler.py [--files 200] [--outputs 50] [--rtt-ms 30] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+import nbformat
+from moto.server import ThreadedMotoServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"))
+
+from quetzal_deploy.runtime.handler import run_step  # noqa: E402
+from quetzal_deploy.runtime.storage import S3Storage, default_client  # noqa: E402
+
+BUCKET = "bench-handler"
+REGION = "us-east-1"
+SCENARIO = "bench/"
+METADATA = {"user_email": "bench@example.org"}
+TRIVIAL = """import json, sys
+from pathlib import Path
+argv = json.loads(sys.argv[1])
+outputs = Path(argv["training_folder"]) / "outputs"
+outputs.mkdir(exist_ok=True)
+for index in range(argv["outputs"]):
+    (outputs / f"layer{index:03d}.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_moto() -> ThreadedMotoServer:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
+                      AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION)
+    return server
+
+
+def upload_scenario(files: int) -> None:
+    """The scenario's inputs (seeded: the same files every run) and its info.json."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    rng = random.Random(7)
+    for index in range(files - 1):
+        key = f"{SCENARIO}inputs/{['pt', 'road', 'od'][index % 3]}/part{index:03d}.geojson"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=rng.randbytes(rng.randint(1024, 10 * 1024)))
+    s3.put_object(Bucket=BUCKET, Key=f"{SCENARIO}info.json", Body=b'{"description": "bench"}')
+
+
+def task_root(folder: Path, build_time_script: bool) -> Path:
+    """An image's code folder holding notebooks/trivial.ipynb (and its .py if converted)."""
+    notebook = folder / "notebooks" / "trivial.ipynb"
+    notebook.parent.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(TRIVIAL)]), notebook)
+    if build_time_script:
+        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "script", "--log-level", "WARN",
+                        str(notebook)], check=True)
+    return folder
+
+
+class Network:
+    """Adds the simulated round trip to a client's requests, and counts them."""
+
+    def __init__(self, rtt_s: float):
+        self.rtt_s = rtt_s
+        self.requests = 0
+
+    def attach(self, client):
+        client.meta.events.register("before-send.s3", self.before_send)
+        return client
+
+    def before_send(self, **kwargs):
+        self.requests += 1
+        if self.rtt_s:
+            time.sleep(self.rtt_s)
+
+
+def new_handler(root: Path, workdir: Path, network: Network, outputs: int) -> dict[str, float]:
+    # A fresh client with the handler's own settings, so the hook does not stay on the shared one.
+    storage = S3Storage(BUCKET, network.attach(default_client.__wrapped__()))
+    event = {"notebook_path": "notebooks/trivial.ipynb", "scenario_path_S3": SCENARIO,
+             "launcher_arg": {"outputs": outputs}, "metadata": METADATA}
+    started = time.perf_counter()
+    result = run_step(event, storage=storage, workdir=workdir, task_root=root, time_left_s=300,
+                      image_tag="bench", echo=lambda line: None)
+    return {**result.durations, "total": time.perf_counter() - started}
+
+
+def old_handler(root: Path, workdir: Path, network: Network, outputs: int) -> dict[str, float]:
+    """The previous handler's steps, timed the same way (rewritten here, minus its bugs' waits)."""
+    bucket = boto3.resource("s3").Bucket(BUCKET)
+    network.attach(bucket.meta.client)
+    times, mark = {}, time.perf_counter()
+    started = mark
+
+    def lap(name):
+        nonlocal mark
+        now = time.perf_counter()
+        times[name], mark = now - mark, now
+
+    for child in workdir.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    lap("clean")
+    for item in bucket.objects.filter(Prefix=SCENARIO):
+        target = workdir / os.path.relpath(item.key, SCENARIO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        bucket.download_file(item.key, str(target))
+    lap("download")
+    notebook = root / "notebooks" / "trivial.ipynb"
+    script = workdir / "trivial.py"
+    subprocess.run(["jupyter", "nbconvert", "--to", "python", str(notebook), "--output", str(script)],
+                   check=True, capture_output=True)
+    lap("convert")
+    argument = json.dumps({"outputs": outputs, "training_folder": str(workdir)})
+    subprocess.run([sys.executable, str(script), argument], cwd=notebook.parent, check=True,
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lap("run")
+    script.unlink()
+    shutil.rmtree(workdir / "inputs")
+    for folder, _, names in os.walk(workdir):
+        for name in names:
+            path = Path(folder, name)
+            key = SCENARIO + path.relative_to(workdir).as_posix()
+            bucket.upload_file(str(path), key, ExtraArgs={"Metadata": METADATA})
+    lap("upload")
+    times["total"] = time.perf_counter() - started
+    return times
+
+
+def delete_results() -> None:
+    """What the front end does before a run: delete the scenario's outputs/ and logs/."""
+    bucket = boto3.resource("s3").Bucket(BUCKET)
+    for folder in ("outputs/", "logs/"):
+        bucket.objects.filter(Prefix=SCENARIO + folder).delete()
+
+
+def measure(run, root: Path, rtt_s: float, repeats: int, outputs: int) -> tuple[dict, int]:
+    """Median phase times over ``repeats`` runs, and the requests of one run."""
+    runs = []
+    for _ in range(repeats):
+        delete_results()
+        with tempfile.TemporaryDirectory(prefix="bench-handler-work-") as work:
+            network = Network(rtt_s)
+            runs.append(run(root, Path(work), network, outputs))
+    phases = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
+    return phases, network.requests
+
+
+def row(label: str, rtt_ms: int, phases: dict, requests: int) -> str:
+    cells = [f"{phases[name]:8.2f}" if name in phases else "       -"
+             for name in ("clean", "download", "convert", "run", "upload", "total")]
+    return f"{label:<34} {rtt_ms:>5} ms {' '.join(cells)} {requests:>9}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--outputs", type=int, default=50)
+    parser.add_argument("--rtt-ms", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    server = start_moto()
+    try:
+        upload_scenario(args.files)
+        with tempfile.TemporaryDirectory(prefix="bench-handler-") as tmp:
+            built = task_root(Path(tmp, "built"), build_time_script=True)
+            plain = task_root(Path(tmp, "plain"), build_time_script=False)
+            print(f"Handler overhead: {args.files}-file scenario, trivial notebook writing "
+                  f"{args.outputs} outputs; median of {args.repeats} runs, seconds.")
+            print(f"{'approach':<34} {'rtt':>8} {'clean':>8} {'download':>8} {'convert':>8} "
+                  f"{'run':>8} {'upload':>8} {'total':>8} {'requests':>9}")
+            for rtt_ms in (args.rtt_ms, 0):
+                rtt_s = rtt_ms / 1000
+                old, old_requests = measure(old_handler, built, rtt_s, args.repeats, args.outputs)
+                new, new_requests = measure(new_handler, built, rtt_s, args.repeats, args.outputs)
+                lazy, lazy_requests = measure(new_handler, plain, rtt_s, args.repeats, args.outputs)
+                print(row("old: sequential, jupyter nbconvert", rtt_ms, old, old_requests))
+                print(row("new: parallel, build-time script", rtt_ms, new, new_requests))
+                print(row("new: .ipynb only (in-process)", rtt_ms, lazy, lazy_requests))
+                print(f"{'':<34} {'':>8} new/old total = {new['total'] / old['total']:.2f} "
+                      f"(.ipynb only: {lazy['total'] / old['total']:.2f})")
+            print("rtt = simulated round trip added before each request; 0 ms = moto's floor.")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
