@@ -34,12 +34,12 @@ def passed(name: str, detail: str) -> Check:
     return Check(name, True, detail)
 
 
-def probe(name: str, detail: str, hint: str, attempt: Callable[[], object]) -> Check:
+def probe(name: str, detail: str, hint: str, attempt: Callable[[], object], profile: str | None) -> Check:
     """Run ``attempt``; an AWS error becomes a failed check with its own explanation and ``hint``."""
     try:
         attempt()
     except (BotoCoreError, ClientError) as ex:
-        return Check(name, False, str(explain(ex)), hint)
+        return Check(name, False, str(explain(ex, profile)), hint)
     except QuetzalError as ex:
         return Check(name, False, str(ex), hint)
     return passed(name, detail)
@@ -56,15 +56,16 @@ def aws_checks(settings: Settings, aws: Aws) -> list[Check]:
         return [*checks, Check("credentials", False, str(ex),
                                "then run `invoke doctor` again: the model's AWS resources need them")]
     s3, ecr, functions = aws.client("s3"), aws.client("ecr"), aws.client("lambda")
+    profile = settings.profile
     checks += [
-        probe("bucket", settings.bucket, INFRA_HINT, lambda: s3.head_bucket(Bucket=settings.bucket)),
+        probe("bucket", settings.bucket, INFRA_HINT, lambda: s3.head_bucket(Bucket=settings.bucket), profile),
         probe("ECR repository", settings.ecr_repo, INFRA_HINT,
-              lambda: ecr.describe_repositories(repositoryNames=[settings.ecr_repo])),
+              lambda: ecr.describe_repositories(repositoryNames=[settings.ecr_repo]), profile),
         probe("Lambda function", settings.function_name,
               "run `invoke deploy` the first time, `invoke push --initial` once the stack exists",
-              lambda: functions.get_function(FunctionName=settings.function_name)),
+              lambda: functions.get_function(FunctionName=settings.function_name), profile),
         probe("state machine", settings.state_machine, INFRA_HINT,
-              lambda: state_machine(settings, aws).arn),
+              lambda: state_machine(settings, aws).arn, profile),
     ]
     return checks
 

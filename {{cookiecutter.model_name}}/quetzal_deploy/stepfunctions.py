@@ -111,14 +111,12 @@ def validated_definition(settings: Settings, account_id: str) -> dict[str, Any]:
 
 
 def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
-                 out: Callable[[str], None] = print) -> dict[str, Any]:
+                 out: Callable[[str], None] = print) -> None:
     """Deploy ``step-functions.json`` to the model's state machine (``dry_run``: print it only)."""
     rendered = validated_definition(settings, aws.account_id)
     if dry_run:
         out(json.dumps(rendered, indent=2))
-        return rendered
-    machine = state_machine(settings, aws)
-    machine.update(rendered)
+        return
+    state_machine(settings, aws).update(rendered)
     steps = ", ".join(notebook_paths(rendered)) or "no notebook"
     out(f"Updated state machine {settings.state_machine}: {steps}")
-    return rendered
