@@ -1,5 +1,9 @@
 """`invoke logs` and the follow loop, against CloudWatch Logs in moto server."""
 
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -62,6 +66,25 @@ def test_follow_prints_each_new_event_once(baked_repo, logs):
 
     assert count == 4
     assert [line.split(" ", 2)[2] for line in printed] == ["first", "second", "third", "fourth"]
+
+
+@pytest.mark.timeout(90)
+def test_follow_runs_until_ctrl_c(baked_repo, logs):
+    """`invoke logs --follow` in a pipe: each event shows as it comes; Ctrl-C (SIGINT) ends it cleanly."""
+    put(logs, "first")
+    follower = subprocess.Popen([sys.executable, "-m", "invoke", "logs", "--follow"], cwd=baked_repo,
+                                env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        assert follower.stdout.readline().endswith(" first\n")
+        put(logs, "second")
+        assert follower.stdout.readline().endswith(" second\n")
+        follower.send_signal(signal.SIGINT)
+        _, err = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+    assert follower.returncode == 130
+    assert err.strip() == "Interrupted."
 
 
 @pytest.mark.parametrize("args, message", [

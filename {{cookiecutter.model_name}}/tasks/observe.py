@@ -1,5 +1,7 @@
 """Observe and check: logs, doctor."""
 
+from functools import partial
+
 from invoke import Exit
 
 from quetzal_deploy.aws import Aws
@@ -17,7 +19,8 @@ from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
 def logs(c, since="10m", follow=False, profile=None, region=None):
     """Print the model Lambda's CloudWatch logs."""
     settings = settings_for(profile, region)
-    show_logs(settings, Aws(settings), since=since, follow=follow)
+    # Flushed line by line, so `invoke logs --follow | grep ...` shows events as they come.
+    show_logs(settings, Aws(settings), since=since, follow=follow, out=partial(print, flush=True))
 
 
 @quetzal_task(help={"profile": PROFILE_HELP, "region": REGION_HELP})
