@@ -19,11 +19,11 @@ PRIVATE = ".quetzal"  # the handler's own files inside the working folder: never
 def check_workdir(workdir: Path, task_root: Path) -> Path:
     """The resolved working folder, or ``UnsafeWorkdir`` when emptying it would do harm."""
     folder = workdir.expanduser().resolve()
-    home = Path.home().resolve()
+    home = home_folder()
     root = task_root.resolve()
     if folder == Path(folder.anchor):
         reason = "it is the file system root"
-    elif folder == home or home.is_relative_to(folder):
+    elif home and home.is_relative_to(folder):
         reason = f"it holds the home folder {home}"
     elif root.is_relative_to(folder) or folder.is_relative_to(root):
         reason = f"it overlaps the model's code in {root}"
@@ -32,6 +32,14 @@ def check_workdir(workdir: Path, task_root: Path) -> Path:
     raise UnsafeWorkdir(f"Refusing to use {folder} as the working folder: {reason}, and the "
                         "step empties its working folder. Set QUETZAL_WORKDIR to a dedicated "
                         "folder (on Lambda: /tmp).")
+
+
+def home_folder() -> Path | None:
+    """The user's home folder; None where it cannot be known (Lambda sets no HOME)."""
+    try:
+        return Path.home().resolve()
+    except (RuntimeError, KeyError):
+        return None
 
 
 def empty_folder(folder: Path) -> None:
