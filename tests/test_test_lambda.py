@@ -1,0 +1,172 @@
+"""``invoke test-lambda`` and ``LocalLambda``: the real image behind the stand-in Lambda emulator.
+
+The container reaches moto on 127.0.0.1, so it runs on the host network (test-lambda switches
+to it by itself when AWS_ENDPOINT_URL is on this machine); S3 state is read back with boto3.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fixtures.aws import free_port
+from fixtures.tasks import run_task
+
+pytestmark = pytest.mark.xdist_group("docker")
+BUCKET = "quetzal-test"  # the default bake's bucket
+
+
+def upload_scenario(s3, repo, name="base"):
+    """The baked scenario in moto S3, as `invoke upload-scenarios` would leave it."""
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name})
+    folder = repo / "scenarios" / name
+    for path in folder.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), BUCKET, f"{name}/{path.relative_to(folder).as_posix()}")
+
+
+def keys(s3, prefix):
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return {item["Key"][len(prefix):] for item in listed}
+
+
+def test_test_lambda_runs_first_notebook_against_s3(baked_repo, boto, docker_engine, lambda_base_image):
+    s3 = boto.client("s3")
+    upload_scenario(s3, baked_repo)
+    done = run_task(baked_repo, "test-lambda", env={"QUETZAL_BASE_IMAGE": lambda_base_image})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "running on the host network" in done.stdout
+    log, response = done.stdout.split("--- container log ---", 1)[1].split("--- response ---")
+    assert "START RequestId" in log and "preparation: wrote 3 layer(s)" in log
+    assert json.loads(response)["scenario_path_S3"] == "base/"
+
+    outputs = keys(s3, "base/outputs/")
+    assert {"preparation_summary.csv", "preparation_summary.md"} <= outputs
+    assert "assignment_summary.csv" not in outputs  # only the first step ran
+    notebook_log = s3.get_object(Bucket=BUCKET, Key="base/logs/preparation.txt")["Body"].read().decode()
+    assert "preparation: wrote 3 layer(s) to /tmp/outputs" in notebook_log
+    info = json.loads(s3.get_object(Bucket=BUCKET, Key="base/info.json")["Body"].read())
+    assert info["model_tag"] == "local"
+    assert not docker_engine.containers.list(filters={"ancestor": "quetzal-test:local"})
+
+
+def test_notebook_crash_in_the_container(baked_repo, boto, docker_engine, lambda_base_image):
+    """The handler's error reaches the caller as Lambda reports it; the log still lands in S3."""
+    s3 = boto.client("s3")
+    upload_scenario(s3, baked_repo)
+    notebook_path = baked_repo / "notebooks" / "preparation.ipynb"
+    notebook = json.loads(notebook_path.read_text())
+    notebook["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                              "source": ["raise ValueError('negative speed on link 7')\n"]})
+    notebook_path.write_text(json.dumps(notebook))
+    done = run_task(baked_repo, "test-lambda", env={"QUETZAL_BASE_IMAGE": lambda_base_image})
+    assert done.returncode == 1
+    assert "the function failed (Unhandled)" in done.stderr
+    response = json.loads(done.stdout.split("--- response ---", 1)[1])
+    assert response["errorType"] and "negative speed on link 7" in response["errorMessage"]
+    notebook_log = s3.get_object(Bucket=BUCKET, Key="base/logs/preparation.txt")["Body"].read().decode()
+    assert "ValueError: negative speed on link 7" in notebook_log
+
+
+def test_event_file_and_keep(baked_repo, boto, docker_engine, lambda_base_image, tmp_path):
+    """--event picks the step; --keep leaves the container serving for more invocations."""
+    s3 = boto.client("s3")
+    upload_scenario(s3, baked_repo)
+    event = {"notebook_path": "notebooks/assignment.ipynb", "scenario_path_S3": "base/",
+             "launcher_arg": {"training_folder": "/tmp", "params": {}}, "metadata": {"user_email": "a@b.c"}}
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event))
+    done = run_task(baked_repo, "test-lambda", "--event", str(event_file), "--keep",
+                    env={"QUETZAL_BASE_IMAGE": lambda_base_image})
+    running = docker_engine.containers.list(filters={"ancestor": "quetzal-test:local"})
+    for container in running:
+        container.remove(force=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(running) == 1 and "keeps running" in done.stdout
+    assert {"assignment_summary.csv"} <= keys(s3, "base/outputs/")
+    assert "preparation_summary.csv" not in keys(s3, "base/outputs/")
+
+
+def test_missing_event_file(baked_repo):
+    done = run_task(baked_repo, "test-lambda", "--event", "nope.json")
+    assert done.returncode == 1 and "event file nope.json not found" in done.stderr
+
+
+TOY_HANDLER = '''
+import time
+
+
+def handler(event, context):
+    if "fail" in event:
+        raise KeyError(event["fail"])
+    time.sleep(event.get("sleep", 0))
+    return {"echo": event, "remaining_ms": context.get_remaining_time_in_millis()}
+'''
+
+
+@pytest.fixture(scope="module")
+def toy_image(docker_engine, lambda_base_image, tmp_path_factory):
+    """A one-file handler on the stand-in base: checks the emulator behaves as Lambda does."""
+    context = tmp_path_factory.mktemp("toy")
+    (context / "toy.py").write_text(TOY_HANDLER)
+    (context / "Dockerfile").write_text(f'FROM {lambda_base_image}\nCOPY toy.py ${{LAMBDA_TASK_ROOT}}/\n'
+                                        'CMD ["toy.handler"]\n')
+    image, _ = docker_engine.images.build(path=str(context), tag="quetzal-test/toy-handler:latest", rm=True)
+    return image.tags[0]
+
+
+def test_local_lambda_reports_like_lambda(docker_engine, toy_image):
+    """Port mapping 9000-style (bridge), Lambda's error shape, timeout and deadline."""
+    from quetzal_deploy.local_lambda import LocalLambda
+
+    env = {"AWS_LAMBDA_FUNCTION_TIMEOUT": "3", "AWS_REGION": "ca-central-1"}
+    with LocalLambda(docker_engine, toy_image, env, port=free_port()) as function:
+        ok = function.invoke({"x": 1})
+        assert not ok.failed and ok.payload["echo"] == {"x": 1}
+        assert 0 < ok.payload["remaining_ms"] <= 3000
+
+        failed = function.invoke({"fail": "missing-column"})
+        assert failed.error == "Unhandled"
+        assert failed.payload["errorType"] == "KeyError"
+        assert "missing-column" in failed.payload["errorMessage"]
+        assert any("toy.py" in frame for frame in failed.payload["stackTrace"])
+
+        late = function.invoke({"sleep": 10})
+        assert late.error == "Unhandled"
+        assert "Task timed out after 3.00 seconds" in late.payload["errorMessage"]
+
+        again = function.invoke({"y": 2})  # a fresh runtime after the timeout
+        assert again.payload["echo"] == {"y": 2}
+        assert "START RequestId" in function.logs() and "KeyError" in function.logs()
+    assert not docker_engine.containers.list(filters={"ancestor": toy_image})
+
+
+def test_local_lambda_container_that_never_serves(docker_engine, lambda_base_image):
+    """An image whose CMD is not a handler module: the emulator exits, the error shows its log."""
+    from quetzal_deploy.images import DockerError
+    from quetzal_deploy.local_lambda import LocalLambda
+
+    function = LocalLambda(docker_engine, lambda_base_image, {}, port=free_port())
+    with pytest.raises(DockerError, match="did not start serving") as raised:
+        function.start(ready_within_s=20)
+    function.stop()
+    assert "usage: emulator.py" in str(raised.value)
+
+
+def test_needs_host_network_for_a_loopback_endpoint():
+    from quetzal_deploy.local_lambda import needs_host_network
+
+    assert needs_host_network({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
+    assert needs_host_network({"AWS_ENDPOINT_URL_S3": "http://localhost:4566"})
+    assert not needs_host_network({"AWS_ENDPOINT_URL": "https://s3.example.com"})
+    assert not needs_host_network({"BUCKET_NAME": "x"})
+
+
+def test_default_event_is_the_first_step_on_base(baked_repo):
+    from quetzal_deploy.local_lambda import default_event
+    from quetzal_deploy.settings import load_settings
+
+    event = default_event(load_settings(Path(baked_repo)))
+    assert event["notebook_path"] == "notebooks/preparation.ipynb"
+    assert event["scenario_path_S3"] == "base/"
+    assert event["launcher_arg"]["params"]["general"]["pt_speed_kmh"] == 20
