@@ -369,3 +369,12 @@ def test_missing_bucket_says_to_deploy_first(baked_repo, aws):
 def test_unknown_local_scenario_lists_existing_ones(repo):
     message = failed(invoke(repo, "upload-scenarios", "base,nope"))
     assert "no scenario 'nope'" in message and "existing: base" in message
+
+
+def test_empty_local_scenario_does_not_empty_the_bucket(repo, s3):
+    bucket = bucket_of(repo)
+    (repo / "scenarios" / "draft" / "outputs").mkdir(parents=True)
+    s3.put_object(Bucket=bucket, Key="draft/inputs/params.json", Body=b"[]")
+    before = snapshot(s3, bucket)
+    assert "no files to upload" in failed(invoke(repo, "upload-scenarios", "draft"))
+    assert snapshot(s3, bucket) == before

@@ -15,15 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
-from s3transfer.subscribers import BaseSubscriber
 from tqdm import tqdm
 
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.runtime.checksum import CHECKSUM_ALGORITHM, file_digests
 
 CONCURRENCY = 16
+# Files from this size go through boto3's managed transfer (multipart, parallel parts); smaller
+# ones are one PutObject each, which costs less CPU per file than a managed transfer.
+LARGE = TransferConfig(max_concurrency=4)
 DELETE_BATCH = 1000  # DeleteObjects limit
 SHOWN_NAMES = 10
 
@@ -135,14 +137,6 @@ def read_local(folder: Path, include: Callable[[str], bool],
         return {f.rel: f for f in pool.map(digest, paths)}
 
 
-class _Progress(BaseSubscriber):
-    def __init__(self, bar: tqdm):
-        self.bar = bar
-
-    def on_progress(self, future, bytes_transferred, **kwargs):
-        self.bar.update(bytes_transferred)
-
-
 class S3Prefix:
     """One folder-like prefix of a bucket (``<scenario>/``, ``_common/``), on an injected client."""
 
@@ -202,12 +196,19 @@ class S3Prefix:
     def upload(self, plan: UploadPlan, metadata: Mapping[str, str]) -> None:
         """Upload, then delete only if every upload succeeded."""
 
-        def submit(manager, file: LocalFile, subscribers):
+        def send(file: LocalFile, progress: Callable[[int], object]) -> None:
             extra = {"Metadata": {**metadata, "checksum": file.checksum},
                      "ContentType": content_type(file.rel)}
-            return manager.upload(str(file.path), self.bucket, self.prefix + file.rel, extra, subscribers)
+            key = self.prefix + file.rel
+            if file.size >= LARGE.multipart_threshold:
+                self.s3.upload_file(str(file.path), self.bucket, key, ExtraArgs=extra,
+                                    Callback=progress, Config=LARGE)
+                return
+            with file.path.open("rb") as body:
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+            progress(file.size)
 
-        failed = self._transfer(plan.upload, submit, sum(f.size for f in plan.upload), "upload")
+        failed = self._transfer(plan.upload, send, sum(f.size for f in plan.upload), "upload")
         if failed:
             rel, ex = failed[0]
             raise SyncError(
@@ -248,29 +249,33 @@ class S3Prefix:
         return plan
 
     def download(self, plan: DownloadPlan) -> None:
-        """Fetch each object to a temporary file renamed into place (s3transfer's way)."""
+        """Fetch each object to a temporary file renamed into place (boto3's managed download)."""
 
-        def submit(manager, obj: RemoteObject, subscribers):
+        def fetch(obj: RemoteObject, progress: Callable[[int], object]) -> None:
             target = plan.folder / obj.rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            return manager.download(self.bucket, self.prefix + obj.rel, str(target), None, subscribers)
+            self.s3.download_file(self.bucket, self.prefix + obj.rel, str(target),
+                                  Callback=progress, Config=LARGE)
 
-        failed = self._transfer(plan.fetch, submit, sum(o.size for o in plan.fetch), "download")
+        failed = self._transfer(plan.fetch, fetch, sum(o.size for o in plan.fetch), "download")
         if failed:
             rel, ex = failed[0]
             raise SyncError(f"{len(failed)} of {len(plan.fetch)} downloads failed (first: {rel}: {ex}); "
                             "files already fetched are complete: re-run to finish") from ex
 
-    def _transfer(self, items, submit, total_bytes: int, label: str) -> list[tuple[str, Exception]]:
-        """Run every transfer through one TransferManager; returns the failures, in order."""
-        config = TransferConfig(max_concurrency=self.concurrency, preferred_transfer_client="classic")
-        failures = []
-        with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=label, disable=None) as bar, \
-                create_transfer_manager(self.s3, config) as manager:
-            futures = [(item.rel, submit(manager, item, [_Progress(bar)])) for item in items]
-            for rel, future in futures:
-                try:
-                    future.result()
-                except (BotoCoreError, ClientError, OSError) as ex:
-                    failures.append((rel, ex))
-        return failures
+    def _transfer(self, items, action, total_bytes: int, label: str) -> list[tuple[str, Exception]]:
+        """Run ``action(item, progress)`` for every item on a thread pool; returns the failures."""
+
+        def attempt(item) -> tuple[str, Exception] | None:
+            try:
+                action(item, bar.update)
+            except (BotoCoreError, ClientError, OSError) as ex:
+                return item.rel, ex
+            return None
+
+        pool = ThreadPoolExecutor(self.concurrency)
+        try:
+            with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=label, disable=None) as bar:
+                return [failure for failure in pool.map(attempt, items) if failure]
+        finally:  # on Ctrl-C, transfers not yet started are dropped
+            pool.shutdown(cancel_futures=True)

@@ -126,7 +126,11 @@ class ScenarioStore:
 
     def plan_upload(self, name: str, with_outputs: bool = False) -> UploadPlan:
         include = scenario_files(with_outputs)
-        local = read_local(local_scenario(self.settings, name), include)
+        folder = local_scenario(self.settings, name)
+        local = read_local(folder, include)
+        if not local:
+            raise ConfigError(f"{folder} has no files to upload: an empty folder would empty "
+                              f"s3://{self.bucket}/{name}/ (add inputs/, info.json, styles.json)")
         with self.errors():
             return self.prefix(name).plan_upload(local, include)
 
