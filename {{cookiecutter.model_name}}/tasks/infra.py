@@ -1,1 +1,61 @@
 """Infrastructure flows: infra, deploy, destroy."""
+
+from __future__ import annotations
+
+from invoke import Exit
+
+from quetzal_deploy.aws import Aws
+from quetzal_deploy.infra import Deployment, Stack, update
+from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
+
+AWS_HELP = {"profile": PROFILE_HELP, "region": REGION_HELP}
+YES_HELP = "apply without asking (for scripts)"
+
+
+def ask(question: str) -> str:
+    """Read one answer from standard input; a closed input is a clear error, not a hang."""
+    try:
+        return input(question)
+    except EOFError:
+        raise Exit("ERROR: no answer on standard input: re-run with --yes (for destroy, "
+                   "--confirm-name <model>) to run without asking.", code=1) from None
+
+
+def confirmer(yes: bool):
+    """The confirmation the flows call before each apply."""
+    if yes:
+        return lambda question: True
+    return lambda question: ask(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
+
+
+def stack_for(profile: str | None, region: str | None) -> Stack:
+    settings = settings_for(profile, region)
+    return Stack(settings, Aws(settings))
+
+
+@quetzal_task(help={"plan_only": "show what would change and apply nothing", "yes": YES_HELP, **AWS_HELP})
+def infra(c, plan_only=False, yes=False, profile=None, region=None):
+    """Create or update the model's AWS stack with Terraform: plan, confirm, apply."""
+    update(stack_for(profile, region), confirmer(yes), plan_only)
+
+
+@quetzal_task(help={"yes": YES_HELP, "email": "user_email metadata of the uploaded base scenario",
+                    **AWS_HELP})
+def deploy(c, yes=False, email=None, profile=None, region=None):
+    """First deployment in one command: stack, image, function, pipeline, base scenario."""
+    Deployment(stack_for(profile, region)).deploy(confirmer(yes), email)
+
+
+@quetzal_task(help={"confirm_name": "the model's name, typed in advance (for scripts)", **AWS_HELP})
+def destroy(c, confirm_name=None, profile=None, region=None):
+    """Delete the model's AWS stack and all its data (bucket, images), after typing its name."""
+    stack = stack_for(profile, region)
+    name = stack.settings.model_name
+    typed = confirm_name
+    if typed is None:
+        print(f"This deletes {name}'s bucket with every scenario, its images, function, pipeline "
+              "and roles. It cannot be undone.")
+        typed = ask(f"Type the model name ({name}) to confirm: ").strip()
+    if typed != name:
+        raise Exit(f"ERROR: {typed!r} is not {name!r}: nothing was deleted.", code=1)
+    Deployment(stack).destroy()

@@ -1,0 +1,272 @@
+"""`invoke infra` / `invoke destroy` in a baked repo, against moto and a stand-in terraform.
+
+There is no terraform binary on our machines, so these tests put a stand-in `terraform`
+executable first on PATH (tests/support/fake_terraform/terraform): a small Python script that
+records its arguments and working folder, keeps workspaces the way the local backend does,
+writes and requires plan files, and fails on demand. AWS is moto in server mode; its state is
+checked with boto3, independently of the code under test.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MODEL = "quetzal-test"
+REGION = "ca-central-1"
+STAND_IN = Path(__file__).parent / "support" / "fake_terraform" / "terraform"
+VAR_FILE = f"-var-file={MODEL}.tfvars"
+PLAN = f"{MODEL}.tfplan"
+
+
+class FakeTerraform:
+    """The stand-in on PATH and the calls it recorded."""
+
+    def __init__(self, log: Path):
+        self.log = log
+
+    def calls(self) -> list[dict]:
+        if not self.log.is_file():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def commands(self) -> list[list[str]]:
+        return [call["args"] for call in self.calls()]
+
+    def reset(self) -> None:
+        self.log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def fake_terraform(tmp_path, monkeypatch) -> FakeTerraform:
+    folder = tmp_path / "fake-bin"
+    folder.mkdir()
+    script = folder / "terraform"
+    # Run the stand-in with this interpreter (it needs boto3 to observe moto).
+    body = STAND_IN.read_text(encoding="utf-8").split("\n", 1)[1]
+    script.write_text(f"#!{sys.executable}\n{body}", encoding="utf-8")
+    script.chmod(0o755)
+    log = tmp_path / "terraform-calls.jsonl"
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_TERRAFORM_LOG", str(log))
+    for key in ("FAKE_TERRAFORM_FAIL", "FAKE_TERRAFORM_PLAN_EXIT", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    return FakeTerraform(log)
+
+
+def invoke(repo: Path, *args: str, answer: str = "", **env: str) -> subprocess.CompletedProcess:
+    """Run `invoke <args>` in the repo as a user would; ``answer`` is typed on standard input."""
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=repo, input=answer,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+def manifest(number: int) -> str:
+    config = {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
+              "digest": f"sha256:{number:064x}"}
+    return json.dumps({"schemaVersion": 2, "config": config, "layers": [],
+                       "mediaType": "application/vnd.docker.distribution.manifest.v2+json"})
+
+
+def push_images(boto, tags: list[str]) -> None:
+    """Images in the model's ECR repository, pushed in ``tags`` order (one second apart)."""
+    ecr = boto.client("ecr")
+    ecr.create_repository(repositoryName=MODEL)
+    for number, tag in enumerate(tags):
+        if number:
+            time.sleep(1.1)  # moto stamps pushes to the second
+        ecr.put_image(repositoryName=MODEL, imageManifest=manifest(number + 1), imageTag=tag)
+
+
+def bootstrap_plan(*variables: str) -> list[str]:
+    return ["plan", "-input=false", "-detailed-exitcode", VAR_FILE, f"-var=aws_region={REGION}",
+            *variables, f"-out={PLAN}"]
+
+
+def test_first_infra_creates_the_workspace_and_everything_but_the_function(
+        aws, baked_repo, fake_terraform):
+    done = invoke(baked_repo, "infra", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert fake_terraform.commands() == [
+        ["init", "-input=false"],
+        ["workspace", "select", MODEL],
+        ["workspace", "new", MODEL],
+        bootstrap_plan("-var=create_lambda=false"),
+        ["apply", "-input=false", PLAN],
+    ]
+    assert {call["cwd"] for call in fake_terraform.calls()} == {str(baked_repo / "infra")}
+    assert "invoke deploy" in done.stdout
+    assert not (baked_repo / "infra" / PLAN).exists()
+
+
+def test_infra_selects_the_workspace_and_creates_the_function_from_the_newest_image(
+        aws, boto, baked_repo, fake_terraform):
+    push_images(boto, ["older", "newer"])
+    assert invoke(baked_repo, "infra", "--yes").returncode == 0
+    fake_terraform.reset()
+    done = invoke(baked_repo, "infra", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert fake_terraform.commands() == [
+        ["init", "-input=false"],
+        ["workspace", "select", MODEL],
+        bootstrap_plan("-var=image_tag=newer"),
+        ["apply", "-input=false", PLAN],
+    ]
+
+
+def test_infra_refuses_to_drop_a_function_whose_images_are_gone(aws, boto, baked_repo, fake_terraform):
+    iam = boto.client("iam")
+    role = iam.create_role(RoleName=f"{MODEL}-lambda", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    boto.client("lambda").create_function(
+        FunctionName=MODEL, Role=role, PackageType="Image",
+        Code={"ImageUri": f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{MODEL}:gone"})
+    done = invoke(baked_repo, "infra", "--yes")
+    assert done.returncode == 1
+    assert "invoke push" in done.stderr
+    assert not any(args[0] in {"plan", "apply"} for args in fake_terraform.commands())
+
+
+@pytest.mark.parametrize(("answer", "applied"), [("y\n", True), ("yes\n", True), ("n\n", False),
+                                                 ("\n", False)])
+def test_infra_asks_before_applying(aws, baked_repo, fake_terraform, answer, applied):
+    done = invoke(baked_repo, "infra", answer=answer)
+    assert "Apply this plan to quetzal-test in ca-central-1? [y/N]" in done.stdout
+    assert (done.returncode == 0) is applied, done.stderr
+    assert any(args[0] == "apply" for args in fake_terraform.commands()) is applied
+    if not applied:
+        assert "Cancelled: nothing was applied" in done.stderr
+    assert not (baked_repo / "infra" / PLAN).exists()
+
+
+def test_infra_without_an_answer_fails_clearly(aws, baked_repo, fake_terraform):
+    done = invoke(baked_repo, "infra", answer="")
+    assert done.returncode == 1
+    assert "--yes" in done.stderr
+    assert "apply" not in [args[0] for args in fake_terraform.commands()]
+
+
+def test_plan_only_applies_nothing_and_keeps_the_plan(aws, baked_repo, fake_terraform):
+    done = invoke(baked_repo, "infra", "--plan-only")
+    assert done.returncode == 0, done.stderr
+    assert [args[0] for args in fake_terraform.commands()] == ["init", "workspace", "workspace", "plan"]
+    assert (baked_repo / "infra" / PLAN).is_file()
+
+
+def test_no_changes_means_no_question_and_no_apply(aws, baked_repo, fake_terraform):
+    done = invoke(baked_repo, "infra", FAKE_TERRAFORM_PLAN_EXIT="0")
+    assert done.returncode == 0, done.stderr
+    assert "up to date" in done.stdout
+    assert "apply" not in [args[0] for args in fake_terraform.commands()]
+
+
+def test_backend_settings_of_the_repo_are_passed_to_init(aws, baked_repo, fake_terraform):
+    (baked_repo / "infra" / "backend.hcl").write_text('bucket = "state"\n')
+    assert invoke(baked_repo, "infra", "--yes").returncode == 0
+    assert fake_terraform.commands()[0] == ["init", "-input=false", "-backend-config=backend.hcl"]
+
+
+@pytest.mark.parametrize("failing", ["init", "workspace new", "plan", "apply"])
+def test_a_failing_terraform_step_stops_the_flow_with_its_message(
+        aws, baked_repo, fake_terraform, failing):
+    done = invoke(baked_repo, "infra", "--yes", FAKE_TERRAFORM_FAIL=failing)
+    assert done.returncode == 1
+    assert f"simulated failure of terraform {failing}" in done.stderr
+    assert f"ERROR: `terraform {failing}" in done.stderr
+    commands = [" ".join(args[:2]) if args[0] == "workspace" else args[0]
+                for args in fake_terraform.commands()]
+    assert commands[-1] == failing, "terraform ran again after a failed step"
+
+
+def test_missing_terraform_is_a_clear_error(aws, baked_repo, tmp_path):
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    done = invoke(baked_repo, "infra", "--yes", PATH=str(empty))
+    assert done.returncode == 1
+    assert "terraform was not found on PATH" in done.stderr
+    assert "Install Terraform" in done.stderr
+
+
+def fill_bucket(boto, markers: int = 3) -> int:
+    """A versioned bucket with several versions per key and ``markers`` delete markers."""
+    s3 = boto.client("s3")
+    s3.create_bucket(Bucket=MODEL, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_versioning(Bucket=MODEL, VersioningConfiguration={"Status": "Enabled"})
+    for version in range(3):
+        for key in ("base/inputs/params.json", "base/info.json", "copy/outputs/a.geojson"):
+            s3.put_object(Bucket=MODEL, Key=key, Body=f"{version}".encode())
+    # Deleting a key again adds a delete marker each time: many of them, cheaply.
+    for start in range(0, markers, 1000):
+        repeats = min(1000, markers - start)
+        s3.delete_objects(Bucket=MODEL, Delete={
+            "Objects": [{"Key": "copy/outputs/a.geojson"}] * repeats, "Quiet": True})
+    return count_versions(boto)
+
+
+def count_versions(boto) -> int:
+    pages = boto.client("s3").get_paginator("list_object_versions").paginate(Bucket=MODEL)
+    return sum(len(p.get("Versions", [])) + len(p.get("DeleteMarkers", [])) for p in pages)
+
+
+def count_images(boto) -> int:
+    return len(boto.client("ecr").list_images(repositoryName=MODEL)["imageIds"])
+
+
+def test_destroy_needs_the_model_name_typed_back(aws, boto, baked_repo, fake_terraform):
+    versions = fill_bucket(boto)
+    for answer in ("quetzal\n", ""):
+        done = invoke(baked_repo, "destroy", answer=answer)
+        assert done.returncode == 1
+    assert "nothing was deleted" in done.stderr or "--confirm-name" in done.stderr
+    wrong = invoke(baked_repo, "destroy", "--confirm-name", "other-model")
+    assert wrong.returncode == 1 and "nothing was deleted" in wrong.stderr
+    assert count_versions(boto) == versions
+    assert fake_terraform.commands() == []
+
+
+def test_destroy_empties_bucket_and_repository_before_terraform_then_drops_the_workspace(
+        aws, boto, baked_repo, fake_terraform, monkeypatch):
+    assert invoke(baked_repo, "infra", "--yes").returncode == 0
+    fake_terraform.reset()
+    assert fill_bucket(boto, markers=1001) > 1000  # more than one listing page
+    push_images(boto, ["v1", "v2"])
+    monkeypatch.setenv("FAKE_TERRAFORM_OBSERVE_BUCKET", MODEL)
+    monkeypatch.setenv("FAKE_TERRAFORM_OBSERVE_REPOSITORY", MODEL)
+    done = invoke(baked_repo, "destroy", answer=f"{MODEL}\n")
+    assert done.returncode == 0, done.stderr
+    assert "Type the model name (quetzal-test) to confirm" in done.stdout
+    calls = fake_terraform.calls()
+    assert [call["args"] for call in calls] == [
+        ["init", "-input=false"],
+        ["workspace", "select", MODEL],
+        ["destroy", "-input=false", "-auto-approve", VAR_FILE, f"-var=aws_region={REGION}"],
+        ["workspace", "select", "default"],
+        ["workspace", "delete", MODEL],
+    ]
+    assert all(call["bucket_versions"] == 0 and call["repository_images"] == 0 for call in calls), calls
+    assert not (baked_repo / "infra" / "terraform.tfstate.d" / MODEL).exists()
+
+
+def test_destroy_is_safe_to_rerun_after_a_failure(aws, boto, baked_repo, fake_terraform):
+    assert invoke(baked_repo, "infra", "--yes").returncode == 0
+    fill_bucket(boto)
+    failed = invoke(baked_repo, "destroy", "--confirm-name", MODEL, FAKE_TERRAFORM_FAIL="destroy")
+    assert failed.returncode == 1
+    assert "simulated failure of terraform destroy" in failed.stderr
+    assert ["workspace", "delete", MODEL] not in fake_terraform.commands()
+
+    # What the real `terraform destroy` would then remove: the bucket itself.
+    boto.client("s3").delete_bucket(Bucket=MODEL)
+    fake_terraform.reset()
+    again = invoke(baked_repo, "destroy", "--confirm-name", MODEL)
+    assert again.returncode == 0, again.stderr
+    assert ["workspace", "delete", MODEL] in fake_terraform.commands()
+
+    fake_terraform.reset()
+    third = invoke(baked_repo, "destroy", "--confirm-name", MODEL)
+    assert third.returncode == 0, third.stderr
+    assert "nothing left for Terraform to destroy" in third.stdout
+    assert [args[0] for args in fake_terraform.commands()] == ["init", "workspace"]

@@ -1,0 +1,278 @@
+"""The model's AWS stack: Terraform in ``infra/``, plus what Terraform cannot do alone.
+
+An image Lambda needs an image before it can be created, so the stack is built in an order
+that needs no dummy image: everything but the function first (``create_lambda=false``), then
+the model's own image is pushed to the new repository, then the function is created from it.
+Destroying empties the versioned bucket and the repository first, so nothing is left by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
+from quetzal_deploy.settings import Settings
+from quetzal_deploy.terraform import Terraform
+
+T = TypeVar("T")
+Out = Callable[[str], None]
+Confirm = Callable[[str], bool]
+BACKEND_CONFIG = "backend.hcl"
+S3_DELETE_BATCH = 1000  # most keys DeleteObjects takes
+ECR_DELETE_BATCH = 100  # most image ids BatchDeleteImage takes
+MISSING_BUCKET = {"NoSuchBucket"}
+MISSING_REPOSITORY = {"RepositoryNotFoundException"}
+
+
+class Cancelled(QuetzalError):
+    """The user said no: nothing more was changed."""
+
+
+def error_code(ex: Exception) -> str:
+    return ex.response.get("Error", {}).get("Code", "") if isinstance(ex, ClientError) else ""
+
+
+def unless_missing(aws: Aws, missing: set[str], default: T, action: Callable[[], T]) -> T:
+    """``action()``; ``default`` when AWS answers one of the ``missing`` codes, other errors explained."""
+    try:
+        return action()
+    except ClientError as ex:
+        if error_code(ex) in missing:
+            return default
+        raise explain(ex, aws.settings.profile) from ex
+    except BotoCoreError as ex:
+        raise explain(ex, aws.settings.profile) from ex
+
+
+def drain(first_page: Callable[[], list], delete: Callable[[list], None]) -> int:
+    """Delete the first page of a listing until it is empty (no stale pagination markers)."""
+    deleted = 0
+    while batch := first_page():
+        delete(batch)
+        deleted += len(batch)
+    return deleted
+
+
+def empty_bucket(aws: Aws, bucket: str) -> int:
+    """Delete every object version and delete marker; a missing bucket is already empty."""
+    s3 = aws.client("s3")
+
+    def first_page() -> list[dict[str, str]]:
+        page = s3.list_object_versions(Bucket=bucket, MaxKeys=S3_DELETE_BATCH)
+        entries = page.get("Versions", []) + page.get("DeleteMarkers", [])
+        return [{"Key": e["Key"], "VersionId": e["VersionId"]} for e in entries][:S3_DELETE_BATCH]
+
+    def delete(batch: list[dict[str, str]]) -> None:
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise AwsError(f"could not delete {len(answer['Errors'])} object(s) from {bucket}, "
+                           f"e.g. {first['Key']}: {first.get('Message', first.get('Code'))}")
+
+    return unless_missing(aws, MISSING_BUCKET, 0, lambda: drain(first_page, delete))
+
+
+def empty_repository(aws: Aws, repository: str) -> int:
+    """Delete every image of the ECR repository; a missing repository is already empty."""
+    ecr = aws.client("ecr")
+
+    def first_page() -> list[dict[str, str]]:
+        page = ecr.list_images(repositoryName=repository, maxResults=ECR_DELETE_BATCH)
+        return page.get("imageIds", [])
+
+    def delete(batch: list[dict[str, str]]) -> None:
+        answer = ecr.batch_delete_image(repositoryName=repository, imageIds=batch)
+        failures = [f for f in answer.get("failures", []) if f.get("failureCode") != "ImageNotFound"]
+        if failures:
+            raise AwsError(f"could not delete {len(failures)} image(s) from {repository}: "
+                           f"{failures[0].get('failureReason', failures[0].get('failureCode'))}")
+
+    return unless_missing(aws, MISSING_REPOSITORY, 0, lambda: drain(first_page, delete))
+
+
+def latest_image_tag(aws: Aws, repository: str) -> str | None:
+    """The tag of the most recently pushed image, or None when there is none yet."""
+    ecr = aws.client("ecr")
+
+    def tagged_images() -> list[dict]:
+        pages = ecr.get_paginator("describe_images").paginate(
+            repositoryName=repository, filter={"tagStatus": "TAGGED"})
+        return [image for page in pages for image in page.get("imageDetails", [])]
+
+    images = unless_missing(aws, MISSING_REPOSITORY, [], tagged_images)
+    if not images:
+        return None
+    newest = max(images, key=lambda image: image["imagePushedAt"])
+    tags = sorted(newest["imageTags"], key=lambda tag: tag == "latest")
+    return tags[0]
+
+
+def function_exists(aws: Aws, name: str) -> bool:
+    return unless_missing(aws, {"ResourceNotFoundException"}, False,
+                          lambda: bool(aws.client("lambda").get_function(FunctionName=name)))
+
+
+class Stack:
+    """Terraform in the repo's ``infra/``: one workspace per model, the model's ``.tfvars``."""
+
+    def __init__(self, settings: Settings, aws: Aws, terraform: Terraform | None = None,
+                 out: Out = print):
+        self.settings, self.aws, self.out = settings, aws, out
+        self.folder = settings.root / "infra"
+        profile = {"AWS_PROFILE": settings.profile} if settings.profile else {}
+        self.terraform = terraform or Terraform(self.folder, env=profile)
+        self.workspace = settings.model_name
+        self.var_file = f"{settings.model_name}.tfvars"
+        self.plan_file = f"{settings.model_name}.tfplan"
+
+    @property
+    def variables(self) -> dict[str, str]:
+        return {"aws_region": self.settings.region}
+
+    def init(self) -> None:
+        """``terraform init`` with infra/backend.hcl when the repo has one."""
+        if not (self.folder / self.var_file).is_file():
+            raise ConfigError(f"{self.folder / self.var_file} not found: it holds the stack's "
+                              "sizes; restore it from git (`git checkout -- infra/`).")
+        backend = self.folder / BACKEND_CONFIG
+        self.terraform.init(backend if backend.is_file() else None)
+
+    def prepare(self) -> None:
+        """Initialise and select (or create) the model's workspace."""
+        self.init()
+        self.terraform.use_workspace(self.workspace)
+
+    def image_variables(self) -> dict[str, str]:
+        """Create the function from the newest pushed image; without one, everything else only."""
+        tag = latest_image_tag(self.aws, self.settings.ecr_repo)
+        if tag:
+            return {"image_tag": tag}
+        if function_exists(self.aws, self.settings.function_name):
+            raise AwsError(f"ECR repository {self.settings.ecr_repo} has no tagged image but Lambda "
+                           f"function {self.settings.function_name} exists: run `invoke push` first.")
+        return {"create_lambda": "false"}
+
+    def apply(self, variables: dict[str, str], confirm: Confirm, plan_only: bool = False) -> bool:
+        """Plan, show, confirm, apply. Returns True when something was applied."""
+        plan = self.folder / self.plan_file
+        try:
+            changes = self.terraform.plan(self.plan_file, self.var_file, {**self.variables, **variables})
+            if not changes:
+                self.out(f"{self.settings.model_name}: the stack is up to date, nothing to apply.")
+                return False
+            if plan_only:
+                self.out(f"Plan only: nothing was applied (plan saved in infra/{self.plan_file}).")
+                return False
+            if not confirm(f"Apply this plan to {self.settings.model_name} "
+                           f"in {self.settings.region}?"):
+                raise Cancelled("Cancelled: nothing was applied.")
+            self.terraform.apply(self.plan_file)
+        finally:
+            if not plan_only:
+                plan.unlink(missing_ok=True)
+        return True
+
+    def destroy(self) -> None:
+        """``terraform destroy`` then delete the workspace; a missing workspace is already gone."""
+        self.init()
+        if not self.terraform.has_workspace(self.workspace):
+            self.out(f"No Terraform workspace {self.workspace}: nothing left for Terraform to destroy.")
+            return
+        self.terraform.destroy(self.var_file, self.variables)
+        self.terraform.delete_workspace(self.workspace)
+        self.out(f"Deleted Terraform workspace {self.workspace}.")
+
+
+def update(stack: Stack, confirm: Confirm, plan_only: bool = False) -> None:
+    """``invoke infra``: bring the stack in line with infra/ (the function once an image exists)."""
+    stack.prepare()
+    variables = stack.image_variables()
+    stack.apply(variables, confirm, plan_only)
+    if "create_lambda" in variables and not plan_only:
+        stack.out("The Lambda function is created once the model's image is pushed: "
+                  "run `invoke deploy` (or `invoke push --initial` then `invoke infra`).")
+
+
+def push_image(settings: Settings, aws: Aws, initial: bool) -> str:
+    from quetzal_deploy.images import push
+
+    return push(settings, aws, tag=None, initial=initial)
+
+
+def update_steps(settings: Settings, aws: Aws) -> None:
+    from quetzal_deploy.stepfunctions import update_steps
+
+    update_steps(settings, aws, dry_run=False)
+
+
+def upload_base(settings: Settings, aws: Aws, email: str | None) -> None:
+    from quetzal_deploy.scenarios import ScenarioStore, user_email
+
+    store = ScenarioStore(settings, aws)
+    plan = store.plan_upload("base")
+    print("\n".join(plan.describe()))
+    if plan.changes:
+        store.upload(plan, user_email(settings, email))
+
+
+def revoke_access(settings: Settings, aws: Aws) -> None:
+    from quetzal_deploy.access import revoke_model
+
+    revoke_model(settings, aws)
+
+
+@dataclass
+class DeploySteps:
+    """The flows of other concerns that a deployment runs, in order (replaceable in tests)."""
+
+    push_image: Callable[[Settings, Aws, bool], str] = push_image
+    update_steps: Callable[[Settings, Aws], None] = update_steps
+    upload_base: Callable[[Settings, Aws, str | None], None] = upload_base
+    revoke_access: Callable[[Settings, Aws], None] = revoke_access
+
+
+@dataclass
+class Deployment:
+    """``invoke deploy`` and ``invoke destroy`` for one model."""
+
+    stack: Stack
+    steps: DeploySteps = field(default_factory=DeploySteps)
+
+    @property
+    def settings(self) -> Settings:
+        return self.stack.settings
+
+    def deploy(self, confirm: Confirm, email: str | None = None) -> None:
+        """Stack without function, image, function, state machine definition, base scenario."""
+        stack, aws, out = self.stack, self.stack.aws, self.stack.out
+        stack.prepare()
+        out("1/5 Terraform: bucket, ECR repository, roles and state machine")
+        stack.apply(stack.image_variables(), confirm)
+        had_function = function_exists(aws, self.settings.function_name)
+        out("2/5 Image: build and push the model's image")
+        tag = self.steps.push_image(self.settings, aws, not had_function)
+        if had_function:
+            out(f"3/5 Lambda function {self.settings.function_name} exists: the push updated it")
+        else:
+            out(f"3/5 Terraform: Lambda function from image {tag}")
+            stack.apply({"image_tag": tag}, confirm)
+        out("4/5 State machine: deploy step-functions.json")
+        self.steps.update_steps(self.settings, aws)
+        out("5/5 Scenarios: upload the base scenario")
+        self.steps.upload_base(self.settings, aws, email)
+        out(f"{self.settings.model_name} is deployed.")
+
+    def destroy(self) -> None:
+        """Revoke access, empty the bucket and repository, destroy the stack and its workspace."""
+        stack, aws, out, settings = self.stack, self.stack.aws, self.stack.out, self.settings
+        self.steps.revoke_access(settings, aws)
+        out(f"Deleted {empty_bucket(aws, settings.bucket)} object version(s) from s3://{settings.bucket}")
+        out(f"Deleted {empty_repository(aws, settings.ecr_repo)} image(s) from ECR {settings.ecr_repo}")
+        stack.destroy()
+        out(f"{settings.model_name} is destroyed.")
+
