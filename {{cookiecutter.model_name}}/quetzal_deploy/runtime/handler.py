@@ -39,7 +39,7 @@ from quetzal_deploy.runtime.notebook import (
     run_script,
     script_for,
 )
-from quetzal_deploy.runtime.storage import EXCLUDED, S3Storage, Storage
+from quetzal_deploy.runtime.storage import EXCLUDED, FolderStorage, S3Storage, Storage
 from quetzal_deploy.runtime.workdir import PRIVATE, check_workdir, empty_folder, size_mb
 
 # Step Functions limits a state's input/output to 256 KiB; the Lambda invoke wrapper around
@@ -77,8 +77,8 @@ def phase(name: str, durations: dict, echo, detail=lambda: ""):
 
 
 def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path,
-               budget_s: float, log_key: str, echo) -> Outcome:
-    """Run the notebook; upload its log whatever happens."""
+               stop_at: float, log_key: str, echo) -> Outcome:
+    """Run the notebook until ``stop_at`` (``time.monotonic``); upload its log whatever happens."""
     private = workdir / PRIVATE
     log_path = private / f"{step.step_name}.log"
     log_path.touch()
@@ -90,7 +90,7 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
             cwd=step.notebook.parent,
             env=child_environment(task_root, step.notebook, private),
             log_path=log_path,
-            budget_s=budget_s,
+            budget_s=stop_at - time.monotonic(),  # conversion may have taken some
             echo=echo,
         )
         if outcome.timed_out:
@@ -164,8 +164,8 @@ def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_le
         result.downloaded = storage.download_prefix(step.scenario, workdir)
     empty_folder(workdir / PRIVATE)
     with phase("run", times, echo):
-        outcome = run_logged(step, storage, workdir, task_root,
-                             deadline - margin_s - time.monotonic(), result.log_key, echo)
+        outcome = run_logged(step, storage, workdir, task_root, deadline - margin_s,
+                             result.log_key, echo)
     result.peak_memory_mb = outcome.peak_memory_mb
     result.workdir_mb = size_mb(workdir)
     check_outcome(outcome, step, result.log_key, margin_s)
@@ -187,12 +187,14 @@ def default_task_root() -> Path:
 def handler(event, context):
     """Lambda entry point: the event of a Step Functions Task; returns the next state's event."""
     bucket = os.environ.get("BUCKET_NAME")
-    if not bucket:
+    # `invoke run --local --docker` mounts a folder standing in for the bucket.
+    folder = os.environ.get("QUETZAL_BUCKET_FOLDER")
+    if not bucket and not folder:
         raise StorageError("BUCKET_NAME is not set: the Lambda's environment must name the "
                            "scenario bucket (the Terraform module sets it).")
     result = run_step(
         event,
-        storage=S3Storage(bucket),
+        storage=FolderStorage(Path(folder)) if folder else S3Storage(bucket),
         workdir=Path(os.environ.get("QUETZAL_WORKDIR", "/tmp")),
         task_root=default_task_root(),
         time_left_s=context.get_remaining_time_in_millis() / 1000,
