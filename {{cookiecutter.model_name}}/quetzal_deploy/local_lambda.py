@@ -92,8 +92,9 @@ class LocalLambda:
     """One container of ``image`` serving Lambda invocations on this machine."""
 
     def __init__(self, client, image: str, env: dict[str, str], host_network: bool = False,
-                 port: int = 9000, name: str | None = None):
+                 port: int = 9000, name: str | None = None, volumes: dict | None = None):
         self.client, self.image, self.env = client, image, env
+        self.volumes = volumes or {}  # docker SDK form: {host_path: {"bind": path, "mode": "rw"}}
         self.host_network = host_network
         self.port = EMULATOR_PORT if host_network else port
         self.name = name or f"quetzal-lambda-{secrets.token_hex(4)}"
@@ -110,7 +111,8 @@ class LocalLambda:
             "ports": {f"{EMULATOR_PORT}/tcp": ("127.0.0.1", self.port)}}
         try:
             self.container = self.client.containers.run(
-                self.image, detach=True, name=self.name, environment=self.env, **network)
+                self.image, detach=True, name=self.name, environment=self.env, volumes=self.volumes,
+                **network)
         except DockerException as ex:
             raise DockerError(
                 f"Could not start {self.image}: {ex}. If the port is taken, stop what uses "
