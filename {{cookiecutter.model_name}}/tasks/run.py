@@ -11,17 +11,21 @@ from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
 @quetzal_task(help={
     "scenario": "scenario folder name (scenarios/<name>/ locally, <name>/ in the bucket on AWS)",
     "local": "run every step on this machine (no AWS account, no Docker needed)",
+    "docker": "with --local: run each step in the model's image (built first) behind its Lambda emulator",
     "params": 'JSON file {"category": {"name": value}} overriding inputs/params.json values',
     "choice": "pipeline variant to run (the front end's tab; default: the Choice state's Default)",
     "wait": "on AWS: follow the execution until it ends (--no-wait: start it and return)",
     "profile": PROFILE_HELP,
     "region": REGION_HELP,
 })
-def run(c, scenario, local=False, params=None, choice=None, wait=True, profile=None, region=None):
+def run(c, scenario, local=False, docker=False, params=None, choice=None, wait=True, profile=None,
+        region=None):
     """Run the whole pipeline on a scenario: on AWS, or on this machine with --local."""
+    if docker and not local:
+        raise Exit("ERROR: --docker runs the steps on this machine: add --local.", code=2)
     settings = settings_for(profile, region)
     if local:
-        code = run_local(settings, scenario, params=params, choice=choice)
+        code = run_local(settings, scenario, params=params, choice=choice, docker=docker)
     else:
         code = run_remote(settings, Aws(settings), scenario, params=params, choice=choice, wait=wait)
     if code:

@@ -15,7 +15,9 @@ import math
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from quetzal_deploy.executions import (
     readable_cause,
     user_email,
 )
+from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import Interpreter, TaskCall, function_name, state_size
 from quetzal_deploy.local.report import StepRecord, summary
@@ -51,9 +54,8 @@ def lambda_cause(error: str, message: str) -> str:
     return json.dumps({"errorMessage": message, "errorType": error, "stackTrace": []})
 
 
-def limit_error(record: StepRecord, error: str, message: str) -> StatesError:
-    """A step over a Lambda limit: marked failed, with the error Lambda would give."""
-    record.status = "failed"
+def limit_error(error: str, message: str) -> StatesError:
+    """A step over a Lambda limit, with the error Lambda would give."""
     return StatesError(error, lambda_cause(error, message))
 
 
@@ -123,6 +125,7 @@ class LocalRun:
         self.bucket = self.folder / "bucket"
         self.records: list[StepRecord] = []
         self.work = Path(tempfile.gettempdir())  # replaced by a private folder while it runs
+        self.container: ContainerTasks | None = None  # with --docker
 
     @property
     def scenario_folder(self) -> Path:
@@ -143,35 +146,47 @@ class LocalRun:
         record = StepRecord(call.label, notebook=call.payload.get("notebook_path"))
         self.records.append(record)
         limit = min(self.settings.timeout_s, call.timeout_s or math.inf)
+        started = time.monotonic()
+        try:
+            if self.container is not None:
+                event = self.container.invoke(call.payload, call.label)
+            else:
+                event = self.run_handler(call, record, limit)
+        except StatesError:
+            record.status = "failed"
+            raise
+        record.seconds = time.monotonic() - started
+        record.outputs_mb = size_mb(self.scenario_folder / "outputs")
+        record.state_kb = state_size(event) / 1024
+        record.status = "ok"
+        return event
+
+    def run_handler(self, call: TaskCall, record: StepRecord, limit: float) -> Any:
+        """The handler's core in this process, in a working folder of its own."""
         workdir = self.work / f"{len(self.records):03d}-{call.label.replace(' > ', '.').replace(' ', '_')}"
         try:
             result = run_step(call.payload, storage=FolderStorage(self.bucket), workdir=workdir,
                               task_root=self.settings.root, time_left_s=limit, image_tag="local",
                               echo=lambda line: self.out(f"    {call.label} | {line}"))
         except StepError as ex:
-            record.status = "failed"
             raise StatesError(type(ex).__name__, lambda_cause(type(ex).__name__, str(ex))) from ex
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        record.seconds = sum(result.durations.values())
         record.peak_memory_mb = result.peak_memory_mb
         record.tmp_mb = result.workdir_mb
-        record.outputs_mb = size_mb(self.scenario_folder / "outputs")
-        record.state_kb = state_size(result.event) / 1024
         self.check_limits(record, call)
-        record.status = "ok"
         return result.event
 
     def check_limits(self, record: StepRecord, call: TaskCall) -> None:
         """Fail a step that used more memory or /tmp than the Lambda has, as Lambda would."""
         memory, storage = self.settings.memory_mb, self.settings.storage_mb
         if record.peak_memory_mb is not None and record.peak_memory_mb > memory:
-            raise limit_error(record, "Runtime.OutOfMemory", (
+            raise limit_error("Runtime.OutOfMemory", (
                 f"{call.label} peaked at {record.peak_memory_mb:.0f} MB but the Lambda has "
                 f"LAMBDA_MEMORY_SIZE={memory} MB: on AWS it is killed (Runtime exited with error: "
                 "signal: killed). Raise LAMBDA_MEMORY_SIZE in .env (at most 10240) or use less memory."))
         if record.tmp_mb is not None and record.tmp_mb > storage:
-            raise limit_error(record, "NotebookError", (
+            raise limit_error("NotebookError", (
                 f"{call.label} used {record.tmp_mb:.0f} MB of its working folder but the Lambda's /tmp "
                 f"is LAMBDA_STORAGE_SIZE={storage} MB: on AWS it fails with 'OSError: [Errno 28] No "
                 "space left on device'. Raise LAMBDA_STORAGE_SIZE in .env (at most 10240) or write less."))
@@ -203,14 +218,18 @@ class LocalRun:
                 self.out(f"  | {line}")
 
 
-def run_local(settings: Settings, scenario: str, params=None, choice=None, out: Out = print) -> int:
-    """Run the pipeline on this machine on ``scenario``; returns the exit code (0: succeeded)."""
+def run_local(settings: Settings, scenario: str, params=None, choice=None, docker: bool = False,
+              out: Out = print) -> int:
+    """Run the pipeline on this machine on ``scenario``; returns the exit code (0: succeeded).
+
+    With ``docker`` each Task runs in the model's image (built first) instead of this process.
+    """
     overrides = load_params(params) if isinstance(params, (str, Path)) else (params or {})
     choice = choice or DEFAULT_CHOICE
     definition = local_definition(settings)
     run = LocalRun(settings, scenario, out)
     interpreter = Interpreter(definition, run.invoke, log=lambda line: out(f"  {line}"),
-                              execution_name=run.name,
+                              max_workers=1 if docker else None, execution_name=run.name,
                               state_machine_arn=f"arn:aws:states:{settings.region}:{LOCAL_ACCOUNT}:"
                                                 f"stateMachine:{settings.state_machine}")
     check_functions(definition, settings)
@@ -218,12 +237,15 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, out: 
     defaults, variants = front_end_params(scenario_entries(run.source), choice)
     payload = execution_input(run.scenario, merge_params(defaults, overrides), choice, variants,
                               user_email(settings.root) or "local")
+    container = ContainerTasks(settings, run.bucket, out) if docker else None
     run.copy_scenario()
     out(f"Running {settings.state_machine} locally on {run.scenario} (run {run.name})")
     run.work = Path(tempfile.mkdtemp(prefix=f"quetzal-{settings.model_name}-"))
     error = None
     try:
-        interpreter.execute(payload)
+        with container or nullcontext():
+            run.container = container
+            interpreter.execute(payload)
     except StatesError as ex:
         error = ex
     finally:
@@ -231,4 +253,3 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, out: 
     run.report(error)
     out(f"Run {'FAILED' if error else 'SUCCEEDED'}: {run.folder}")
     return 1 if error else 0
-

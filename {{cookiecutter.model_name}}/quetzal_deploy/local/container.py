@@ -1,0 +1,67 @@
+"""``invoke run --local --docker``: each Task runs in the model's image, behind its Lambda emulator.
+
+The image is built as ``invoke build`` builds it (tag ``local``); one container serves every
+Task of the run, one invocation at a time (the emulator serves one at a time, as one Lambda
+instance does), with the run's bucket folder mounted where the handler reads it
+(``QUETZAL_BUCKET_FOLDER``) and the model's time limit enforced by the emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from quetzal_deploy.images import build_image, docker_client, resolve_base_image
+from quetzal_deploy.local.errors import StatesError
+from quetzal_deploy.local_lambda import LocalLambda
+from quetzal_deploy.settings import Settings
+
+MOUNT = "/bucket"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ContainerTasks:
+    """The model's image serving Lambda invocations for one local run."""
+
+    def __init__(self, settings: Settings, bucket: Path, out: Callable[[str], None]):
+        self.settings, self.out = settings, out
+        client = docker_client()
+        image = build_image(client, settings, "local", resolve_base_image(), echo=out)
+        env = {
+            "QUETZAL_BUCKET_FOLDER": MOUNT,
+            "AWS_REGION": settings.region,
+            "AWS_LAMBDA_FUNCTION_NAME": settings.function_name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(settings.memory_mb),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(settings.timeout_s),
+        }
+        self.function = LocalLambda(client, image, env, port=free_port(),
+                                    volumes={str(bucket.resolve()): {"bind": MOUNT, "mode": "rw"}})
+        self.printed = 0
+
+    def __enter__(self) -> ContainerTasks:
+        self.function.start()
+        self.out(f"Started {self.function.image} as {self.function.name} on {self.function.url}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.function.stop()
+
+    def invoke(self, payload: Any, label: str) -> Any:
+        """The function's answer; a function error becomes the StatesError Step Functions raises."""
+        answer = self.function.invoke(payload, timeout_s=self.settings.timeout_s + 60)
+        logs = self.function.logs()
+        for line in logs[self.printed:].splitlines():
+            self.out(f"    {label} | {line}")
+        self.printed = len(logs)
+        if not answer.failed:
+            return answer.payload
+        body = answer.payload if isinstance(answer.payload, dict) else {"errorMessage": str(answer.payload)}
+        raise StatesError(body.get("errorType", "Lambda.Unknown"), json.dumps(body))
