@@ -7,6 +7,7 @@ runs, so a name with a path separator would create folders the hook cannot clean
 ``hooks/pre_gen_project.py``.
 """
 
+import os
 import re
 import sys
 
@@ -27,9 +28,12 @@ def folder_name(value):
     return value
 
 
-class FolderNameExtension(Extension):
-    """Registers the ``folder_name`` filter."""
+class TemplateExtension(Extension):
+    """Registers ``folder_name`` and ``absolute_path`` (hooks render with the template as cwd,
+    so ``cookiecutter._repo_dir | absolute_path`` locates the template even when it was given
+    as a relative path such as ``.``)."""
 
     def __init__(self, environment):
         super().__init__(environment)
         environment.filters["folder_name"] = folder_name
+        environment.filters["absolute_path"] = os.path.abspath

@@ -16,7 +16,7 @@ INPUTS = json.loads(
         "od": cookiecutter.has_od} | tojson | tojson }}
 )
 AUTH_FUNCTION = {{ cookiecutter.auth_function_name | tojson }}
-TEMPLATE_DIR = Path({{ cookiecutter._repo_dir | tojson }})
+TEMPLATE_DIR = Path({{ cookiecutter._repo_dir | absolute_path | tojson }})
 
 NOTEBOOK_TEMPLATE = Path("notebooks", "_step.ipynb")
 LAMBDA_RETRY = [

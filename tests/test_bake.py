@@ -247,3 +247,14 @@ def test_default_notebooks_run_as_converted_scripts(default_bake, tmp_path):
         assert {f"{step}_summary.csv", f"{step}_pt.geojson", f"{step}_road.geojson"} <= outputs
         summary = (repo / f"scenarios/base/outputs/{step}_summary.csv").read_text().splitlines()
         assert summary[0] == "layer,features,length_km" and len(summary) == 4
+
+
+def test_bake_from_the_template_folder_as_dot(tmp_path):
+    """The README's command: `cookiecutter . -o <dir>` from inside the template."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", ".", "--no-input", "-o", str(tmp_path)],
+        cwd=TEMPLATE, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    module = tmp_path / "quetzal-test" / "infra" / "modules" / "quetzal-model"
+    assert (module / "variables.tf").is_file()
