@@ -16,6 +16,7 @@ import nbformat
 import pytest
 
 from fixtures.bake import bake
+from quetzal_deploy.local.report import StepRecord, summary
 
 HEADER = """import json, os, sys, time
 from pathlib import Path
@@ -218,3 +219,13 @@ def test_choice_picks_a_variant_and_an_unknown_one_is_refused(baked_repo, tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
     outputs = {p.name for p in (run_folder(baked_repo) / "bucket" / "base" / "outputs").iterdir()}
     assert "assignment_summary.csv" in outputs and "preparation_summary.csv" not in outputs
+
+
+def test_summary_warns_when_a_state_nears_the_256_kb_limit():
+    records = [StepRecord("small", status="ok", seconds=1.0, state_kb=3.0),
+               StepRecord("Fan[1] > big", status="ok", seconds=2.0, peak_memory_mb=512, state_kb=230.0)]
+    lines = summary(records, memory_mb=1024, storage_mb=512, timeout_s=60)
+    assert lines[0].split()[:3] == ["step", "status", "time"]
+    assert any(line.startswith("Fan[1] > big") and "512 MB" in line for line in lines)
+    warnings = [line for line in lines if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "Fan[1] > big passes on 230 KB" in warnings[0]

@@ -101,15 +101,13 @@ class Interpreter:
         self.context_base["Execution"]["Input"] = data
         return self.run_machine(self.definition, data, Scope())
 
-    def run_machine(self, machine: Mapping[str, Any], data: Any, scope: Scope, item: dict | None = None):
+    def run_machine(self, machine: Mapping[str, Any], data: Any, scope: Scope) -> Any:
         name = machine["StartAt"]
         while name is not None:
             if scope.cancelled:
                 raise Cancelled()
             state = machine["States"][name]
             context = {**self.context_base, "State": {"Name": name, "EnteredTime": now(), "RetryCount": 0}}
-            if item is not None:
-                context["Map"] = {"Item": item}
             self.log(f"{scope.label}{name} ({state['Type']})")
             try:
                 data, following = self.run_state(name, state, data, context, scope)
@@ -219,7 +217,7 @@ class Interpreter:
     def run_parallel(self, name, state, data, scope) -> list:
         branches = state["Branches"]
         return self.fan_out(
-            [(branch, data, scope.child(f"{name}[{i}] > "), None) for i, branch in enumerate(branches)],
+            [(branch, data, scope.child(f"{name}[{i}] > ")) for i, branch in enumerate(branches)],
             len(branches),
         )
 
@@ -231,10 +229,10 @@ class Interpreter:
         selector = state.get("ItemSelector", state.get("Parameters"))
         jobs = []
         for index, value in enumerate(items):
-            item = {"Index": index, "Value": value}
-            item_context = {**context, "Map": {"Item": item}}
+            # $$.Map.Item exists only while the ItemSelector is filled, as on Step Functions.
+            item_context = {**context, "Map": {"Item": {"Index": index, "Value": value}}}
             item_input = value if selector is None else fill(selector, data, item_context)
-            jobs.append((processor, item_input, scope.child(f"{name}[{index}] > "), item))
+            jobs.append((processor, item_input, scope.child(f"{name}[{index}] > ")))
         return self.fan_out(jobs, state.get("MaxConcurrency", 0) or len(jobs))
 
     def fan_out(self, jobs, concurrency) -> list:

@@ -143,7 +143,8 @@ class LocalRun:
             self.out(f"  {call.label}: skipped locally (the shared authorization function runs on AWS only)")
             self.records.append(StepRecord(call.label, status="skipped"))
             return call.payload
-        record = StepRecord(call.label, notebook=call.payload.get("notebook_path"))
+        notebook = call.payload.get("notebook_path") if isinstance(call.payload, dict) else None
+        record = StepRecord(call.label, notebook=notebook)
         self.records.append(record)
         limit = min(self.settings.timeout_s, call.timeout_s or math.inf)
         started = time.monotonic()
@@ -155,7 +156,8 @@ class LocalRun:
         except StatesError:
             record.status = "failed"
             raise
-        record.seconds = time.monotonic() - started
+        finally:
+            record.seconds = time.monotonic() - started
         record.outputs_mb = size_mb(self.scenario_folder / "outputs")
         record.state_kb = state_size(event) / 1024
         record.status = "ok"
@@ -163,7 +165,8 @@ class LocalRun:
 
     def run_handler(self, call: TaskCall, record: StepRecord, limit: float) -> Any:
         """The handler's core in this process, in a working folder of its own."""
-        workdir = self.work / f"{len(self.records):03d}-{call.label.replace(' > ', '.').replace(' ', '_')}"
+        safe_label = "".join(c if c.isalnum() or c in "-_" else "." for c in call.label)
+        workdir = Path(tempfile.mkdtemp(prefix=f"{safe_label}-", dir=self.work))
         try:
             result = run_step(call.payload, storage=FolderStorage(self.bucket), workdir=workdir,
                               task_root=self.settings.root, time_left_s=limit, image_tag="local",
