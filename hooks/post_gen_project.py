@@ -143,6 +143,9 @@ def init_git():
     if shutil.which("git") is None:
         print("WARNING: git is not installed: run `git init` in the new folder yourself.")
         return
+    if Path(".git").exists():  # re-baked over an existing repo (cookiecutter -f)
+        print("Existing git repository kept: review and commit the regenerated files.")
+        return
     try:
         git("init", "--quiet", "--initial-branch=main")
         git("add", "--all")
