@@ -76,13 +76,17 @@ def snapshot(s3, bucket: str) -> dict[str, tuple]:
 
 
 class Recorder(ThreadingHTTPServer):
-    """An HTTP proxy to moto on 127.0.0.1 that records requests and refuses those ``refuse`` picks."""
+    """An HTTP proxy to moto on 127.0.0.1 that records requests.
+
+    ``hook(method, path)`` runs before each request is forwarded; when it returns True the
+    request is refused (403 AccessDenied) instead.
+    """
 
     def __init__(self, upstream: str):
         super().__init__(("127.0.0.1", 0), _Forward)
         self.upstream = urlsplit(upstream)
         self.requests: list[tuple[str, str, dict]] = []
-        self.refuse = lambda method, path: False
+        self.hook = lambda method, path: False
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
     def calls(self, method: str) -> list[tuple[str, dict]]:
@@ -99,7 +103,7 @@ class _Forward(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         headers = {key.lower(): value for key, value in self.headers.items()}
         self.server.requests.append((self.command, self.path, headers))
-        if self.server.refuse(self.command, self.path):
+        if self.server.hook(self.command, self.path):
             self.send_response(403)
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(self.refusal)))
@@ -255,7 +259,7 @@ def test_upload_failing_half_way_deletes_nothing_and_rerun_completes(synced, s3,
     for rel in ("info.json", "styles.json", "inputs/params.json"):
         (base / rel).write_text(json.dumps({"changed": rel}))
     (base / "inputs" / "od" / "od.geojson").unlink()
-    recorder.refuse = lambda method, path: method == "PUT" and path.endswith("/base/styles.json")
+    recorder.hook = lambda method, path: method == "PUT" and path.endswith("/base/styles.json")
 
     message = failed(invoke(synced, "upload-scenarios", "base", "--yes", env=via(recorder)))
     assert "1 of 3 uploads" in message and "styles.json" in message and "re-run" in message
@@ -328,6 +332,28 @@ def test_lock_and_unlock_maintain_lock_json(synced, s3):
     ok(invoke(synced, "upload-scenarios", "other"))  # no longer protected: no confirmation
     ok(invoke(synced, "unlock-scenario", "base", "--force"))
     assert json.loads(s3.get_object(Bucket=bucket, Key="_common/lock.json")["Body"].read()) == []
+
+
+def test_lock_never_overwrites_a_concurrent_edit_of_lock_json(synced, s3, recorder):
+    bucket = bucket_of(synced)
+    shutil.copytree(synced / "scenarios" / "base", synced / "scenarios" / "other")
+    ok(invoke(synced, "upload-scenarios", "other"))
+    s3.put_object(Bucket=bucket, Key="_common/lock.json", Body=b'["base"]')
+
+    def front_end_locks_meanwhile(method, path):
+        if method == "PUT" and path.endswith("/_common/lock.json"):
+            s3.put_object(Bucket=bucket, Key="_common/lock.json", Body=b'["base", "paris-2030"]')
+        return False
+
+    recorder.hook = front_end_locks_meanwhile
+    message = failed(invoke(synced, "lock-scenario", "other", env=via(recorder)))
+    assert "changed while it was being updated" in message and "re-run" in message
+    assert json.loads(s3.get_object(Bucket=bucket, Key="_common/lock.json")["Body"].read()) == \
+        ["base", "paris-2030"]
+
+    ok(invoke(synced, "lock-scenario", "other"))
+    assert json.loads(s3.get_object(Bucket=bucket, Key="_common/lock.json")["Body"].read()) == \
+        ["base", "paris-2030", "other"]
 
 
 def test_publish_config_syncs_model_files_and_keeps_front_end_files(repo, s3):

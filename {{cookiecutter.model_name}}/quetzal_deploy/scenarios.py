@@ -33,6 +33,10 @@ CONFIG_FOLDERS = ("docs",)
 EMAIL_VARIABLE = "QUETZAL_USER_EMAIL"
 
 
+def error_code(ex: ClientError) -> str:
+    return ex.response.get("Error", {}).get("Code", "")
+
+
 def is_hidden(rel: str) -> bool:
     """Hidden files and folders (.DS_Store, .ipynb_checkpoints, the old ``S/.lock`` marker)."""
     return any(part.startswith(".") for part in rel.split("/"))
@@ -117,7 +121,7 @@ class ScenarioStore:
         try:
             yield
         except ClientError as ex:
-            if ex.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            if error_code(ex) == "NoSuchBucket":
                 raise AwsError(f"bucket {self.bucket} does not exist in {self.settings.region}: "
                                "run `invoke infra` (or `invoke deploy`) first") from ex
             raise explain(ex, self.settings.profile) from ex
@@ -159,47 +163,61 @@ class ScenarioStore:
 
     def locked(self) -> list[str]:
         """The protected scenarios the front end reads; ``["base"]`` when lock.json is absent."""
+        return self._read_lock()[0]
+
+    def _read_lock(self) -> tuple[list[str], str | None]:
+        """lock.json's names and ETag (None when absent), for a conditional rewrite."""
         with self.errors():
             try:
-                body = self.s3.get_object(Bucket=self.bucket, Key=LOCK_KEY)["Body"].read()
+                stored = self.s3.get_object(Bucket=self.bucket, Key=LOCK_KEY)
             except ClientError as ex:
-                if ex.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-                    return list(DEFAULT_LOCKED)
+                if error_code(ex) in {"NoSuchKey", "404"}:
+                    return list(DEFAULT_LOCKED), None
                 raise
+            body = stored["Body"].read()
         try:
             names = json.loads(body)
         except ValueError as ex:
             raise QuetzalError(f"s3://{self.bucket}/{LOCK_KEY} is not JSON: fix or delete it") from ex
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise QuetzalError(f"s3://{self.bucket}/{LOCK_KEY} must be a JSON array of scenario names")
-        return names
+        return names, stored["ETag"]
 
-    def write_locked(self, names: list[str], email: str) -> None:
+    def _write_lock(self, names: list[str], etag: str | None, email: str) -> None:
+        """Rewrite lock.json only if nobody changed it since it was read (S3 conditional write)."""
         body = json.dumps(names).encode()
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        metadata = {"user_email": email, "checksum": bytes_checksum(body)}
         with self.errors():
-            self.s3.put_object(Bucket=self.bucket, Key=LOCK_KEY, Body=body, ContentType="application/json",
-                               Metadata={"user_email": email, "checksum": bytes_checksum(body)})
+            try:
+                self.s3.put_object(Bucket=self.bucket, Key=LOCK_KEY, Body=body, Metadata=metadata,
+                                   ContentType="application/json", **condition)
+            except ClientError as ex:
+                if error_code(ex) in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                    raise QuetzalError(f"s3://{self.bucket}/{LOCK_KEY} changed while it was being updated "
+                                       "(someone else locked or unlocked a scenario): re-run") from ex
+                raise
 
     def lock(self, name: str, email: str) -> bool:
         """Protect a scenario that exists on the bucket; False when it already was."""
-        names = self.locked()
+        names, etag = self._read_lock()
         if name in names:
             return False
         existing = self.remote_scenarios()
         if name not in existing:
             raise QuetzalError(f"no scenario {name!r} in bucket {self.bucket} "
                                f"(existing: {', '.join(existing) or 'none'}); upload it first")
-        self.write_locked([*names, name], email)
+        self._write_lock([*names, name], etag, email)
         return True
 
     def unlock(self, name: str, email: str, *, force: bool = False) -> bool:
         """Unprotect a scenario (``base`` only with ``force``); False when it was not locked."""
         if name in DEFAULT_LOCKED and not force:
             raise QuetzalError(f"{name} is protected by default: pass --force to unlock it")
-        names = self.locked()
+        names, etag = self._read_lock()
         if name not in names:
             return False
-        self.write_locked([n for n in names if n != name], email)
+        self._write_lock([n for n in names if n != name], etag, email)
         return True
 
     def plan_config(self) -> UploadPlan:
