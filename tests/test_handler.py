@@ -262,11 +262,29 @@ def test_missing_bucket_is_a_storage_error(lambda_env, monkeypatch):
         handler(make_event(), LambdaContext(60))
 
 
-def test_local_folder_storage_runs_the_same_step(tmp_path, task_root, workdir):
+def folder_bucket(tmp_path) -> Path:
     bucket = tmp_path / "bucket"
     for key, body in INPUTS.items():
         (bucket / key).parent.mkdir(parents=True, exist_ok=True)
         (bucket / key).write_bytes(body)
+    return bucket
+
+
+def test_mounted_bucket_folder_replaces_s3(lambda_env, s3, tmp_path, monkeypatch):
+    """`invoke run --local --docker` mounts a folder as the bucket (QUETZAL_BUCKET_FOLDER)."""
+    bucket = folder_bucket(tmp_path)
+    monkeypatch.setenv("QUETZAL_BUCKET_FOLDER", str(bucket))
+    before = bucket_keys(s3)
+
+    handler(make_event(), LambdaContext(60))
+
+    assert json.loads((bucket / "base/outputs/seen.json").read_text())["argv"]["params"]
+    assert json.loads((bucket / "base/info.json").read_text())["model_tag"] == TAG
+    assert bucket_keys(s3) == before
+
+
+def test_local_folder_storage_runs_the_same_step(tmp_path, task_root, workdir):
+    bucket = folder_bucket(tmp_path)
 
     result = run_step(make_event(), storage=FolderStorage(bucket), workdir=workdir,
                       task_root=task_root, time_left_s=60, image_tag="local", echo=lambda line: None)

@@ -1,9 +1,10 @@
 """The Lambda entry point: run one notebook of the pipeline on one scenario.
 
 ``handler(event, context)`` is the image's ``CMD``. It builds an ``S3Storage`` on
-``BUCKET_NAME``, works in ``QUETZAL_WORKDIR`` (default ``/tmp``), finds the code in
-``LAMBDA_TASK_ROOT`` (or the folder holding ``quetzal_deploy/``), takes the deadline from the
-context and the image tag from ``IMAGE_TAG``, and calls ``run_step``.
+``BUCKET_NAME`` (or, when ``QUETZAL_BUCKET_FOLDER`` is set, a ``FolderStorage`` on that folder:
+``invoke run --local --docker`` mounts one), works in ``QUETZAL_WORKDIR`` (default ``/tmp``),
+finds the code in ``LAMBDA_TASK_ROOT`` (or the folder holding ``quetzal_deploy/``), takes the
+deadline from the context and the image tag from ``IMAGE_TAG``, and calls ``run_step``.
 
 ``run_step(event, *, storage, workdir, task_root, time_left_s, image_tag, echo=print)`` is the
 reusable core (the local runner calls it with a ``FolderStorage``):
@@ -184,17 +185,23 @@ def default_task_root() -> Path:
     return Path(os.environ.get("LAMBDA_TASK_ROOT") or Path(__file__).resolve().parents[2])
 
 
-def handler(event, context):
-    """Lambda entry point: the event of a Step Functions Task; returns the next state's event."""
-    bucket = os.environ.get("BUCKET_NAME")
-    # `invoke run --local --docker` mounts a folder standing in for the bucket.
+def storage_from_environment() -> Storage:
+    """A mounted folder standing in for the bucket (``QUETZAL_BUCKET_FOLDER``), else the bucket."""
     folder = os.environ.get("QUETZAL_BUCKET_FOLDER")
-    if not bucket and not folder:
+    if folder:
+        return FolderStorage(Path(folder))
+    bucket = os.environ.get("BUCKET_NAME")
+    if not bucket:
         raise StorageError("BUCKET_NAME is not set: the Lambda's environment must name the "
                            "scenario bucket (the Terraform module sets it).")
+    return S3Storage(bucket)
+
+
+def handler(event, context):
+    """Lambda entry point: the event of a Step Functions Task; returns the next state's event."""
     result = run_step(
         event,
-        storage=FolderStorage(Path(folder)) if folder else S3Storage(bucket),
+        storage=storage_from_environment(),
         workdir=Path(os.environ.get("QUETZAL_WORKDIR", "/tmp")),
         task_root=default_task_root(),
         time_left_s=context.get_remaining_time_in_millis() / 1000,
