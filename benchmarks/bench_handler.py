@@ -203,7 +203,7 @@ def main() -> None:
             built = task_root(Path(tmp, "built"), build_time_script=True)
             plain = task_root(Path(tmp, "plain"), build_time_script=False)
             print(f"Handler overhead: {args.files}-file scenario, trivial notebook writing "
-                  f"{args.outputs} outputs; median of {args.repeats} runs, seconds.")
+                  f"{args.outputs} outputs; seconds, each column the median of {args.repeats} runs.")
             print(f"{'approach':<34} {'rtt':>8} {'clean':>8} {'download':>8} {'convert':>8} "
                   f"{'run':>8} {'upload':>8} {'total':>8} {'requests':>9}")
             for rtt_ms in (args.rtt_ms, 0):
