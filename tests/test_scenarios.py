@@ -30,10 +30,10 @@ EMAIL = "modeller@example.com"
 RUN_RESULTS = ("outputs/", "logs/")
 
 
-def invoke(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``invoke <args>`` in the repo as a user would, without a terminal on stdin."""
+def invoke(repo: Path, *args: str, env: dict | None = None, answer: str = "") -> subprocess.CompletedProcess:
+    """Run ``invoke <args>`` in the repo as a user would; ``answer`` is what they type (default: nothing)."""
     return subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=repo, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "invoke", *args], cwd=repo, input=answer,
         env=env or {**os.environ, "QUETZAL_USER_EMAIL": EMAIL},
         capture_output=True, text=True, timeout=300,
     )
@@ -200,9 +200,10 @@ def test_changed_new_and_deleted_files_after_confirmation(synced, s3):
 
     message = failed(invoke(synced, "upload-scenarios", "base"))
     assert "--yes" in message and "base is protected" in message
+    assert "Cancelled" in failed(invoke(synced, "upload-scenarios", "base", answer="n\n"))
     assert snapshot(s3, bucket) == before
 
-    out = ok(invoke(synced, "upload-scenarios", "base", "--yes"))
+    out = ok(invoke(synced, "upload-scenarios", "base", answer="y\n"))
     assert "2 to upload" in out and "1 to delete" in out
     assert remote_files(s3, bucket, "base/") == local_files(base)
     assert "inputs/od/od.geojson" not in remote_files(s3, bucket, "base/")

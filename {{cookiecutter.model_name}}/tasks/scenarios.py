@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from invoke import Exit
 
 from quetzal_deploy.scenarios import ScenarioStore, check_name, local_scenario, parse_names, user_email
@@ -15,12 +13,15 @@ YES_HELP = "do not ask for confirmation (for scripts)"
 
 
 def confirm(question: str, yes: bool) -> None:
-    """Ask before a destructive step; without a terminal, ask for --yes instead."""
+    """Ask before replacing data; with no answer on standard input, ask for --yes instead."""
     if yes:
         return
-    if not sys.stdin or not sys.stdin.isatty():
-        raise Exit(f"ERROR: {question} No terminal to ask: re-run with --yes to confirm.", code=1)
-    if input(f"{question} [y/N] ").strip().lower() not in {"y", "yes"}:
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        raise Exit(f"ERROR: {question} No answer on standard input: re-run with --yes to confirm.",
+                   code=1) from None
+    if answer.strip().lower() not in {"y", "yes"}:
         raise Exit("Cancelled: nothing was changed.", code=1)
 
 
