@@ -37,6 +37,13 @@ def test_no_matching_choice_is_states_no_choice_matched():
     assert (error.error, error.state) == ("States.NoChoiceMatched", "C")
 
 
+def test_choice_on_a_missing_variable_is_a_runtime_error():
+    definition = machine(C={"Type": "Choice", "Default": "A", "Choices": [
+        {"Variable": "$.absent", "StringEquals": "a", "Next": "A"}]}, A={"Type": "Succeed"})
+    error = failure(definition, {"x": 1})
+    assert error.error == "States.Runtime" and "$.absent" in error.cause
+
+
 @pytest.mark.parametrize("expression, expected", [
     (r"States.Format('brace \{\} {} it\'s', $.n)", "brace {} N it's"),
     ("States.Format($.template, 1, true)", "x1ytrue"),

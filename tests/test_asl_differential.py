@@ -3,9 +3,11 @@ interpreter, moto in server mode over HTTP) must give the same result for each d
 ``support/asl/`` (Pass, Choice, Map, Parallel, Wait, Succeed and Fail states only).
 
 Left out, because moto's engine departs from Step Functions there (covered in test_asl.py):
-no Choice match (moto: States.Runtime; AWS: States.NoChoiceMatched), ``\\{`` escapes in
-States.Format (moto: KeyError), ``null`` as an intrinsic argument (moto: parse error), and
-``$[0].a`` on an array (moto returns a list).
+no Choice match (moto: States.Runtime; AWS: States.NoChoiceMatched), a Choice Variable that
+is missing (moto takes the Default; AWS fails with States.Runtime), ``\\{`` escapes in
+States.Format (moto: KeyError), ``null`` as an intrinsic argument (moto: parse error),
+``$[0].a`` on an array (moto returns a list), ``$$.State.RetryCount`` (moto lacks it), and a
+bare string as the execution's output (moto does not JSON-encode it).
 """
 
 import json
