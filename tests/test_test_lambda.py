@@ -5,11 +5,15 @@ to it by itself when AWS_ENDPOINT_URL is on this machine); S3 state is read back
 """
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from fixtures.aws import free_port
+from fixtures.parts import require_executable
 from fixtures.tasks import run_task
 
 pytestmark = pytest.mark.xdist_group("docker")
@@ -170,3 +174,34 @@ def test_default_event_is_the_first_step_on_base(baked_repo):
     assert event["notebook_path"] == "notebooks/preparation.ipynb"
     assert event["scenario_path_S3"] == "base/"
     assert event["launcher_arg"]["params"]["general"]["pt_speed_kmh"] == 20
+
+
+def test_host_network_refuses_a_busy_port(docker_engine, toy_image):
+    """On the host network the emulator needs port 8080: a busy port is a clear error, no container."""
+    import socket
+
+    from quetzal_deploy.images import DockerError
+    from quetzal_deploy.local_lambda import EMULATOR_PORT, LocalLambda
+
+    with socket.socket() as listener:
+        try:
+            listener.bind(("127.0.0.1", EMULATOR_PORT))
+            listener.listen()
+        except OSError:
+            pass  # already taken by something else: the check must see it all the same
+        function = LocalLambda(docker_engine, toy_image, {}, host_network=True)
+        with pytest.raises(DockerError, match=f"Port {EMULATOR_PORT} is in use"):
+            function.start()
+    assert function.container is None
+    assert not docker_engine.containers.list(all=True, filters={"name": function.name})
+
+
+def test_shell_opens_in_the_image(baked_repo, docker_engine, lambda_base_image):
+    """`invoke shell` needs a terminal: util-linux `script` gives it one, as a user's terminal would."""
+    script = require_executable("script")
+    commands = "echo shell-$((6*7)) tag-$IMAGE_TAG; ls /var/task/notebooks; exit\n"
+    done = subprocess.run([script, "-qec", f"{sys.executable} -m invoke shell", "/dev/null"],
+                          cwd=baked_repo, input=commands, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "QUETZAL_BASE_IMAGE": lambda_base_image})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "shell-42 tag-local" in done.stdout and "preparation.py" in done.stdout

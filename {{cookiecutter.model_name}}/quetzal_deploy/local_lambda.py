@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -88,6 +89,11 @@ def needs_host_network(env: dict[str, str]) -> bool:
                for key, url in env.items() if key.startswith("AWS_ENDPOINT_URL"))
 
 
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 class LocalLambda:
     """One container of ``image`` serving Lambda invocations on this machine."""
 
@@ -107,6 +113,10 @@ class LocalLambda:
     def start(self, ready_within_s: float = 60) -> LocalLambda:
         from docker.errors import DockerException
 
+        if self.host_network and port_in_use(self.port):
+            raise DockerError(f"Port {self.port} is in use on this machine: on the host network the "
+                              "Lambda emulator needs it. Stop what listens there (a container from "
+                              "`--keep`? see `docker ps`), then retry.")
         network = {"network_mode": "host"} if self.host_network else {
             "ports": {f"{EMULATOR_PORT}/tcp": ("127.0.0.1", self.port)}}
         try:
