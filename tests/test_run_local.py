@@ -86,6 +86,8 @@ def git_status(repo: Path) -> str:
 
 def test_two_step_pipeline_with_authorization(tmp_path):
     repo = bake(tmp_path / "bake", auth_function_name="quetzal-auth")
+    (repo / "scenarios" / "base" / "outputs").mkdir()  # left by a notebook run in Jupyter
+    (repo / "scenarios" / "base" / "outputs" / "stale.csv").write_text("old\n")
     before = tree_hash(repo / "scenarios" / "base")
 
     done = invoke(repo, tmp_path, "run", "--local", "base")
@@ -94,6 +96,7 @@ def test_two_step_pipeline_with_authorization(tmp_path):
     assert "Authorization: skipped locally" in done.stdout
     scenario = run_folder(repo) / "bucket" / "base"
     outputs = {p.name for p in (scenario / "outputs").iterdir()}
+    assert "stale.csv" not in outputs
     for step in ("preparation", "assignment"):
         assert {f"{step}_pt.geojson", f"{step}_road.geojson", f"{step}_summary.csv"} <= outputs
         assert "wrote 3 layer(s)" in (scenario / "logs" / f"{step}.txt").read_text()
@@ -101,7 +104,7 @@ def test_two_step_pipeline_with_authorization(tmp_path):
     assert json.loads((scenario / "info.json").read_text())["model_tag"] == "local"
     assert f"Outputs: {scenario / 'outputs'}" in done.stdout
     assert tree_hash(repo / "scenarios" / "base") == before
-    assert git_status(repo) == ""
+    assert git_status(repo) == ""  # scenarios/*/outputs/ and .quetzal/ are git-ignored
 
 
 MAP_STEP = """speed = argv["speed"]
@@ -199,6 +202,14 @@ def test_unsupported_definition_fails_before_anything_runs(baked_repo, tmp_path,
 
     assert done.returncode == 1
     assert expected in done.stderr, done.stderr
+    assert not (baked_repo / ".quetzal").exists()
+
+
+@pytest.mark.parametrize("scenario", ["..", "base/../..", "missing"])
+def test_unknown_or_escaping_scenario_is_refused(baked_repo, tmp_path, scenario):
+    done = invoke(baked_repo, tmp_path, "run", "--local", scenario)
+    assert done.returncode == 1
+    assert f"Scenario {scenario!r} not found" in done.stderr and "available: base" in done.stderr
     assert not (baked_repo / ".quetzal").exists()
 
 

@@ -39,13 +39,14 @@ from quetzal_deploy.local.interpreter import Interpreter, TaskCall, function_nam
 from quetzal_deploy.local.report import StepRecord, summary
 from quetzal_deploy.runtime.errors import StepError
 from quetzal_deploy.runtime.handler import run_step
-from quetzal_deploy.runtime.storage import EXCLUDED, FolderStorage
+from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.workdir import size_mb
 from quetzal_deploy.settings import Settings
 
 LOCAL_ACCOUNT = "000000000000"
 RUNS_DIR = Path(".quetzal", "runs")
 LOG_TAIL_LINES = 20
+CLEARED_BEFORE_A_RUN = {"outputs", "logs"}
 Out = Callable[[str], None]
 
 
@@ -71,11 +72,11 @@ def check_functions(definition: Mapping[str, Any], settings: Settings) -> None:
     for name, state in iter_states(definition["States"]):
         if state.get("Type") != "Task":
             continue
-        parameters = state.get("Parameters", {})
-        target = parameters.get("FunctionName", state["Resource"]) if isinstance(parameters, dict) else None
+        parameters = state.get("Parameters") if isinstance(state.get("Parameters"), dict) else {}
+        target = parameters.get("FunctionName", parameters.get("FunctionName.$", state["Resource"]))
         if not isinstance(target, str) or function_name(target) not in known:
             raise RunError(
-                f"Task '{name}' invokes {target or parameters.get('FunctionName.$')!r}; locally a Task "
+                f"Task '{name}' invokes {target!r}; locally a Task "
                 f"can only invoke the model's function {settings.function_name!r}"
                 + (f" or the auth function {settings.auth_function!r}" if settings.auth_function else "")
                 + ". Fix FunctionName in step-functions.json."
@@ -115,7 +116,8 @@ class LocalRun:
         self.settings, self.out = settings, out
         self.scenario = scenario.strip("/")
         self.source = settings.scenarios_dir / self.scenario
-        if not self.scenario or not self.source.is_dir():
+        parts = self.scenario.split("/")
+        if any(part in {"", ".", ".."} for part in parts) or not self.source.is_dir():
             found = sorted(p.name for p in settings.scenarios_dir.glob("*") if p.is_dir())
             raise RunError(f"Scenario {scenario!r} not found in {settings.scenarios_dir}; "
                            f"available: {', '.join(found) or 'none'}.")
@@ -124,7 +126,7 @@ class LocalRun:
         self.folder = settings.root / RUNS_DIR / self.name
         self.bucket = self.folder / "bucket"
         self.records: list[StepRecord] = []
-        self.work = Path(tempfile.gettempdir())  # replaced by a private folder while it runs
+        self.work: Path | None = None  # a private temporary folder while the run goes on
         self.container: ContainerTasks | None = None  # with --docker
 
     @property
@@ -132,10 +134,10 @@ class LocalRun:
         return self.bucket / self.scenario
 
     def copy_scenario(self) -> None:
-        """The scenario as the bucket holds it before a run (no outputs/ nor logs/)."""
-        ignore = shutil.ignore_patterns(*(name.rstrip("/") for name in EXCLUDED if name != "inputs/"))
-        shutil.copytree(self.source, self.scenario_folder, ignore=lambda folder, names: (
-            ignore(folder, names) if Path(folder) == self.source else set()))
+        """The scenario as the bucket holds it when a run starts: the front end deletes its
+        outputs/ and logs/ first (a notebook run in Jupyter may have left some)."""
+        shutil.copytree(self.source, self.scenario_folder, ignore=lambda folder, names: {
+            name for name in names if Path(folder) == self.source and name in CLEARED_BEFORE_A_RUN})
 
     def invoke(self, call: TaskCall) -> Any:
         """Run one Task: the auth function is skipped, the model's function runs ``run_step``."""
