@@ -25,34 +25,24 @@ data "aws_iam_policy_document" "lambda_assume" {
 }
 
 resource "aws_iam_role" "lambda" {
-  name               = "${local.role_prefix}-lambda"
+  name               = "${var.name}-lambda"
   description        = "Runs the notebooks of ${var.name}: its own log group and its own bucket only."
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
   tags               = var.tags
 }
 
 data "aws_iam_policy_document" "lambda" {
+  source_policy_documents = [data.aws_iam_policy_document.bucket_read_write.json]
+
   statement {
     sid       = "OwnLogGroup"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.lambda.arn}:*"]
   }
-
-  statement {
-    sid       = "ListOwnBucket"
-    actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.this.arn]
-  }
-
-  statement {
-    sid       = "ReadWriteOwnBucket"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.this.arn}/*"]
-  }
 }
 
 resource "aws_iam_role_policy" "lambda" {
-  name   = "${local.role_prefix}-lambda"
+  name   = "${var.name}-lambda"
   role   = aws_iam_role.lambda.id
   policy = data.aws_iam_policy_document.lambda.json
 }

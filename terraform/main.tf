@@ -20,9 +20,6 @@ locals {
     var.auth_function_name == "" ? [] : [local.auth_function_arn, "${local.auth_function_arn}:*"],
   )
 
-  # IAM role names are limited to 64 characters.
-  role_prefix = substr(var.name, 0, 56)
-
   create_lambda    = var.create_lambda && var.image_tag != ""
   create_user_role = var.cognito_identity_pool_id != ""
 }

@@ -57,8 +57,3 @@ output "user_role_arn" {
   description = "ARN of the role for the front end's Cognito users (null without an identity pool)."
   value       = try(aws_iam_role.user[0].arn, null)
 }
-
-output "user_policy_arn" {
-  description = "ARN of the S3 policy for the front end's users (attach it to a Cognito group's role)."
-  value       = aws_iam_policy.user.arn
-}

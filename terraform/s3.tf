@@ -107,3 +107,19 @@ resource "aws_s3_bucket_policy" "this" {
 
   depends_on = [aws_s3_bucket_public_access_block.this]
 }
+
+# The model's bucket and nothing else, for the function and the front end's users.
+data "aws_iam_policy_document" "bucket_read_write" {
+  statement {
+    # ListBucket also makes a missing key a 404 instead of a 403 for the front end.
+    sid       = "ListBucket"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this.arn]
+  }
+
+  statement {
+    sid       = "ReadWriteObjects"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.this.arn}/*"]
+  }
+}

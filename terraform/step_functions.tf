@@ -26,7 +26,7 @@ data "aws_iam_policy_document" "states_assume" {
 }
 
 resource "aws_iam_role" "states" {
-  name               = "${local.role_prefix}-states"
+  name               = "${var.name}-states"
   description        = "Runs the ${var.name} pipeline: invokes the model's function (and the auth function) only."
   assume_role_policy = data.aws_iam_policy_document.states_assume.json
   tags               = var.tags
@@ -57,7 +57,7 @@ data "aws_iam_policy_document" "states" {
 }
 
 resource "aws_iam_role_policy" "states" {
-  name   = "${local.role_prefix}-states"
+  name   = "${var.name}-states"
   role   = aws_iam_role.states.id
   policy = data.aws_iam_policy_document.states.json
 }

@@ -3,8 +3,8 @@ variable "name" {
   type        = string
 
   validation {
-    condition     = length(var.name) >= 3 && length(var.name) <= 63
-    error_message = "The name must be 3 to 63 characters long (S3 bucket name rules)."
+    condition     = length(var.name) >= 3 && length(var.name) <= 57
+    error_message = "The name must be 3 to 57 characters long: S3 bucket rules, and room for the -lambda and -states suffixes of its IAM role names (64 at most)."
   }
   validation {
     condition     = can(regex("^[a-z0-9][a-z0-9-]*[a-z0-9]$", var.name))

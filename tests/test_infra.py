@@ -16,11 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.tasks import run_task
+
 MODEL = "quetzal-test"
 REGION = "ca-central-1"
 STAND_IN = Path(__file__).parent / "support" / "fake_terraform" / "terraform"
 VAR_FILE = f"-var-file={MODEL}.tfvars"
 PLAN = f"{MODEL}.tfplan"
+CONFIG_BUCKET = "quetzal-config"  # the default bake's shared config bucket
+ACCESS_KEY = "cognito_group_access.json"
 
 
 class FakeTerraform:
@@ -58,11 +62,9 @@ def fake_terraform(tmp_path, monkeypatch) -> FakeTerraform:
     return FakeTerraform(log)
 
 
-def invoke(repo: Path, *args: str, answer: str = "", **env: str) -> subprocess.CompletedProcess:
-    """Run `invoke <args>` in the repo as a user would; ``answer`` is typed on standard input."""
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=repo, input=answer,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+def invoke(repo: Path, *args: str, answer: str = "", **env: str):
+    """`invoke <args>` in the repo; ``answer`` is typed on standard input ("" = closed input)."""
+    return run_task(repo, *args, env=env, input=answer)
 
 
 def manifest(number: int) -> str:
@@ -87,17 +89,22 @@ def bootstrap_plan(*variables: str) -> list[str]:
             *variables, f"-out={PLAN}"]
 
 
-def test_first_infra_creates_the_workspace_and_everything_but_the_function(
-        aws, baked_repo, fake_terraform):
-    done = invoke(baked_repo, "infra", "--yes")
-    assert done.returncode == 0, done.stderr
-    assert fake_terraform.commands() == [
+def first_run() -> list[list[str]]:
+    """A model's first apply: new workspace, everything but the function (no image yet)."""
+    return [
         ["init", "-input=false"],
         ["workspace", "select", MODEL],
         ["workspace", "new", MODEL],
         bootstrap_plan("-var=create_lambda=false"),
         ["apply", "-input=false", PLAN],
     ]
+
+
+def test_first_infra_creates_the_workspace_and_everything_but_the_function(
+        aws, baked_repo, fake_terraform):
+    done = invoke(baked_repo, "infra", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert fake_terraform.commands() == first_run()
     assert {call["cwd"] for call in fake_terraform.calls()} == {str(baked_repo / "infra")}
     assert "invoke deploy" in done.stdout
     assert not (baked_repo / "infra" / PLAN).exists()
@@ -233,6 +240,10 @@ def test_destroy_empties_bucket_and_repository_before_terraform_then_drops_the_w
     fake_terraform.reset()
     assert fill_bucket(boto, markers=1001) > 1000  # more than one listing page
     push_images(boto, ["v1", "v2"])
+    s3 = boto.client("s3")
+    s3.create_bucket(Bucket=CONFIG_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket=CONFIG_BUCKET, Key=ACCESS_KEY,
+                  Body=json.dumps({"planners": [MODEL, "quetzal-lyon"], "admins": [MODEL]}))
     monkeypatch.setenv("FAKE_TERRAFORM_OBSERVE_BUCKET", MODEL)
     monkeypatch.setenv("FAKE_TERRAFORM_OBSERVE_REPOSITORY", MODEL)
     done = invoke(baked_repo, "destroy", answer=f"{MODEL}\n")
@@ -248,6 +259,8 @@ def test_destroy_empties_bucket_and_repository_before_terraform_then_drops_the_w
     ]
     assert all(call["bucket_versions"] == 0 and call["repository_images"] == 0 for call in calls), calls
     assert not (baked_repo / "infra" / "terraform.tfstate.d" / MODEL).exists()
+    listing = json.loads(s3.get_object(Bucket=CONFIG_BUCKET, Key=ACCESS_KEY)["Body"].read())
+    assert listing == {"planners": ["quetzal-lyon"]}
 
 
 def test_destroy_is_safe_to_rerun_after_a_failure(aws, boto, baked_repo, fake_terraform):
@@ -270,3 +283,61 @@ def test_destroy_is_safe_to_rerun_after_a_failure(aws, boto, baked_repo, fake_te
     assert third.returncode == 0, third.stderr
     assert "nothing left for Terraform to destroy" in third.stdout
     assert [args[0] for args in fake_terraform.commands()] == ["init", "workspace"]
+
+
+
+def git(repo: Path, *args: str) -> str:
+    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    return subprocess.run(["git", *identity, *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group("docker")
+def test_deploy_first_time_then_again(aws, boto, baked_repo, fake_terraform, monkeypatch,
+                                      docker_engine, lambda_base_image, registry):
+    """`invoke deploy` end to end: real image build and push (local registry, ECR in moto),
+    state machine definition and base scenario in moto. Terraform is the stand-in; with
+    FAKE_TERRAFORM_CREATE its apply creates, with boto3, what the module's apply would leave
+    (bucket, repository, state machine, and the function once an image tag is given).
+    """
+    monkeypatch.setenv("FAKE_TERRAFORM_CREATE", "1")
+    env = {"QUETZAL_BASE_IMAGE": lambda_base_image, "QUETZAL_REGISTRY": registry}
+    first = run_task(baked_repo, "deploy", "--yes", "--email", "modeller@example.com", env=env,
+                     timeout=900, input="")
+    assert first.returncode == 0, first.stdout + first.stderr
+    (image,) = boto.client("ecr").describe_images(repositoryName=MODEL)["imageDetails"]
+    (tag,) = image["imageTags"]
+    assert fake_terraform.commands() == [
+        *first_run(),
+        bootstrap_plan(f"-var=image_tag={tag}"),
+        ["apply", "-input=false", PLAN],
+    ]
+    function = boto.client("lambda").get_function(FunctionName=MODEL)
+    assert function["Code"]["ImageUri"].endswith(f"/{MODEL}:{tag}")
+    sfn = boto.client("stepfunctions")
+    (machine,) = sfn.list_state_machines()["stateMachines"]
+    definition = sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])["definition"]
+    assert f":function:{MODEL}" in definition and "notebooks/preparation.ipynb" in definition
+    uploaded = boto.client("s3").list_objects_v2(Bucket=MODEL, Prefix="base/")["Contents"]
+    local = [p for p in (baked_repo / "scenarios" / "base").rglob("*") if p.is_file()]
+    assert sorted(o["Key"] for o in uploaded) == sorted(
+        f"base/{p.relative_to(baked_repo / 'scenarios' / 'base').as_posix()}" for p in local)
+
+    (baked_repo / "notebooks" / "assignment.ipynb").write_text(
+        (baked_repo / "notebooks" / "assignment.ipynb").read_text().replace("assignment", "assignment v2"))
+    git(baked_repo, "commit", "-qam", "second version")
+    fake_terraform.reset()
+    again = run_task(baked_repo, "deploy", "--yes", "--email", "modeller@example.com", env=env,
+                     timeout=900, input="")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert fake_terraform.commands() == [
+        ["init", "-input=false"],
+        ["workspace", "select", MODEL],
+        bootstrap_plan(f"-var=image_tag={tag}"),
+        ["apply", "-input=false", PLAN],
+    ]
+    new_uri = boto.client("lambda").get_function(FunctionName=MODEL)["Code"]["ImageUri"]
+    assert not new_uri.endswith(f":{tag}")
+    assert new_uri.rsplit(":", 1)[1] in {t for d in boto.client("ecr").describe_images(
+        repositoryName=MODEL)["imageDetails"] for t in d["imageTags"]}

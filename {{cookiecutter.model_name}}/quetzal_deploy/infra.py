@@ -9,7 +9,6 @@ Destroying empties the versioned bucket and the repository first, so nothing is 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -198,10 +197,11 @@ def update(stack: Stack, confirm: Confirm, plan_only: bool = False) -> None:
                   "run `invoke deploy` (or `invoke push --initial` then `invoke infra`).")
 
 
-def push_image(settings: Settings, aws: Aws, initial: bool) -> str:
-    from quetzal_deploy.images import push
+def push_image(settings: Settings, aws: Aws) -> str:
+    """Build and push the model's image (pointing the function at it when it exists); its tag."""
+    from quetzal_deploy.registry import push, tag_of
 
-    return push(settings, aws, tag=None, initial=initial)
+    return tag_of(push(settings, aws, initial=True))
 
 
 def update_steps(settings: Settings, aws: Aws) -> None:
@@ -226,53 +226,38 @@ def revoke_access(settings: Settings, aws: Aws) -> None:
     revoke_model(settings, aws)
 
 
-@dataclass
-class DeploySteps:
-    """The flows of other concerns that a deployment runs, in order (replaceable in tests)."""
+def deploy(stack: Stack, confirm: Confirm, email: str | None = None) -> None:
+    """``invoke deploy``: stack without function, image, function, pipeline, base scenario.
 
-    push_image: Callable[[Settings, Aws, bool], str] = push_image
-    update_steps: Callable[[Settings, Aws], None] = update_steps
-    upload_base: Callable[[Settings, Aws, str | None], None] = upload_base
-    revoke_access: Callable[[Settings, Aws], None] = revoke_access
+    Each step updates what exists, so re-running it on a deployed model is safe.
+    """
+    settings, aws, out = stack.settings, stack.aws, stack.out
+    stack.prepare()
+    out("1/5 Terraform: bucket, ECR repository, roles and state machine")
+    stack.apply(stack.image_variables(), confirm)
+    had_function = function_exists(aws, settings.function_name)
+    out("2/5 Image: build and push the model's image")
+    tag = push_image(settings, aws)
+    if had_function:
+        out(f"3/5 Lambda function {settings.function_name} exists: the push updated it")
+    else:
+        out(f"3/5 Terraform: Lambda function from image {tag}")
+        stack.apply({"image_tag": tag}, confirm)
+    out("4/5 State machine: deploy step-functions.json")
+    update_steps(settings, aws)
+    out("5/5 Scenarios: upload the base scenario")
+    upload_base(settings, aws, email)
+    out(f"{settings.model_name} is deployed.")
 
 
-@dataclass
-class Deployment:
-    """``invoke deploy`` and ``invoke destroy`` for one model."""
+def destroy(stack: Stack) -> None:
+    """``invoke destroy``: revoke access, empty bucket and repository, destroy stack and workspace.
 
-    stack: Stack
-    steps: DeploySteps = field(default_factory=DeploySteps)
-
-    @property
-    def settings(self) -> Settings:
-        return self.stack.settings
-
-    def deploy(self, confirm: Confirm, email: str | None = None) -> None:
-        """Stack without function, image, function, state machine definition, base scenario."""
-        stack, aws, out = self.stack, self.stack.aws, self.stack.out
-        stack.prepare()
-        out("1/5 Terraform: bucket, ECR repository, roles and state machine")
-        stack.apply(stack.image_variables(), confirm)
-        had_function = function_exists(aws, self.settings.function_name)
-        out("2/5 Image: build and push the model's image")
-        tag = self.steps.push_image(self.settings, aws, not had_function)
-        if had_function:
-            out(f"3/5 Lambda function {self.settings.function_name} exists: the push updated it")
-        else:
-            out(f"3/5 Terraform: Lambda function from image {tag}")
-            stack.apply({"image_tag": tag}, confirm)
-        out("4/5 State machine: deploy step-functions.json")
-        self.steps.update_steps(self.settings, aws)
-        out("5/5 Scenarios: upload the base scenario")
-        self.steps.upload_base(self.settings, aws, email)
-        out(f"{self.settings.model_name} is deployed.")
-
-    def destroy(self) -> None:
-        """Revoke access, empty the bucket and repository, destroy the stack and its workspace."""
-        stack, aws, out, settings = self.stack, self.stack.aws, self.stack.out, self.settings
-        self.steps.revoke_access(settings, aws)
-        out(f"Deleted {empty_bucket(aws, settings.bucket)} object version(s) from s3://{settings.bucket}")
-        out(f"Deleted {empty_repository(aws, settings.ecr_repo)} image(s) from ECR {settings.ecr_repo}")
-        stack.destroy()
-        out(f"{settings.model_name} is destroyed.")
-
+    Missing pieces count as already deleted, so re-running after a partial failure is safe.
+    """
+    settings, aws, out = stack.settings, stack.aws, stack.out
+    revoke_access(settings, aws)
+    out(f"Deleted {empty_bucket(aws, settings.bucket)} object version(s) from s3://{settings.bucket}")
+    out(f"Deleted {empty_repository(aws, settings.ecr_repo)} image(s) from ECR {settings.ecr_repo}")
+    stack.destroy()
+    out(f"{settings.model_name} is destroyed.")

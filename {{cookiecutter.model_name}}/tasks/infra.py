@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from invoke import Exit
 
+from quetzal_deploy import infra as stack_flows
 from quetzal_deploy.aws import Aws
-from quetzal_deploy.infra import Deployment, Stack, update
+from quetzal_deploy.infra import Stack
 from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
 
 AWS_HELP = {"profile": PROFILE_HELP, "region": REGION_HELP}
@@ -36,14 +37,14 @@ def stack_for(profile: str | None, region: str | None) -> Stack:
 @quetzal_task(help={"plan_only": "show what would change and apply nothing", "yes": YES_HELP, **AWS_HELP})
 def infra(c, plan_only=False, yes=False, profile=None, region=None):
     """Create or update the model's AWS stack with Terraform: plan, confirm, apply."""
-    update(stack_for(profile, region), confirmer(yes), plan_only)
+    stack_flows.update(stack_for(profile, region), confirmer(yes), plan_only)
 
 
 @quetzal_task(help={"yes": YES_HELP, "email": "user_email metadata of the uploaded base scenario",
                     **AWS_HELP})
 def deploy(c, yes=False, email=None, profile=None, region=None):
     """First deployment in one command: stack, image, function, pipeline, base scenario."""
-    Deployment(stack_for(profile, region)).deploy(confirmer(yes), email)
+    stack_flows.deploy(stack_for(profile, region), confirmer(yes), email)
 
 
 @quetzal_task(help={"confirm_name": "the model's name, typed in advance (for scripts)", **AWS_HELP})
@@ -58,4 +59,4 @@ def destroy(c, confirm_name=None, profile=None, region=None):
         typed = ask(f"Type the model name ({name}) to confirm: ").strip()
     if typed != name:
         raise Exit(f"ERROR: {typed!r} is not {name!r}: nothing was deleted.", code=1)
-    Deployment(stack).destroy()
+    stack_flows.destroy(stack)
