@@ -180,3 +180,11 @@ def test_requirements_regenerated_with_pip_chill(baked_repo):
     assert {"boto3", "nbconvert"} <= names
     assert not names & {"invoke", "pytest", "ruff", "pip-chill", "docker"}
     assert all("==" in line for line in lines if line and not line.startswith("#"))
+
+
+def test_missing_base_image(baked_repo, docker_engine):
+    """No image can be pulled here: the failure names the base image step and the option to use."""
+    done = run_task(baked_repo, "build", "--base-image", "quetzal-test/no-such-base:1")
+    assert done.returncode == 1
+    assert "failed at 'Step 3/13 : FROM ${BASE_IMAGE}'" in done.stderr
+    assert "--base-image (or QUETZAL_BASE_IMAGE)" in done.stderr and "Traceback" not in done.stderr

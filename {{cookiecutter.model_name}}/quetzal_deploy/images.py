@@ -114,10 +114,15 @@ class BuildLog:
     def failure(self, detail: str) -> BuildError:
         output = "\n".join(self.step_output[-30:])
         where = f"at {self.step!r}" if self.step else "before the first step"
+        if " : FROM " in self.step:
+            fix = (f"The base image could not be had: pass --base-image (or {BASE_IMAGE_ENV}) naming an "
+                   "image you have (`docker images`), or check your network and registry login.")
+        else:
+            fix = "Fix the Dockerfile or requirements.txt (see the step above) and run `invoke build` again."
         return BuildError(
             f"The image build failed {where}: {detail.strip()}"
             + (f"\n--- output of that step ---\n{output}" if output else "")
-            + "\nFix the Dockerfile or requirements.txt (see the step above) and run `invoke build` again."
+            + f"\n{fix}"
         )
 
 
