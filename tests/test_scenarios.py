@@ -146,9 +146,10 @@ def recorder(aws):
 
 @pytest.fixture
 def repo(baked_repo, boto):
-    """A baked model repo whose bucket exists (as after `invoke infra`)."""
-    boto.client("s3").create_bucket(Bucket=bucket_of(baked_repo),
-                                    CreateBucketConfiguration={"LocationConstraint": REGION})
+    """A baked model repo whose bucket exists, versioned as the Terraform module makes it."""
+    s3, bucket = boto.client("s3"), bucket_of(baked_repo)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     return baked_repo
 
 
@@ -254,25 +255,34 @@ def test_unreadable_local_file_aborts_before_any_write(synced, s3):
     assert remote_files(s3, bucket, "base/") == local_files(base)
 
 
-def test_upload_failing_half_way_deletes_nothing_and_rerun_completes(synced, s3, recorder):
+@pytest.mark.parametrize("versioning", ["Enabled", "Suspended"])
+def test_upload_failing_half_way_deletes_nothing_and_rerun_completes(synced, s3, recorder, versioning):
+    """The proxy refuses one file's upload; the others succeed. A versioned bucket (what the
+    Terraform module makes) is rolled back to exactly what it was; without versions, nothing is
+    deleted and each object is either as it was or fully replaced."""
     bucket, base = bucket_of(synced), synced / "scenarios" / "base"
-    old = remote_files(s3, bucket, "base/")
-    for rel in ("info.json", "styles.json", "inputs/params.json"):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})
+    old, before = remote_files(s3, bucket, "base/"), snapshot(s3, bucket)
+    for rel in ("info.json", "styles.json", "inputs/params.json", "inputs/new.csv"):
         (base / rel).write_text(json.dumps({"changed": rel}))
     (base / "inputs" / "od" / "od.geojson").unlink()
     recorder.hook = lambda method, path: method == "PUT" and path.endswith("/base/styles.json")
 
     message = failed(invoke(synced, "upload-scenarios", "base", "--yes", env=via(recorder)))
-    assert "1 of 3 uploads" in message and "styles.json" in message and "re-run" in message
+    assert "1 of 4 uploads" in message and "styles.json" in message and "re-run" in message
     remote = remote_files(s3, bucket, "base/")
-    assert remote["styles.json"] == old["styles.json"]
-    assert remote["inputs/od/od.geojson"] == old["inputs/od/od.geojson"], "deleted before uploads succeeded"
-    assert set(remote) == set(old)
-    local = local_files(base)
-    assert all(remote[rel] in {old[rel], local.get(rel)} for rel in remote), "an object is half-written"
+    if versioning == "Enabled":
+        assert "exactly as it was" in message
+        assert snapshot(s3, bucket) == before
+    else:
+        assert "stay replaced" in message
+        assert remote["styles.json"] == old["styles.json"]
+        assert remote["inputs/od/od.geojson"] == old["inputs/od/od.geojson"], "deleted too early"
+        local = local_files(base)
+        assert all(remote[rel] in {old.get(rel), local.get(rel)} for rel in remote), "half-written"
 
     ok(invoke(synced, "upload-scenarios", "base", "--yes"))
-    assert remote_files(s3, bucket, "base/") == local
+    assert remote_files(s3, bucket, "base/") == local_files(base)
 
 
 def test_download_asks_before_replacing_local_changes(synced, s3):

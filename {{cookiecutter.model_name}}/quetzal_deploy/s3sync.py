@@ -3,8 +3,9 @@
 Requests dominate a sync's time, so a plan costs one paginated ListObjectsV2 plus a HeadObject
 only where the listing cannot tell whether a file changed (same size, but a multipart or
 encrypted ETag that is not the content MD5). Every local file is read (hashed) before the first
-write, so a local fault aborts with the bucket untouched; deletions run only after every
-upload succeeded, so an interrupted sync never leaves a prefix emptied or half-deleted.
+write, so a local fault aborts with the bucket untouched. Deletions run only after every upload
+succeeded; when an upload fails, the versions the others wrote are deleted again (the model's
+bucket is versioned), so the prefix is left exactly as it was.
 """
 
 from __future__ import annotations
@@ -194,33 +195,50 @@ class S3Prefix:
         )
 
     def upload(self, plan: UploadPlan, metadata: Mapping[str, str]) -> None:
-        """Upload, then delete only if every upload succeeded."""
+        """Upload, then delete; if an upload fails, undo the others and delete nothing."""
 
-        def send(file: LocalFile, progress: Callable[[int], object]) -> None:
+        def send(file: LocalFile, progress: Callable[[int], object]) -> str | None:
+            """Upload one file; returns the version it created (None in an unversioned bucket)."""
             extra = {"Metadata": {**metadata, "checksum": file.checksum},
                      "ContentType": content_type(file.rel)}
             key = self.prefix + file.rel
             if file.size >= LARGE.multipart_threshold:
                 self.s3.upload_file(str(file.path), self.bucket, key, ExtraArgs=extra,
                                     Callback=progress, Config=LARGE)
-                return
+                return self.s3.head_object(Bucket=self.bucket, Key=key).get("VersionId")
             with file.path.open("rb") as body:
-                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+                response = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
             progress(file.size)
+            return response.get("VersionId")
 
-        failed = self._transfer(plan.upload, send, sum(f.size for f in plan.upload), "upload")
+        written, failed = self._transfer(plan.upload, send, sum(f.size for f in plan.upload), "upload")
         if failed:
             rel, ex = failed[0]
             raise SyncError(
                 f"{len(failed)} of {len(plan.upload)} uploads to s3://{self.bucket}/{self.prefix} failed "
-                f"(first: {rel}: {ex}). Nothing was deleted and every object is either as it was or "
-                "fully replaced: fix the cause and re-run to finish the sync."
+                f"(first: {rel}: {ex}). {self._roll_back(written)} Fix the cause and re-run."
             ) from ex
-        self.delete(plan.delete)
+        self._delete([{"Key": self.prefix + rel} for rel in plan.delete])
 
-    def delete(self, rels: list[str]) -> None:
-        for start in range(0, len(rels), DELETE_BATCH):
-            batch = [{"Key": self.prefix + rel} for rel in rels[start:start + DELETE_BATCH]]
+    def _roll_back(self, written: Mapping[str, str | None]) -> str:
+        """Delete the versions this run wrote, so the previous ones are current again; says how it went."""
+        versions = [{"Key": self.prefix + rel, "VersionId": version}
+                    for rel, version in written.items() if version not in {None, "null"}]
+        if len(versions) < len(written):
+            return (f"Nothing was deleted; the bucket keeps no versions, so {len(written)} file(s) "
+                    "already uploaded stay replaced.")
+        try:
+            self._delete(versions)
+        except (BotoCoreError, ClientError, SyncError) as ex:
+            return (f"Nothing was deleted, but the {len(written)} file(s) already uploaded could not be "
+                    f"rolled back ({ex}): each object is either as it was or fully replaced.")
+        return (f"The {len(written)} file(s) already uploaded were rolled back: "
+                f"s3://{self.bucket}/{self.prefix} is exactly as it was.")
+
+    def _delete(self, objects: list[dict[str, str]]) -> None:
+        """DeleteObjects in batches; ``objects`` are ``{"Key"[, "VersionId"]}``."""
+        for start in range(0, len(objects), DELETE_BATCH):
+            batch = objects[start:start + DELETE_BATCH]
             response = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             if response.get("Errors"):
                 error = response["Errors"][0]
@@ -257,25 +275,29 @@ class S3Prefix:
             self.s3.download_file(self.bucket, self.prefix + obj.rel, str(target),
                                   Callback=progress, Config=LARGE)
 
-        failed = self._transfer(plan.fetch, fetch, sum(o.size for o in plan.fetch), "download")
+        _, failed = self._transfer(plan.fetch, fetch, sum(o.size for o in plan.fetch), "download")
         if failed:
             rel, ex = failed[0]
             raise SyncError(f"{len(failed)} of {len(plan.fetch)} downloads failed (first: {rel}: {ex}); "
                             "files already fetched are complete: re-run to finish") from ex
 
-    def _transfer(self, items, action, total_bytes: int, label: str) -> list[tuple[str, Exception]]:
-        """Run ``action(item, progress)`` for every item on a thread pool; returns the failures."""
+    def _transfer(self, items, action, total_bytes: int, label: str):
+        """Run ``action(item, progress)`` for every item on a thread pool.
 
-        def attempt(item) -> tuple[str, Exception] | None:
+        Returns ``({rel: result}, [(rel, error)])``: what succeeded, then what failed.
+        """
+
+        def attempt(item):
             try:
-                action(item, bar.update)
+                return item.rel, action(item, bar.update), None
             except (BotoCoreError, ClientError, OSError) as ex:
-                return item.rel, ex
-            return None
+                return item.rel, None, ex
 
         pool = ThreadPoolExecutor(self.concurrency)
         try:
             with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=label, disable=None) as bar:
-                return [failure for failure in pool.map(attempt, items) if failure]
+                outcomes = list(pool.map(attempt, items))
         finally:  # on Ctrl-C, transfers not yet started are dropped
             pool.shutdown(cancel_futures=True)
+        done = {rel: result for rel, result, error in outcomes if error is None}
+        return done, [(rel, error) for rel, _, error in outcomes if error is not None]
