@@ -6,7 +6,9 @@ no layers: the pushed manifest is registered in it, as a mirror push does).
 """
 
 import json
+import os
 import subprocess
+import sys
 import urllib.request
 import uuid
 
@@ -112,8 +114,12 @@ def test_push_update_rollback(baked_repo, boto, docker_engine, lambda_base_image
     assert lam.get_function(FunctionName=REPO)["Code"]["ImageUri"] == f"{repository_uri}:{sha}"
     assert sha in registry_tags(registry, REPO)
 
-    updated = run_task(baked_repo, "update", "--tag", "v3", env=env)
+    unanswered = run_task(baked_repo, "update", env=env)  # no terminal, no --tag: nothing pushed
+    assert unanswered.returncode == 1 and "pass --tag T, or --yes" in unanswered.stderr
+    updated = subprocess.run([sys.executable, "-m", "invoke", "update"], cwd=baked_repo, input="v3\n",
+                             env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
     assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert "New tag [" in updated.stdout
     assert f"Deployed: {sha}" in updated.stdout and "v1" in updated.stdout
     assert lam.get_function(FunctionName=REPO)["Code"]["ImageUri"] == f"{repository_uri}:v3"
 
@@ -188,3 +194,16 @@ def test_missing_base_image(baked_repo, docker_engine):
     assert done.returncode == 1
     assert "failed at 'Step 3/13 : FROM ${BASE_IMAGE}'" in done.stderr
     assert "--base-image (or QUETZAL_BASE_IMAGE)" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("uri, tag", [
+    ("123456789012.dkr.ecr.ca-central-1.amazonaws.com/quetzal-test:v1", "v1"),
+    ("127.0.0.1:5000/quetzal-test:abc1234-dirty-20260101T000000Z", "abc1234-dirty-20260101T000000Z"),
+    ("127.0.0.1:5000/quetzal-test", "latest"),
+    ("host/repo@sha256:0123", "sha256:0123"),
+    ("", None),
+])
+def test_tag_of_image_uri(uri, tag):
+    from quetzal_deploy.registry import tag_of
+
+    assert tag_of(uri) == tag

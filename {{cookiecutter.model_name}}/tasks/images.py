@@ -63,7 +63,7 @@ def update(c, tag=None, yes=False, base_image=None, profile=None, region=None):
         print(f"  {image.tag:40} {when}{'  <- deployed' if image.tag == deployed else ''}")
     if tag is None:
         proposed = default_tag(settings.root)
-        tag = proposed if yes else (input(f"New tag [{proposed}]: ").strip() or proposed)
+        tag = proposed if yes else ask(f"New tag [{proposed}]: ") or proposed
     registry.push(settings, aws, tag=check_tag(tag), initial=deployed is None, base=base_image)
 
 
@@ -108,6 +108,14 @@ def test_lambda(c, event=None, keep=False, host_network=False, port=9000, tag="l
             function.stop()
     if answer.failed:
         raise Exit(f"ERROR: the function failed ({answer.error}): see the response above.", code=1)
+
+
+def ask(prompt: str) -> str:
+    try:
+        return input(prompt).strip()
+    except EOFError:
+        raise Exit("ERROR: no tag given and nothing to read it from: pass --tag T, or --yes for "
+                   "the proposed one.", code=1) from None
 
 
 def read_event(path: Path) -> dict:
