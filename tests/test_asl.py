@@ -91,6 +91,13 @@ def test_missing_path_is_a_runtime_error_that_states_all_does_not_catch():
     assert error.error == "States.Runtime" and "$.missing" in error.cause
 
 
+@pytest.mark.parametrize("data", [{"x": "text"}, {"x": [1]}, [1, 2]])
+def test_result_path_through_a_non_object_is_a_runtime_error(data):
+    definition = machine(P={"Type": "Pass", "Result": 1, "ResultPath": "$.x.y", "End": True})
+    error = failure(definition, data)
+    assert error.error == "States.Runtime" and "ResultPath '$.x.y'" in error.cause
+
+
 def test_task_input_and_output_processing():
     calls = []
 
@@ -180,7 +187,8 @@ def test_unsupported_definition_lists_every_problem_up_front():
         "C": {"Type": "Task", "Resource": "arn:aws:states:::ecs:runTask.sync", "End": True},
         "D": {"Type": "Pass", "OutputPath": "$.[", "End": True},
         "E": {"Type": "Pass", "Parameters": {"x.$": "States.ArrayLength(1, 2)"}, "End": True},
-        "F": {"Type": "Map", "End": True, "ItemProcessor": {
+        "F": {"Type": "Map", "End": True, "MaxConcurrency": "2",
+              "Retry": [{"ErrorEquals": ["X"], "MaxAttempts": -1}], "ItemProcessor": {
             "ProcessorConfig": {"Mode": "DISTRIBUTED"}, "StartAt": "G",
             "States": {"G": {"Type": "Succeed"}}}},
     }}
@@ -194,5 +202,7 @@ def test_unsupported_definition_lists_every_problem_up_front():
                      "state 'C': Resource 'arn:aws:states:::ecs:runTask.sync' is not supported locally",
                      "state 'D': OutputPath: '$.[' is not a valid JSONPath",
                      "state 'E': Parameters.x.$: States.ArrayLength takes 1 argument(s), got 2",
-                     "ProcessorConfig.Mode 'DISTRIBUTED' is not supported"):
+                     "ProcessorConfig.Mode 'DISTRIBUTED' is not supported",
+                     "state 'F': MaxConcurrency must be a non-negative whole number, not '2'",
+                     "state 'F': Retry[0]: MaxAttempts must be a non-negative whole number, not -1"):
         assert expected in message, message

@@ -52,7 +52,10 @@ def select(data: Any, path: str | None, context: dict | None = None) -> Any:
     expr = compile_path(path)
     if path == "$":
         return data
-    found = [match.value for match in expr.find(data)]
+    try:
+        found = [match.value for match in expr.find(data)]
+    except (TypeError, ValueError, KeyError, AttributeError) as ex:  # a filter comparing text to a number
+        raise runtime_error(f"Invalid path '{path}' on {preview(data)}: {ex}") from ex
     if not is_definite(expr):
         return found
     if not found:
@@ -72,7 +75,10 @@ def assign(data: Any, path: str | None, value: Any) -> Any:
     target = copy.deepcopy(data)
     if not isinstance(target, dict):
         raise runtime_error(f"ResultPath '{path}' cannot be applied to {preview(data)}: not an object")
-    return expr.update_or_create(target, value)
+    try:
+        return expr.update_or_create(target, value)
+    except (TypeError, KeyError, IndexError, AttributeError) as ex:
+        raise runtime_error(f"ResultPath '{path}' cannot be applied to {preview(data)}: {ex}") from ex
 
 
 def preview(data: Any, limit: int = 200) -> str:

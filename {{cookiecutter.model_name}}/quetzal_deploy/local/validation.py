@@ -32,6 +32,17 @@ RETRY_FIELDS = {"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", 
 CATCH_FIELDS = {"ErrorEquals", "Next", "ResultPath", "Comment"}
 MACHINE_FIELDS = {"StartAt", "States", "Comment", "Version", "QueryLanguage", "TimeoutSeconds"}
 LAMBDA_ARN_PREFIX = "arn:aws:lambda:"
+NUMBERS = {"MaxConcurrency": int, "TimeoutSeconds": int, "Seconds": int, "IntervalSeconds": int,
+           "MaxAttempts": int, "MaxDelaySeconds": int, "BackoffRate": (int, float)}
+
+
+def number_problems(fields: Mapping[str, Any], where: str) -> Iterator[str]:
+    """Numeric fields must be non-negative numbers of the right kind."""
+    for key, kind in NUMBERS.items():
+        value = fields.get(key)
+        if key in fields and (isinstance(value, bool) or not isinstance(value, kind) or value < 0):
+            whole = "whole " if kind is int else ""
+            yield f"{where}: {key} must be a non-negative {whole}number, not {value!r}"
 
 
 def is_lambda_resource(resource: Any) -> bool:
@@ -75,6 +86,7 @@ def state_problems(name: str, state: Any, siblings: Mapping[str, Any]) -> Iterat
             yield f"state '{name}': {key} {state[key]!r} is not a state of the same level"
     if kind in {"Pass", "Task", "Wait", "Parallel", "Map"} and ("Next" in state) == bool(state.get("End")):
         yield f"state '{name}' needs either 'Next' or \"End\": true"
+    yield from number_problems(state, f"state '{name}'")
     for key in PATH_FIELDS:
         if isinstance(state.get(key), str):
             try:
@@ -107,11 +119,13 @@ def state_problems(name: str, state: Any, siblings: Mapping[str, Any]) -> Iterat
 
 
 def handler_problems(name, where, handler, fields, siblings) -> Iterator[str]:
+    yield from number_problems(handler, f"state '{name}': {where}")
     for key in handler:
         if key not in fields:
             yield f"state '{name}': {where}: field '{key}' is not supported by the local runner"
-    if not isinstance(handler.get("ErrorEquals"), list) or not handler["ErrorEquals"]:
-        yield f"state '{name}': {where} needs a non-empty ErrorEquals list"
+    errors = handler.get("ErrorEquals")
+    if not isinstance(errors, list) or not errors or not all(isinstance(e, str) for e in errors):
+        yield f"state '{name}': {where} needs a non-empty ErrorEquals list of error names"
     if "Next" in fields and handler.get("Next") not in siblings:
         yield f"state '{name}': {where}.Next {handler.get('Next')!r} is not a state of the same level"
 
