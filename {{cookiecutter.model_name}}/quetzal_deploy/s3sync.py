@@ -132,7 +132,7 @@ def read_local(folder: Path, include: Callable[[str], bool],
             return LocalFile(rel, path, path.stat().st_size, md5, checksum)
         except OSError as ex:
             raise SyncError(f"cannot read {path} ({ex.strerror or ex}): fix or remove it, "
-                            "then re-run; nothing was uploaded") from ex
+                            "then re-run; nothing was transferred") from ex
 
     with ThreadPoolExecutor(concurrency) as pool:
         return {f.rel: f for f in pool.map(digest, paths)}

@@ -21,7 +21,7 @@ def bytes_checksum(data: bytes) -> str:
 
 def file_digests(path: Path, *algorithms: str) -> list[str]:
     """Hex digests of the file's content for each hashlib algorithm, in one read."""
-    digests = [hashlib.new(name) for name in algorithms]
+    digests = [hashlib.new(name, usedforsecurity=False) for name in algorithms]
     with Path(path).open("rb") as stream:
         while chunk := stream.read(CHUNK_BYTES):
             for digest in digests:
