@@ -207,3 +207,13 @@ def test_tag_of_image_uri(uri, tag):
     from quetzal_deploy.registry import tag_of
 
     assert tag_of(uri) == tag
+
+
+def test_default_tag_without_git(tmp_path):
+    """A repo without git history (a downloaded zip) still gets a unique, sortable tag."""
+    from datetime import UTC, datetime
+
+    from quetzal_deploy.images import default_tag
+
+    when = datetime(2026, 5, 17, 8, 30, 0, tzinfo=UTC)
+    assert default_tag(tmp_path, now=when) == "build-20260517T083000Z"
