@@ -173,6 +173,22 @@ def test_step_over_the_time_limit_fails_with_the_timeout_message(baked_repo, tmp
     assert tree_hash(baked_repo / "scenarios" / "base") == before
 
 
+def test_task_timeout_seconds_raises_states_timeout_that_catch_handles(baked_repo, tmp_path):
+    write_notebook(baked_repo, "slow", 'time.sleep(60)\n')
+    write_definition(baked_repo, {
+        "slow": lambda_task(step_payload("slow"), TimeoutSeconds=2, Next="after",
+                            Catch=[{"ErrorEquals": ["States.TaskFailed"], "Next": "wrong"},
+                                   {"ErrorEquals": ["States.Timeout"], "Next": "after"}]),
+        "wrong": {"Type": "Fail", "Error": "TaskFailedMatchedATimeout"},
+        "after": {"Type": "Succeed"},
+    }, "slow")
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "slow: States.Timeout caught, going to after" in done.stdout
+
+
 def test_step_over_the_memory_size_fails_as_lambda_would(baked_repo, tmp_path):
     write_notebook(baked_repo, "hungry", "block = bytearray(300 * 2**20)\nblock[::4096] = b'x' * 76800\n")
     write_definition(baked_repo, {"hungry": lambda_task(step_payload("hungry"), End=True)}, "hungry")

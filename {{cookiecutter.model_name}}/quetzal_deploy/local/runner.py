@@ -37,7 +37,7 @@ from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import Interpreter, TaskCall, function_name, state_size
 from quetzal_deploy.local.report import StepRecord, summary
-from quetzal_deploy.runtime.errors import StepError
+from quetzal_deploy.runtime.errors import NotebookTimeout, StepError
 from quetzal_deploy.runtime.handler import run_step
 from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.workdir import size_mb
@@ -173,6 +173,11 @@ class LocalRun:
             result = run_step(call.payload, storage=FolderStorage(self.bucket), workdir=workdir,
                               task_root=self.settings.root, time_left_s=limit, image_tag="local",
                               echo=lambda line: self.out(f"    {call.label} | {line}"))
+        except NotebookTimeout as ex:
+            if limit < self.settings.timeout_s:  # the state's TimeoutSeconds, not the Lambda's limit
+                raise StatesError("States.Timeout", f"{call.label} did not finish within the Task's "
+                                  f"TimeoutSeconds ({limit:g} s)") from ex
+            raise StatesError("NotebookTimeout", lambda_cause("NotebookTimeout", str(ex))) from ex
         except StepError as ex:
             raise StatesError(type(ex).__name__, lambda_cause(type(ex).__name__, str(ex))) from ex
         finally:
