@@ -221,6 +221,15 @@ def test_unsupported_definition_fails_before_anything_runs(baked_repo, tmp_path,
     assert not (baked_repo / ".quetzal").exists()
 
 
+def test_missing_notebook_is_refused_before_anything_runs(baked_repo, tmp_path):
+    write_definition(baked_repo, {"first": lambda_task(step_payload("preparation"), Next="typo"),
+                                  "typo": lambda_task(step_payload("preparaton"), End=True)}, "first")
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base")
+    assert done.returncode == 1
+    assert "runs notebooks/preparaton.ipynb, not found" in done.stderr, done.stderr
+    assert not (baked_repo / ".quetzal").exists()
+
+
 @pytest.mark.parametrize("scenario", ["..", "base/../..", "missing"])
 def test_unknown_or_escaping_scenario_is_refused(baked_repo, tmp_path, scenario):
     done = invoke(baked_repo, tmp_path, "run", "--local", scenario)

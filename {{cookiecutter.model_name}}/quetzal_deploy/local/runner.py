@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from quetzal_deploy.definition import iter_states, load_definition, placeholder_values, render
+from quetzal_deploy.definition import iter_states, load_definition, notebook_paths, placeholder_values, render
 from quetzal_deploy.executions import (
     DEFAULT_CHOICE,
     RunError,
@@ -81,6 +81,14 @@ def check_functions(definition: Mapping[str, Any], settings: Settings) -> None:
                 + (f" or the auth function {settings.auth_function!r}" if settings.auth_function else "")
                 + ". Fix FunctionName in step-functions.json."
             )
+
+
+def check_notebooks(definition: Mapping[str, Any], settings: Settings) -> None:
+    """Every notebook the Tasks name must exist, so a run cannot fail late on a typo."""
+    missing = [path for path in notebook_paths(definition) if not (settings.root / path).is_file()]
+    if missing:
+        raise RunError(f"step-functions.json runs {', '.join(missing)}, not found in {settings.root}: "
+                       "add the notebook or fix its notebook_path.")
 
 
 def check_choice(definition: Mapping[str, Any], choice: str) -> None:
@@ -243,6 +251,7 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
                               state_machine_arn=f"arn:aws:states:{settings.region}:{LOCAL_ACCOUNT}:"
                                                 f"stateMachine:{settings.state_machine}")
     check_functions(definition, settings)
+    check_notebooks(definition, settings)
     check_choice(definition, choice)
     defaults, variants = front_end_params(scenario_entries(run.source), choice)
     payload = execution_input(run.scenario, merge_params(defaults, overrides), choice, variants,
