@@ -123,9 +123,17 @@ def supported_bake(request, tmp_path_factory):
     return bake(tmp_path_factory.mktemp("bake"), **answers), answers
 
 
+def ignored_by(repo: Path, files: set[str]) -> set[str]:
+    """The files the baked repo's .gitignore keeps out of git (caches a developer left in the template)."""
+    done = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=repo, input="\n".join(files),
+                          capture_output=True, text=True)
+    return set(done.stdout.split("\n")) - {""}
+
+
 def test_bake_has_exactly_the_expected_files(supported_bake):
     repo, answers = supported_bake
-    assert set(git(repo, "ls-files").split("\n")) - {""} == expected_files(repo.name, answers)
+    expected = expected_files(repo.name, answers)
+    assert set(git(repo, "ls-files").split("\n")) - {""} == expected - ignored_by(repo, expected)
 
 
 def test_bake_is_a_clean_git_repo_with_one_commit(supported_bake):
