@@ -199,7 +199,7 @@ def format_(template: str | tuple, *values) -> str:
     """``template`` is a string, or a literal's pieces around its unescaped ``{}``."""
     pieces = template.split("{}") if isinstance(template, str) else template
     if len(pieces) - 1 != len(values):
-        raise ValueError(f"the template has {len(pieces) - 1} '{{}}' but {len(values)} value(s) were given")
+        raise ValueError(f"the template has {len(pieces) - 1} placeholder(s) but {len(values)} value(s)")
     out = [pieces[0]]
     for value, piece in zip(values, pieces[1:], strict=True):
         out += [as_text(value), piece]
