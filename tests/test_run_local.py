@@ -265,3 +265,30 @@ def test_summary_warns_when_a_state_nears_the_256_kb_limit():
     assert any(line.startswith("Fan[1] > big") and "512 MB" in line for line in lines)
     warnings = [line for line in lines if line.startswith("WARNING")]
     assert len(warnings) == 1 and "Fan[1] > big passes on 230 KB" in warnings[0]
+
+
+def test_ctrl_c_stops_the_run_and_its_notebook(baked_repo, tmp_path):
+    """Ctrl-C (SIGINT to the invoke process) leaves no notebook running behind it."""
+    import signal
+    import time
+
+    pid_file = tmp_path / "notebook.pid"
+    write_notebook(baked_repo, "slow", f'Path({str(pid_file)!r}).write_text(str(os.getpid()))\n'
+                                       'time.sleep(120)\n')
+    write_definition(baked_repo, {"slow": lambda_task(step_payload("slow"), End=True)}, "slow")
+    process = subprocess.Popen([sys.executable, "-m", "invoke", "run", "--local", "base"], cwd=baked_repo,
+                               env=no_aws_environment(tmp_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()
+        time.sleep(0.2)
+    notebook_pid = int(pid_file.read_text())
+
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+
+    assert process.returncode != 0, output
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(notebook_pid, 0)

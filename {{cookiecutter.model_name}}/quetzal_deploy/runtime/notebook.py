@@ -139,9 +139,11 @@ def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: P
         reader.start()
         waiter = threading.Thread(target=wait_for, args=(process, outcome), daemon=True)
         waiter.start()
-        waiter.join(max(budget_s, 0.0))
-        outcome.timed_out = waiter.is_alive()
-        kill_all(process)  # at the deadline; after an exit, any children it left behind
+        try:
+            waiter.join(max(budget_s, 0.0))
+            outcome.timed_out = waiter.is_alive()
+        finally:  # at the deadline, on Ctrl-C, and after an exit: any children it left behind
+            kill_all(process)
         waiter.join()
         outcome.seconds = time.monotonic() - started
         reader.join(5)
