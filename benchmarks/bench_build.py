@@ -15,7 +15,7 @@ then rebuilds after a one-line notebook change (median of ``--repeats``); the im
 and above the base. Target: the new notebook-only rebuild at most 10% of the new cold build.
 pip reaches PyPI from inside the build, so cold builds depend on the network of the moment.
 
-    python benchmarks/bench_build.py [--repeats 3] [--outputs-mb 50]
+    python benchmarks/bench_build.py [--repeats 3] [--outputs-mb 50] [--extra-requirements pandas ...]
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="rebuilds after a notebook change")
     parser.add_argument("--outputs-mb", type=int, default=50, help="local run results in the repo")
+    parser.add_argument("--extra-requirements", nargs="*", default=[], metavar="PACKAGE",
+                        help="packages added to requirements.txt (a model's own, e.g. pandas)")
     args = parser.parse_args()
     client = docker.from_env()
     base = ensure_lambda_base(client)
@@ -89,6 +91,8 @@ def main() -> None:
         outputs = new_repo / "scenarios" / "base" / "outputs"
         outputs.mkdir(parents=True)
         (outputs / "local_run.bin").write_bytes(os.urandom(args.outputs_mb * 2**20))
+        with (new_repo / "requirements.txt").open("a") as requirements:
+            requirements.writelines(f"{package}\n" for package in args.extra_requirements)
         old_repo = Path(shutil.copytree(new_repo, Path(tmp, "old", new_repo.name), symlinks=True))
         (old_repo / ".dockerignore").unlink()
         (old_repo / "Dockerfile").write_text(OLD_DOCKERFILE)
@@ -105,6 +109,7 @@ def main() -> None:
     mb = 1e6
     print(f"Base image {base}: {base_size / mb:.0f} MB; rebuild = median of {args.repeats} "
           f"after a one-line notebook change; {args.outputs_mb} MB of local outputs in the repo; "
+          f"requirements: boto3, nbconvert{''.join(', ' + p for p in args.extra_requirements)}; "
           f"legacy builder; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'':5} {'cold build':>11} {'rebuild':>9} {'rebuild/cold':>13} {'image':>9} {'above base':>11}")
     for name, r in results.items():
