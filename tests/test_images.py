@@ -101,6 +101,7 @@ def test_push_update_rollback(baked_repo, boto, docker_engine, lambda_base_image
     assert initial.returncode == 0, initial.stdout + initial.stderr
     assert "does not exist yet" in initial.stdout and "invoke infra" in initial.stdout
     assert "v1" in registry_tags(registry, REPO)
+    assert f"Pushed {registry}/{REPO}:v1 (sha256:" in initial.stdout
     assert [d["imageTags"] for d in ecr.describe_images(repositoryName=REPO)["imageDetails"]] == [["v1"]]
 
     role = boto.client("iam").create_role(RoleName="lambda-role", AssumeRolePolicyDocument="{}")
@@ -122,6 +123,10 @@ def test_push_update_rollback(baked_repo, boto, docker_engine, lambda_base_image
     assert "New tag [" in updated.stdout
     assert f"Deployed: {sha}" in updated.stdout and "v1" in updated.stdout
     assert lam.get_function(FunctionName=REPO)["Code"]["ImageUri"] == f"{repository_uri}:v3"
+
+    previous = run_task(baked_repo, "rollback", env=env)  # default: the tag pushed before v3
+    assert previous.returncode == 0, previous.stdout + previous.stderr
+    assert lam.get_function(FunctionName=REPO)["Code"]["ImageUri"] == f"{repository_uri}:{sha}"
 
     back = run_task(baked_repo, "rollback", "--to", "v1", env=env)
     assert back.returncode == 0, back.stdout + back.stderr

@@ -13,12 +13,21 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from quetzal_deploy.aws import Aws, explain
 from quetzal_deploy.errors import AwsError, QuetzalError
-from quetzal_deploy.images import DockerError, Out, build_image, check_tag, default_tag, resolve_base_image
+from quetzal_deploy.images import (
+    DockerError,
+    Out,
+    build_image,
+    check_tag,
+    default_tag,
+    docker_client,
+    resolve_base_image,
+)
 from quetzal_deploy.settings import Settings
 
 REGISTRY_ENV = "QUETZAL_REGISTRY"
@@ -45,7 +54,7 @@ def tag_of(image_uri: str | None) -> str | None:
 @dataclass(frozen=True)
 class PushedImage:
     tag: str
-    pushed_at: object  # datetime
+    pushed_at: datetime | None
 
 
 class Ecr:
@@ -90,8 +99,10 @@ class Ecr:
             if not page.get("nextToken"):
                 break
             token = {"nextToken": page["nextToken"]}
-        images.sort(key=lambda image: (image.pushed_at is not None, image.pushed_at), reverse=True)
-        return images[:limit]
+        # Same-second pushes (an emulator's clock) keep the listing's order: the later one is newer.
+        ranked = sorted(enumerate(images), reverse=True, key=lambda item: (
+            item[1].pushed_at is not None, item[1].pushed_at or 0, item[0]))
+        return [image for _, image in ranked[:limit]]
 
     def has_tag(self, tag: str) -> bool:
         found = self.call("describe_images", missing="ImageNotFoundException",
@@ -175,8 +186,8 @@ def push_hint(registry: str, detail: str) -> str:
     return "see the registry's message above."
 
 
-def push_image(client, local_ref: str, repository: str, tag: str, auth: dict, echo: Out = print) -> str:
-    """Tag ``local_ref`` as ``repository:tag`` and push it; returns the pushed digest."""
+def push_image(client, local_ref: str, repository: str, tag: str, auth: dict, echo: Out = print) -> None:
+    """Tag ``local_ref`` as ``repository:tag`` and push it."""
     from docker.errors import DockerException
 
     registry = repository.split("/", 1)[0]
@@ -193,9 +204,8 @@ def push_image(client, local_ref: str, repository: str, tag: str, auth: dict, ec
         raise PushError(f"Pushing {repository}:{tag} failed: {ex}. {push_hint(registry, str(ex))}") from ex
     finally:
         progress.close()
-    echo(f"Pushed {repository}:{tag} ({len(progress.layers)} layers uploaded, "
+    echo(f"Pushed {repository}:{tag} ({progress.digest}; {len(progress.layers)} layers uploaded, "
          f"{progress.reused} already in the registry)")
-    return progress.digest
 
 
 def fetch_manifest(registry: str, repo: str, tag: str) -> tuple[bytes, str]:
@@ -221,8 +231,6 @@ def push(settings: Settings, aws: Aws, tag: str | None = None, initial: bool = F
 
     ``initial``: the first deployment, when the Lambda may not exist yet (then: push only).
     """
-    from quetzal_deploy.images import docker_client
-
     tag = check_tag(tag) if tag else default_tag(settings.root)
     ecr, function = ecr_for(settings, aws), lambda_for(settings, aws)
     repository_uri = ecr.repository_uri()
