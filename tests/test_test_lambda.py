@@ -97,10 +97,13 @@ def test_missing_event_file(baked_repo):
 
 
 TOY_HANDLER = '''
+import os
 import time
 
 
 def handler(event, context):
+    if "exit" in event:
+        os._exit(event["exit"])
     if "fail" in event:
         raise KeyError(event["fail"])
     time.sleep(event.get("sleep", 0))
@@ -141,6 +144,11 @@ def test_local_lambda_reports_like_lambda(docker_engine, toy_image):
 
         again = function.invoke({"y": 2})  # a fresh runtime after the timeout
         assert again.payload["echo"] == {"y": 2}
+
+        died = function.invoke({"exit": 3})
+        assert died.error == "Unhandled" and died.payload["errorType"] == "Runtime.ExitError"
+        assert "exit status 3" in died.payload["errorMessage"]
+        assert function.invoke({"z": 3}).payload["echo"] == {"z": 3}
         assert "START RequestId" in function.logs() and "KeyError" in function.logs()
     assert not docker_engine.containers.list(filters={"ancestor": toy_image})
 
