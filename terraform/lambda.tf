@@ -53,6 +53,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_117:The function reaches only S3 and CloudWatch through their public endpoints; a VPC would need NAT or endpoints for nothing.
   #checkov:skip=CKV_AWS_173:The environment holds only the bucket name and TQDM_DISABLE, nothing secret.
   #checkov:skip=CKV_AWS_272:Code signing applies to .zip packages; this is a container image function.
+  #checkov:skip=CKV_AWS_115:Reserving concurrency takes it from the account's shared pool, which new accounts cannot spare; set lambda_reserved_concurrency to cap runs.
   count = local.create_lambda ? 1 : 0
 
   function_name                  = var.name

@@ -71,13 +71,13 @@ variable "lambda_storage_size" {
 }
 
 variable "lambda_reserved_concurrency" {
-  description = "Most simultaneous runs of the model's Lambda function (its reserved concurrency)."
+  description = "Concurrent runs reserved for (and capping) the model's Lambda function; null reserves none."
   type        = number
-  default     = 10
+  default     = null
 
   validation {
-    condition     = var.lambda_reserved_concurrency >= 1 && var.lambda_reserved_concurrency <= 1000 && floor(var.lambda_reserved_concurrency) == var.lambda_reserved_concurrency
-    error_message = "Reserved concurrency must be a whole number from 1 to 1000."
+    condition     = coalesce(var.lambda_reserved_concurrency, 1) >= 1 && coalesce(var.lambda_reserved_concurrency, 1) <= 1000 && floor(coalesce(var.lambda_reserved_concurrency, 1)) == coalesce(var.lambda_reserved_concurrency, 1)
+    error_message = "Reserved concurrency must be null or a whole number from 1 to 1000."
   }
 }
 

@@ -70,6 +70,7 @@ def evaluate(condition: str, **values) -> bool:
         "regex": lambda pattern, text: re.search(pattern, text) is not None,
         "startswith": str.startswith, "endswith": str.endswith,
         "contains": lambda items, item: item in items, "alltrue": all,
+        "coalesce": lambda *values: next(v for v in values if v is not None),
     }
     return eval(expression, {"__builtins__": {}, **functions}, {"values": values})  # noqa: S307
 
@@ -127,6 +128,19 @@ def test_lambda_limits_are_enforced(variable, low, high):
     assert not accepts(variable, low - 1)
     assert not accepts(variable, high + 1)
     assert not accepts(variable, low + 0.5)
+
+
+@pytest.mark.parametrize(("value", "valid"), [(None, True), (1, True), (50, True), (0, False),
+                                              (1001, False), (2.5, False)])
+def test_reserved_concurrency_is_optional_but_bounded(value, valid):
+    assert accepts("lambda_reserved_concurrency", value) is valid
+
+
+def test_readme_documents_every_input_and_output():
+    readme = (MODULE / "README.md").read_text(encoding="utf-8")
+    parsed = parse_folder(MODULE)
+    for name in [*named(parsed["variable"]), *named(parsed["output"])]:
+        assert f"| `{name}` |" in readme, f"{name} is missing from terraform/README.md"
 
 
 def test_every_output_is_described():
