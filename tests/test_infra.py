@@ -170,6 +170,21 @@ def test_no_changes_means_no_question_and_no_apply(aws, baked_repo, fake_terrafo
     assert "apply" not in [args[0] for args in fake_terraform.commands()]
 
 
+def test_terraform_uses_the_profile_of_the_repo_or_the_command_line(aws, baked_repo, fake_terraform):
+    """AWS_PROFILE from .env.local, or --profile, reaches terraform (and boto3)."""
+    config = Path(os.environ["AWS_CONFIG_FILE"])
+    config.write_text("[profile modeller]\nregion = ca-central-1\n[profile other]\nregion = ca-central-1\n")
+    Path(os.environ["AWS_SHARED_CREDENTIALS_FILE"]).write_text(
+        "[modeller]\naws_access_key_id = a\naws_secret_access_key = b\n"
+        "[other]\naws_access_key_id = a\naws_secret_access_key = b\n")
+    (baked_repo / ".env.local").write_text("AWS_PROFILE=modeller\n")
+    assert invoke(baked_repo, "infra", "--yes").returncode == 0
+    assert {call["aws_profile"] for call in fake_terraform.calls()} == {"modeller"}
+    fake_terraform.reset()
+    assert invoke(baked_repo, "infra", "--yes", "--profile", "other").returncode == 0
+    assert {call["aws_profile"] for call in fake_terraform.calls()} == {"other"}
+
+
 def test_backend_settings_of_the_repo_are_passed_to_init(aws, baked_repo, fake_terraform):
     (baked_repo / "infra" / "backend.hcl").write_text('bucket = "state"\n')
     assert invoke(baked_repo, "infra", "--yes").returncode == 0
