@@ -156,17 +156,17 @@ class Stack:
                            f"function {self.settings.function_name} exists: run `invoke push` first.")
         return {"create_lambda": "false"}
 
-    def apply(self, variables: dict[str, str], confirm: Confirm, plan_only: bool = False) -> bool:
-        """Plan, show, confirm, apply. Returns True when something was applied."""
+    def apply(self, variables: dict[str, str], confirm: Confirm, plan_only: bool = False) -> None:
+        """Plan (terraform prints it), then ask and apply when it changes anything."""
         plan = self.folder / self.plan_file
         try:
             changes = self.terraform.plan(self.plan_file, self.var_file, {**self.variables, **variables})
             if not changes:
                 self.out(f"{self.settings.model_name}: the stack is up to date, nothing to apply.")
-                return False
+                return
             if plan_only:
                 self.out(f"Plan only: nothing was applied (plan saved in infra/{self.plan_file}).")
-                return False
+                return
             if not confirm(f"Apply this plan to {self.settings.model_name} "
                            f"in {self.settings.region}?"):
                 raise Cancelled("Cancelled: nothing was applied.")
@@ -174,7 +174,6 @@ class Stack:
         finally:
             if not plan_only:
                 plan.unlink(missing_ok=True)
-        return True
 
     def destroy(self) -> None:
         """``terraform destroy`` then delete the workspace; a missing workspace is already gone."""
