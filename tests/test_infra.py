@@ -185,6 +185,22 @@ def test_terraform_uses_the_profile_of_the_repo_or_the_command_line(aws, baked_r
     assert {call["aws_profile"] for call in fake_terraform.calls()} == {"other"}
 
 
+def test_env_and_tfvars_must_agree_on_the_lambda_sizes(aws, baked_repo, fake_terraform):
+    env = baked_repo / ".env"
+    env.write_text(env.read_text().replace("LAMBDA_MEMORY_SIZE=4016", "LAMBDA_MEMORY_SIZE=2048"))
+    done = invoke(baked_repo, "infra", "--yes")
+    assert done.returncode == 1
+    expected = "LAMBDA_MEMORY_SIZE=2048 in .env but lambda_memory_size = 4016 in infra/quetzal-test.tfvars"
+    assert expected in done.stderr
+    tfvars = baked_repo / "infra" / f"{MODEL}.tfvars"
+    tfvars.write_text(tfvars.read_text().replace("= 4016\nlambda_timeout", "= 2048\nlambda_timeout"))
+    assert invoke(baked_repo, "infra", "--yes").returncode == 0
+    tfvars.write_text("lambda_memory_size = = 2048\n")
+    broken = invoke(baked_repo, "infra", "--yes")
+    assert broken.returncode == 1 and "is not valid HCL" in broken.stderr
+    assert [args[0] for args in fake_terraform.commands()].count("init") == 1
+
+
 def test_backend_settings_of_the_repo_are_passed_to_init(aws, baked_repo, fake_terraform):
     (baked_repo / "infra" / "backend.hcl").write_text('bucket = "state"\n')
     assert invoke(baked_repo, "infra", "--yes").returncode == 0

@@ -9,9 +9,12 @@ Destroying empties the versioned bucket and the repository first, so nothing is 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
+import hcl2
 from botocore.exceptions import BotoCoreError, ClientError
+from lark.exceptions import LarkError
 
 from quetzal_deploy.aws import Aws, explain
 from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
@@ -26,6 +29,9 @@ S3_DELETE_BATCH = 1000  # most keys DeleteObjects takes
 ECR_DELETE_BATCH = 100  # most image ids BatchDeleteImage takes
 MISSING_BUCKET = {"NoSuchBucket"}
 MISSING_REPOSITORY = {"RepositoryNotFoundException"}
+# .env key -> .tfvars key, for the values both files hold.
+SHARED_VALUES = {"MODEL_NAME": "model_name", "LAMBDA_MEMORY_SIZE": "lambda_memory_size",
+                 "LAMBDA_TIME_LIMIT": "lambda_timeout", "LAMBDA_STORAGE_SIZE": "lambda_storage_size"}
 
 
 class Cancelled(QuetzalError):
@@ -116,6 +122,20 @@ def function_exists(aws: Aws, name: str) -> bool:
                           lambda: bool(aws.client("lambda").get_function(FunctionName=name)))
 
 
+def disagreements(settings: Settings, tfvars: Path) -> list[str]:
+    """Values that .env and the model's .tfvars both set, differently."""
+    try:
+        with tfvars.open(encoding="utf-8") as handle:
+            # python-hcl2 keeps the quotes of strings.
+            found = {key: str(value).strip('"') for key, value in hcl2.load(handle).items()}
+    except LarkError as ex:
+        raise ConfigError(f"infra/{tfvars.name} is not valid HCL: {ex}") from ex
+    ours = {"MODEL_NAME": settings.model_name, "LAMBDA_MEMORY_SIZE": settings.memory_mb,
+            "LAMBDA_TIME_LIMIT": settings.timeout_s, "LAMBDA_STORAGE_SIZE": settings.storage_mb}
+    return [f"{key}={ours[key]} in .env but {name} = {found.get(name, '(missing)')} in infra/{tfvars.name}"
+            for key, name in SHARED_VALUES.items() if found.get(name) != str(ours[key])]
+
+
 class Stack:
     """Terraform in the repo's ``infra/``: one workspace per model, the model's ``.tfvars``."""
 
@@ -135,9 +155,14 @@ class Stack:
 
     def init(self) -> None:
         """``terraform init`` with infra/backend.hcl when the repo has one."""
-        if not (self.folder / self.var_file).is_file():
-            raise ConfigError(f"{self.folder / self.var_file} not found: it holds the stack's "
-                              "sizes; restore it from git (`git checkout -- infra/`).")
+        tfvars = self.folder / self.var_file
+        if not tfvars.is_file():
+            raise ConfigError(f"{tfvars} not found: it holds the stack's sizes; restore it from git "
+                              "(`git checkout -- infra/`).")
+        problems = disagreements(self.settings, tfvars)
+        if problems:
+            raise ConfigError("; ".join(problems) + ": make them equal (the local runs use .env, "
+                              "AWS uses the .tfvars).")
         backend = self.folder / BACKEND_CONFIG
         self.terraform.init(backend if backend.is_file() else None)
 
