@@ -34,7 +34,9 @@ def stack_for(profile: str | None, region: str | None) -> Stack:
     return Stack(settings, Aws(settings))
 
 
-@quetzal_task(help={"plan_only": "show what would change and apply nothing", "yes": YES_HELP, **AWS_HELP})
+# No short flags: -p would be --plan-only here but --profile in every other task.
+@quetzal_task(auto_shortflags=False,
+              help={"plan_only": "show what would change and apply nothing", "yes": YES_HELP, **AWS_HELP})
 def infra(c, plan_only=False, yes=False, profile=None, region=None):
     """Create or update the model's AWS stack with Terraform: plan, confirm, apply."""
     stack_flows.update(stack_for(profile, region), confirmer(yes), plan_only)
