@@ -32,3 +32,28 @@ resource "aws_ecr_lifecycle_policy" "this" {
     }]
   })
 }
+
+# Lets the Lambda service pull the image for this model's function only (what Lambda would
+# otherwise add to the repository policy itself, when the deploying identity may).
+data "aws_iam_policy_document" "ecr" {
+  statement {
+    sid     = "LambdaECRImageRetrievalPolicy"
+    actions = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringLike"
+      variable = "aws:sourceArn"
+      values   = [local.function_arn]
+    }
+  }
+}
+
+resource "aws_ecr_repository_policy" "this" {
+  repository = aws_ecr_repository.this.name
+  policy     = data.aws_iam_policy_document.ecr.json
+}
