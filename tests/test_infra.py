@@ -1,4 +1,4 @@
-"""`invoke infra` / `invoke destroy` in a baked repo, against moto and a stand-in terraform.
+"""`invoke infra` / `deploy` / `destroy` in a baked repo, against moto and a stand-in terraform.
 
 There is no terraform binary on our machines, so these tests put a stand-in `terraform`
 executable first on PATH (tests/support/fake_terraform/terraform): a small Python script that
@@ -57,7 +57,8 @@ def fake_terraform(tmp_path, monkeypatch) -> FakeTerraform:
     log = tmp_path / "terraform-calls.jsonl"
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_TERRAFORM_LOG", str(log))
-    for key in ("FAKE_TERRAFORM_FAIL", "FAKE_TERRAFORM_PLAN_EXIT", "AWS_PROFILE"):
+    for key in ("FAKE_TERRAFORM_FAIL", "FAKE_TERRAFORM_PLAN_EXIT", "FAKE_TERRAFORM_CREATE",
+                "FAKE_TERRAFORM_OBSERVE_BUCKET", "FAKE_TERRAFORM_OBSERVE_REPOSITORY", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
     return FakeTerraform(log)
 
