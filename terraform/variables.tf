@@ -184,4 +184,9 @@ variable "tags" {
   description = "Tags added to every resource of the model."
   type        = map(string)
   default     = {}
+
+  validation {
+    condition     = length(var.tags) <= 40 && alltrue([for key, value in var.tags : length(key) >= 1 && length(key) <= 128 && length(value) <= 256 && !startswith(lower(key), "aws:")])
+    error_message = "Tags: at most 40, keys of 1 to 128 characters not starting with 'aws:', values of at most 256 characters."
+  }
 }

@@ -88,12 +88,14 @@ def test_every_tf_file_parses():
             assert hcl2.load(handle), f"{path.name} is empty"
 
 
-def test_every_variable_is_typed_and_described():
+def test_every_variable_is_typed_described_and_validated():
     found = variables(MODULE)
     assert found, "no variable parsed"
     for name, body in found.items():
         assert body.get("type"), f"variable {name} has no type"
         assert unquote(body.get("description", "")).strip(), f"variable {name} has no description"
+        if body["type"] != "bool":  # a bool cannot hold a wrong value
+            assert body.get("validation"), f"variable {name} has no validation"
 
 
 @pytest.mark.parametrize("variable", VALIDATED)
