@@ -17,7 +17,7 @@ def ask(question: str) -> str:
     """Read one answer from standard input; a closed input is a clear error, not a hang."""
     try:
         return input(question)
-    except EOFError:
+    except (EOFError, RuntimeError):  # closed input, or none at all ("lost sys.stdin")
         raise Exit("ERROR: no answer on standard input: re-run with --yes (for destroy, "
                    "--confirm-name <model>) to run without asking.", code=1) from None
 
