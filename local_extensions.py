@@ -18,9 +18,9 @@ UNSAFE = re.compile(r"[/\\\x00-\x1f]|^\.{0,2}$")
 
 def folder_name(value):
     """Return ``value`` if it can name one folder inside the output folder, else stop the bake."""
-    if UNSAFE.search(str(value).strip()):
+    if UNSAFE.search(str(value).strip()) or len(str(value).encode()) > 255:  # 255: file name limit
         print(
-            f"ERROR: model_name {value!r} cannot name the project folder: use 3-63 lowercase "
+            f"ERROR: model_name {value!r} cannot name the project folder: use 3-57 lowercase "
             "letters, digits and hyphens (it becomes the S3 bucket name)",
             file=sys.stderr,
         )

@@ -20,6 +20,8 @@ REGIONS = {
     "sa-east-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2",
 }
 PYTHON_VERSIONS = ("3.12", "3.13")
+# S3 allows 63, but the stack's IAM roles are named "<model>-lambda" / "<model>-states" (64 max).
+MODEL_NAME_LONGEST = 57
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 STEP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 RESERVED_FILE_NAMES = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(10)}
@@ -29,10 +31,10 @@ ORIGIN = re.compile(r"^(\*|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?)$")
 BOOLEANS = {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False, "0": False}
 
 
-def bucket_name_error(name):
-    """Return why ``name`` is not a valid S3 bucket name, or None."""
-    if not isinstance(name, str) or not 3 <= len(name) <= 63:
-        return "must be 3 to 63 characters long"
+def bucket_name_error(name, longest=63):
+    """Return why ``name`` is not a valid S3 bucket name of at most ``longest`` characters, or None."""
+    if not isinstance(name, str) or not 3 <= len(name) <= longest:
+        return f"must be 3 to {longest} characters long"
     if not BUCKET.match(name):
         return ("may only contain lowercase letters, digits and hyphens, "
                 "and must start and end with a letter or digit")
@@ -83,7 +85,7 @@ def boolean_error(value):
 def validate(answers):
     """Return one message per invalid answer."""
     errors = []
-    problem = bucket_name_error(answers["model_name"])
+    problem = bucket_name_error(answers["model_name"], longest=MODEL_NAME_LONGEST)
     if problem:
         errors.append(f"model_name: {answers['model_name']!r} {problem}")
     if answers["aws_region"] not in REGIONS:

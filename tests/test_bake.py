@@ -34,9 +34,9 @@ SUPPORTED = {
         "python_version": "3.13", "lambda_memory_size": "128", "lambda_time_limit": "1",
         "lambda_storage_size": "512", "model_name": "abc", "aws_region": "eu-west-3",
     },
-    "largest-lambda-63-char-name": {
+    "largest-lambda-57-char-name": {
         "lambda_memory_size": "10240", "lambda_time_limit": "900", "lambda_storage_size": "10240",
-        "model_name": "q" * 61 + "-1",
+        "model_name": "q" * 55 + "-1",
     },
     "no-inputs-numbered-steps-two-origins": {
         "has_pt_network": False, "has_road_network": False, "has_od": False,
@@ -50,8 +50,9 @@ UNSUPPORTED = {
     "name-uppercase": ({"model_name": "Quetzal-Paris"}, "ERROR: model_name"),
     "name-underscore": ({"model_name": "quetzal_paris"}, "ERROR: model_name"),
     "name-dots": ({"model_name": "quetzal.paris"}, "ERROR: model_name"),
-    "name-too-short": ({"model_name": "ab"}, "3 to 63 characters"),
-    "name-overlong": ({"model_name": "q" * 64}, "3 to 63 characters"),
+    "name-too-short": ({"model_name": "ab"}, "3 to 57 characters"),
+    "name-too-long-for-iam-role-names": ({"model_name": "q" * 58}, "3 to 57 characters"),
+    "name-longer-than-a-file-name": ({"model_name": "q" * 300}, "cannot name the project folder"),
     "name-trailing-hyphen": ({"model_name": "quetzal-"}, "start and end with a letter or digit"),
     "name-leading-hyphen": ({"model_name": "-quetzal"}, "start and end with a letter or digit"),
     "name-xn-prefix": ({"model_name": "xn--quetzal"}, "xn--"),
