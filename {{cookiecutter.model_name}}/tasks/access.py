@@ -2,14 +2,13 @@
 
 from quetzal_deploy.access import grant_access as grant
 from quetzal_deploy.aws import Aws
-from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
+from tasks.common import AWS_HELP, quetzal_task, settings_for
 
 
 @quetzal_task(help={
     "group": "the Cognito user group (created when it does not exist)",
     "revoke": "take the access back instead",
-    "profile": PROFILE_HELP,
-    "region": REGION_HELP,
+    **AWS_HELP,
 })
 def grant_access(c, group, revoke=False, profile=None, region=None):
     """Give a Cognito user group access to this model in the front end (--revoke: take it back)."""

@@ -11,6 +11,20 @@ from quetzal_deploy.settings import Settings, load_settings
 
 PROFILE_HELP = "AWS profile to use (default: AWS_PROFILE, then the default credential chain)"
 REGION_HELP = "AWS region (default: AWS_REGION from .env)"
+AWS_HELP = {"profile": PROFILE_HELP, "region": REGION_HELP}
+
+
+def ask(question: str, instead: str) -> str:
+    """One answer from standard input; a closed input is an error naming the flag to pass ``instead``."""
+    try:
+        return input(question).strip()
+    except (EOFError, RuntimeError):  # closed input, or none at all ("lost sys.stdin")
+        raise Exit(f"ERROR: no answer on standard input: {instead}", code=1) from None
+
+
+def confirmed(question: str, instead: str = "re-run with --yes to confirm.") -> bool:
+    """A yes/no question; anything but y/yes is a no."""
+    return ask(f"{question} [y/N] ", instead).lower() in {"y", "yes"}
 
 
 def quetzal_task(*args, **kwargs):

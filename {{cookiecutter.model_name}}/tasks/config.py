@@ -2,10 +2,10 @@
 
 from dataclasses import asdict
 
-from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
+from tasks.common import AWS_HELP, quetzal_task, settings_for
 
 
-@quetzal_task(help={"profile": PROFILE_HELP, "region": REGION_HELP})
+@quetzal_task(help=AWS_HELP)
 def config(c, profile=None, region=None):
     """Show the model's settings read from .env and .env.local."""
     for key, value in asdict(settings_for(profile, region)).items():

@@ -11,12 +11,11 @@ from quetzal_deploy.aws import Aws
 from quetzal_deploy.images import build_image, check_tag, default_tag, docker_client, resolve_base_image
 from quetzal_deploy.local_lambda import LocalLambda, default_event, lambda_environment, needs_host_network
 from quetzal_deploy.requirements import regenerate
-from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
+from tasks.common import AWS_HELP, ask, quetzal_task, settings_for
 
 TAG_HELP = "image tag (default: the git commit, plus -dirty-<time> with uncommitted image changes)"
 BASE_HELP = "base image (default: QUETZAL_BASE_IMAGE, else the AWS Lambda Python image)"
 LOCAL_TAG_HELP = "image tag (default: local)"
-AWS_HELP = {"profile": PROFILE_HELP, "region": REGION_HELP}
 
 
 def build_for(settings, tag, base_image, client=None) -> str:
@@ -63,7 +62,9 @@ def update(c, tag=None, yes=False, base_image=None, profile=None, region=None):
         print(f"  {image.tag:40} {when}{'  <- deployed' if image.tag == deployed else ''}")
     if tag is None:
         proposed = default_tag(settings.root)
-        tag = proposed if yes else ask(f"New tag [{proposed}]: ") or proposed
+        if not yes:
+            tag = ask(f"New tag [{proposed}]: ", "pass --tag T, or --yes for the proposed one.")
+        tag = tag or proposed
     registry.push(settings, aws, tag=check_tag(tag), initial=deployed is None, base=base_image)
 
 
@@ -108,14 +109,6 @@ def test_lambda(c, event=None, keep=False, host_network=False, port=9000, tag="l
             function.stop()
     if answer.failed:
         raise Exit(f"ERROR: the function failed ({answer.error}): see the response above.", code=1)
-
-
-def ask(prompt: str) -> str:
-    try:
-        return input(prompt).strip()
-    except EOFError:
-        raise Exit("ERROR: no tag given and nothing to read it from: pass --tag T, or --yes for "
-                   "the proposed one.", code=1) from None
 
 
 def read_event(path: Path) -> dict:

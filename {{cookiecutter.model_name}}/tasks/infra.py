@@ -7,26 +7,14 @@ from invoke import Exit
 from quetzal_deploy import infra as stack_flows
 from quetzal_deploy.aws import Aws
 from quetzal_deploy.infra import Stack
-from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
+from tasks.common import AWS_HELP, ask, confirmed, quetzal_task, settings_for
 
-AWS_HELP = {"profile": PROFILE_HELP, "region": REGION_HELP}
 YES_HELP = "apply without asking (for scripts)"
-
-
-def ask(question: str) -> str:
-    """Read one answer from standard input; a closed input is a clear error, not a hang."""
-    try:
-        return input(question)
-    except (EOFError, RuntimeError):  # closed input, or none at all ("lost sys.stdin")
-        raise Exit("ERROR: no answer on standard input: re-run with --yes (for destroy, "
-                   "--confirm-name <model>) to run without asking.", code=1) from None
 
 
 def confirmer(yes: bool):
     """The confirmation the flows call before each apply."""
-    if yes:
-        return lambda question: True
-    return lambda question: ask(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
+    return (lambda question: True) if yes else confirmed
 
 
 def stack_for(profile: str | None, region: str | None) -> Stack:
@@ -58,7 +46,8 @@ def destroy(c, confirm_name=None, profile=None, region=None):
     if typed is None:
         print(f"This deletes {name}'s bucket with every scenario, its images, function, pipeline "
               "and roles. It cannot be undone.")
-        typed = ask(f"Type the model name ({name}) to confirm: ").strip()
+        typed = ask(f"Type the model name ({name}) to confirm: ",
+                    "pass --confirm-name <model> to run without asking.")
     if typed != name:
         raise Exit(f"ERROR: {typed!r} is not {name!r}: nothing was deleted.", code=1)
     stack_flows.destroy(stack)

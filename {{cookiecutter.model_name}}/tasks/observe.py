@@ -7,14 +7,13 @@ from invoke import Exit
 from quetzal_deploy.aws import Aws
 from quetzal_deploy.doctor import report, run_checks
 from quetzal_deploy.logs import show_logs
-from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
+from tasks.common import AWS_HELP, quetzal_task, settings_for
 
 
 @quetzal_task(help={
     "since": "how far back to start: 30s, 10m, 2h or 1d (default 10m)",
     "follow": "keep printing new events until Ctrl-C",
-    "profile": PROFILE_HELP,
-    "region": REGION_HELP,
+    **AWS_HELP,
 })
 def logs(c, since="10m", follow=False, profile=None, region=None):
     """Print the model Lambda's CloudWatch logs."""
@@ -23,7 +22,7 @@ def logs(c, since="10m", follow=False, profile=None, region=None):
     show_logs(settings, Aws(settings), since=since, follow=follow, out=partial(print, flush=True))
 
 
-@quetzal_task(help={"profile": PROFILE_HELP, "region": REGION_HELP})
+@quetzal_task(help=AWS_HELP)
 def doctor(c, profile=None, region=None):
     """Check .env, credentials, the model's AWS resources, Docker and terraform, with fixes."""
     checks = run_checks(profile, region)

@@ -3,13 +3,12 @@
 from quetzal_deploy.aws import Aws
 from quetzal_deploy.executions import executions_table, list_executions
 from quetzal_deploy.stepfunctions import update_steps as deploy_steps
-from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
+from tasks.common import AWS_HELP, quetzal_task, settings_for
 
 
 @quetzal_task(help={
     "dry_run": "print the rendered definition and change nothing",
-    "profile": PROFILE_HELP,
-    "region": REGION_HELP,
+    **AWS_HELP,
 })
 def update_steps(c, dry_run=False, profile=None, region=None):
     """Validate step-functions.json, fill its ${...} placeholders and deploy it to the state machine."""
@@ -17,8 +16,7 @@ def update_steps(c, dry_run=False, profile=None, region=None):
     deploy_steps(settings, Aws(settings), dry_run=dry_run)
 
 
-@quetzal_task(help={"last": "how many executions to show (default 10)", "profile": PROFILE_HELP,
-                    "region": REGION_HELP})
+@quetzal_task(help={"last": "how many executions to show (default 10)", **AWS_HELP})
 def executions(c, last=10, profile=None, region=None):
     """List the pipeline's most recent executions on AWS, with status and duration."""
     settings = settings_for(profile, region)

@@ -5,7 +5,7 @@ from invoke import Exit
 from quetzal_deploy.aws import Aws
 from quetzal_deploy.executions import run_remote
 from quetzal_deploy.local.runner import run_local
-from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
+from tasks.common import AWS_HELP, quetzal_task, settings_for
 
 
 @quetzal_task(help={
@@ -15,8 +15,7 @@ from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
     "params": 'JSON file {"category": {"name": value}} overriding inputs/params.json values',
     "choice": "pipeline variant to run (the front end's tab; default: the Choice state's Default)",
     "wait": "on AWS: follow the execution until it ends (--no-wait: start it and return)",
-    "profile": PROFILE_HELP,
-    "region": REGION_HELP,
+    **AWS_HELP,
 })
 def run(c, scenario, local=False, docker=False, params=None, choice=None, wait=True, profile=None,
         region=None):

@@ -5,23 +5,15 @@ from __future__ import annotations
 from invoke import Exit
 
 from quetzal_deploy.scenarios import ScenarioStore, check_name, local_scenario, parse_names, user_email
-from tasks.common import PROFILE_HELP, REGION_HELP, quetzal_task, settings_for
+from tasks.common import AWS_HELP, confirmed, quetzal_task, settings_for
 
-AWS_HELP = {"profile": PROFILE_HELP, "region": REGION_HELP}
 EMAIL_HELP = "email written as user_email metadata (default: $QUETZAL_USER_EMAIL, then git config user.email)"
 YES_HELP = "do not ask for confirmation (for scripts)"
 
 
 def confirm(question: str, yes: bool) -> None:
     """Ask before replacing data; with no answer on standard input, ask for --yes instead."""
-    if yes:
-        return
-    try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
-        raise Exit(f"ERROR: {question} No answer on standard input: re-run with --yes to confirm.",
-                   code=1) from None
-    if answer.strip().lower() not in {"y", "yes"}:
+    if not yes and not confirmed(question):
         raise Exit("Cancelled: nothing was changed.", code=1)
 
 
