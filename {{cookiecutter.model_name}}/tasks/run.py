@@ -1,5 +1,7 @@
 """Run the pipeline: on AWS, or on this machine with --local."""
 
+import functools
+
 from invoke import Exit
 
 from quetzal_deploy.aws import Aws
@@ -26,6 +28,8 @@ def run(c, scenario, local=False, docker=False, params=None, choice=None, wait=T
     if local:
         code = run_local(settings, scenario, params=params, choice=choice, docker=docker)
     else:
-        code = run_remote(settings, Aws(settings), scenario, params=params, choice=choice, wait=wait)
+        follow = functools.partial(print, flush=True)  # each state as it happens, even in a pipe
+        code = run_remote(settings, Aws(settings), scenario, params=params, choice=choice, wait=wait,
+                          out=follow)
     if code:
         raise Exit(code=code)
