@@ -152,7 +152,7 @@ def test_invoke_run_takes_the_chosen_variant(model, boto, executing):
         "shortcut": {"Type": "Pass", "End": True},
     }, start="choose")
 
-    done = run_task(model, "run", "base", "--choice", "fast")
+    done = run_task(model, "run", "base", "--choice", "fast", env={"QUETZAL_AUTHORIZATION": "token-123"})
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "✓ shortcut" in done.stdout and "preparation" not in done.stdout
@@ -160,6 +160,7 @@ def test_invoke_run_takes_the_chosen_variant(model, boto, executing):
     [execution] = sfn.list_executions(stateMachineArn=arn)["executions"]
     sent = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
     assert sent["choice"] == "fast" and sent["variants"] == ["2030", "2040"]
+    assert sent["authorization"] == "token-123"
     assert sent["launcher_arg"]["params"] == {"other": {"x": 1}}
 
 

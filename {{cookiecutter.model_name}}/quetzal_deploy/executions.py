@@ -124,10 +124,15 @@ class Scenario:
         return f"s3://{self.bucket}/{self.prefix}{key}", text
 
 
-def execution_input(scenario: str, params: dict, choice: str, variants: list, email: str) -> dict:
-    """The state machine input in the front end's exact shape (DESIGN.md)."""
+def execution_input(scenario: str, params: dict, choice: str, variants: list, email: str,
+                    authorization: str = "") -> dict:
+    """The state machine input in the front end's exact shape (DESIGN.md).
+
+    ``authorization`` is the front end's Cognito token, checked by the optional Authorization
+    state; a CLI run is otherwise authorised by IAM and sends none.
+    """
     return {
-        "authorization": "",  # the front end's Cognito token; a CLI run is authorised by IAM
+        "authorization": authorization,
         "scenario_path_S3": f"{scenario}/",
         "choice": choice,
         "variants": variants,
@@ -246,7 +251,7 @@ def seconds_between(start: datetime, stop: datetime | None) -> float:
 
 
 def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=None, wait=True,
-               out: Out = print) -> int:
+               out: Out = print, authorization: str = "") -> int:
     """Run the pipeline on AWS on ``scenario``; returns the exit code (0 when it succeeded).
 
     ``params`` is ``{category: {name: value}}`` or the path of a JSON file holding it; it overrides
@@ -259,7 +264,7 @@ def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=
     defaults, variants = front_end_params(bucket.entries(), choice)
     machine = state_machine(settings, aws)
     payload = execution_input(bucket.name, merge_params(defaults, overrides), choice, variants,
-                              user_email(settings))
+                              user_email(settings), authorization)
     arn = machine.start(execution_name(bucket.name), payload)
     out(f"Started {arn}")
     if not wait:

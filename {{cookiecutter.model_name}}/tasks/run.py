@@ -1,6 +1,7 @@
 """Run the pipeline: on AWS, or on this machine with --local."""
 
 import functools
+import os
 
 from invoke import Exit
 
@@ -29,7 +30,8 @@ def run(c, scenario, local=False, docker=False, params=None, choice=None, wait=T
         code = run_local(settings, scenario, params=params, choice=choice, docker=docker)
     else:
         follow = functools.partial(print, flush=True)  # each state as it happens, even in a pipe
+        # A token for the Authorization state comes from the environment, never the command line.
         code = run_remote(settings, Aws(settings), scenario, params=params, choice=choice, wait=wait,
-                          out=follow)
+                          out=follow, authorization=os.environ.get("QUETZAL_AUTHORIZATION", ""))
     if code:
         raise Exit(code=code)
