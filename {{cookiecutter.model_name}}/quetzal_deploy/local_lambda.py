@@ -21,8 +21,9 @@ from botocore.exceptions import NoCredentialsError
 from quetzal_deploy.aws import Aws, explain
 from quetzal_deploy.definition import load_definition, notebook_paths
 from quetzal_deploy.errors import QuetzalError
-from quetzal_deploy.executions import DEFAULT_CHOICE, front_end_params, user_email
+from quetzal_deploy.executions import DEFAULT_CHOICE, front_end_params
 from quetzal_deploy.images import DockerError
+from quetzal_deploy.scenarios import user_email
 from quetzal_deploy.settings import Settings
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
@@ -79,7 +80,7 @@ def default_event(settings: Settings, scenario: str = "base") -> dict:
         "notebook_path": paths[0],
         "scenario_path_S3": f"{scenario}/",
         "launcher_arg": {"training_folder": "/tmp", "params": params},
-        "metadata": {"user_email": user_email(settings.root)},
+        "metadata": {"user_email": user_email(settings, default="local")},
     }
 
 

@@ -87,13 +87,15 @@ def local_scenario(settings: Settings, name: str) -> Path:
     return folder
 
 
-def user_email(settings: Settings, option: str | None = None) -> str:
-    """Who uploads: ``--email``, else $QUETZAL_USER_EMAIL, else ``git config user.email``."""
+def user_email(settings: Settings, option: str | None = None, default: str | None = None) -> str:
+    """Who uploads: ``--email``, else $QUETZAL_USER_EMAIL, else ``git config user.email``,
+    else ``default`` (local runs), else an error saying how to set one."""
     email = option or os.environ.get(EMAIL_VARIABLE, "")
     if not email:
         found = subprocess.run(["git", "config", "user.email"], cwd=settings.root,
                                capture_output=True, text=True, check=False)
         email = found.stdout.strip()
+    email = email or default
     if not email:
         raise ConfigError(f"no user email for the objects' user_email metadata: run "
                           f"`git config user.email you@example.com`, set {EMAIL_VARIABLE}, or pass --email")

@@ -31,7 +31,6 @@ from quetzal_deploy.executions import (
     load_params,
     merge_params,
     readable_cause,
-    user_email,
 )
 from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
@@ -41,6 +40,7 @@ from quetzal_deploy.runtime.errors import NotebookTimeout, StepError
 from quetzal_deploy.runtime.handler import run_step
 from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.workdir import size_mb
+from quetzal_deploy.scenarios import user_email
 from quetzal_deploy.settings import Settings
 
 LOCAL_ACCOUNT = "000000000000"
@@ -255,7 +255,7 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     check_choice(definition, choice)
     defaults, variants = front_end_params(scenario_entries(run.source), choice)
     payload = execution_input(run.scenario, merge_params(defaults, overrides), choice, variants,
-                              user_email(settings.root) or "local")
+                              user_email(settings, default="local"))
     container = ContainerTasks(settings, run.bucket, out) if docker else None
     run.copy_scenario()
     out(f"Running {settings.state_machine} locally on {run.scenario} (run {run.name})")
