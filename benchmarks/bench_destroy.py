@@ -13,14 +13,12 @@ The same two procedures at 0 ms show moto's own CPU cost (the floor no client ca
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import sys
 import time
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
+from emulated_aws import Network, moto_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"))
 
@@ -32,17 +30,10 @@ BUCKET = "bench-destroy"
 REGION = "us-east-1"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def session(rtt_s: float) -> boto3.Session:
     """A session whose clients wait ``rtt_s`` before every S3 request."""
     made = boto3.Session(region_name=REGION)
-    if rtt_s:
-        made.events.register("before-send.s3", lambda **_: time.sleep(rtt_s))
+    Network(rtt_s).attach(made.events)
     return made
 
 
@@ -81,17 +72,12 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=3)
     parser.add_argument("--rtt-ms", type=float, default=30.0)
     options = parser.parse_args()
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
-                      AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION=REGION)
     settings = Settings(root=Path("."), model_name=BUCKET, region=REGION, bucket=BUCKET,
                         ecr_repo=BUCKET, function_name=BUCKET, state_machine=BUCKET,
                         memory_mb=128, timeout_s=1, storage_mb=512)
     procedures = {"by hand": lambda chosen: by_hand(chosen.client("s3")),
                   "invoke destroy": lambda chosen: empty_bucket(Aws(settings, chosen), BUCKET)}
-    try:
+    with moto_server(REGION):
         results = {}
         for rtt_ms in (options.rtt_ms, 0.0):
             for name, procedure in procedures.items():
@@ -105,8 +91,6 @@ def main() -> None:
         for rtt_ms in (options.rtt_ms, 0.0):
             ratio = results["by hand", rtt_ms] / results["invoke destroy", rtt_ms]
             print(f"at {rtt_ms:.0f} ms: invoke destroy is {ratio:.1f}x faster than by hand")
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import boto3
 import nbformat
-from moto.server import ThreadedMotoServer
+from emulated_aws import Network, moto_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"))
 
@@ -55,21 +54,6 @@ outputs.mkdir(exist_ok=True)
 for index in range(argv["outputs"]):
     (outputs / f"layer{index:03d}.geojson").write_text('{"type": "FeatureCollection", "features": []}')
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_moto() -> ThreadedMotoServer:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
-                      AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION)
-    return server
 
 
 def upload_scenario(files: int) -> None:
@@ -94,26 +78,11 @@ def task_root(folder: Path, build_time_script: bool) -> Path:
     return folder
 
 
-class Network:
-    """Adds the simulated round trip to a client's requests, and counts them."""
-
-    def __init__(self, rtt_s: float):
-        self.rtt_s = rtt_s
-        self.requests = 0
-
-    def attach(self, client):
-        client.meta.events.register("before-send.s3", self.before_send)
-        return client
-
-    def before_send(self, **kwargs):
-        self.requests += 1
-        if self.rtt_s:
-            time.sleep(self.rtt_s)
-
-
 def new_handler(root: Path, workdir: Path, network: Network, outputs: int) -> dict[str, float]:
     # A fresh client with the handler's own settings, so the hook does not stay on the shared one.
-    storage = S3Storage(BUCKET, network.attach(default_client.__wrapped__()))
+    client = default_client.__wrapped__()
+    network.attach(client.meta.events)
+    storage = S3Storage(BUCKET, client)
     event = {"notebook_path": "notebooks/trivial.ipynb", "scenario_path_S3": SCENARIO,
              "launcher_arg": {"outputs": outputs}, "metadata": METADATA}
     started = time.perf_counter()
@@ -125,7 +94,7 @@ def new_handler(root: Path, workdir: Path, network: Network, outputs: int) -> di
 def old_handler(root: Path, workdir: Path, network: Network, outputs: int) -> dict[str, float]:
     """The previous handler's steps, timed the same way (rewritten here, minus its bugs' waits)."""
     bucket = boto3.resource("s3").Bucket(BUCKET)
-    network.attach(bucket.meta.client)
+    network.attach(bucket.meta.client.meta.events)
     times, mark = {}, time.perf_counter()
     started = mark
 
@@ -196,8 +165,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    server = start_moto()
-    try:
+    with moto_server(REGION):
         upload_scenario(args.files)
         with tempfile.TemporaryDirectory(prefix="bench-handler-") as tmp:
             built = task_root(Path(tmp, "built"), build_time_script=True)
@@ -217,8 +185,6 @@ def main() -> None:
                 print(f"{'':<34} {'':>8} new/old total = {new['total'] / old['total']:.2f} "
                       f"(.ipynb only: {lazy['total'] / old['total']:.2f})")
             print("rtt = simulated round trip added before each request; 0 ms = moto's floor.")
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
+from emulated_aws import Network, moto_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"))
 
@@ -31,12 +30,6 @@ from quetzal_deploy.s3sync import S3Prefix, read_local  # noqa: E402
 BUCKET = "bench-sync"
 REGION = "us-east-1"
 FLOOR_THREADS = 16
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_files(folder: Path, count: int) -> None:
@@ -53,8 +46,7 @@ def client(endpoint: str, rtt_s: float):
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench",
                       aws_secret_access_key="bench",
                       config=Config(retries={"mode": "standard"}, max_pool_connections=32))
-    if rtt_s:
-        s3.meta.events.register("before-send.s3", lambda **_: time.sleep(rtt_s))
+    Network(rtt_s).attach(s3.meta.events)
     return s3
 
 
@@ -108,11 +100,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="runs of the fast cases; the best is shown")
     args = parser.parse_args()
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
+    with moto_server(REGION) as endpoint:
         slow, fast = client(endpoint, args.rtt_ms / 1000), client(endpoint, 0)
         fast.create_bucket(Bucket=BUCKET)
         with tempfile.TemporaryDirectory() as tmp:
@@ -125,8 +113,6 @@ def main() -> None:
                 "old: delete prefix + sequential uploads (first)": best(1, old_sync, slow, folder, "old"),
                 "old: delete prefix + sequential uploads (again)": best(1, old_sync, slow, folder, "old"),
             }
-    finally:
-        server.stop()
 
     floor_s, new_first, new_again, old_first, old_again = (seconds for seconds, _ in rows.values())
     print(f"\n{args.files} files of 1-10 KB, moto server in-process, {args.rtt_ms:g} ms simulated "
