@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, ConfigError
 from quetzal_deploy.settings import Settings
 
@@ -25,10 +25,6 @@ Out = Callable[[str], None]
 def user_role_name(model: str) -> str:
     """The model's user role and the name of its S3 policy (terraform/user_role.tf)."""
     return f"{model}-user"
-
-
-def error_code(ex: Exception) -> str:
-    return ex.response["Error"]["Code"] if isinstance(ex, ClientError) else ""
 
 
 def role_name(role_arn: str) -> str:

@@ -29,6 +29,11 @@ EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "Inv
                  "UnrecognizedClientException", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
 
+def error_code(ex: BaseException) -> str:
+    """The AWS error code of a ``ClientError`` (e.g. ``NoSuchBucket``), else ``""``."""
+    return ex.response.get("Error", {}).get("Code", "") if isinstance(ex, ClientError) else ""
+
+
 def credentials_hint(profile: str | None) -> str:
     login = f"aws sso login --profile {profile}" if profile else "aws sso login --profile <name>"
     return (
@@ -48,7 +53,7 @@ def explain(ex: Exception, profile: str | None = None) -> AwsError:
     if isinstance(ex, NoRegionError):
         return AwsError("No AWS region: set AWS_REGION in .env or pass --region.")
     if isinstance(ex, ClientError):
-        code = ex.response.get("Error", {}).get("Code", "")
+        code = error_code(ex)
         message = ex.response.get("Error", {}).get("Message", str(ex))
         if code in EXPIRED_CODES:
             return AwsError(f"AWS rejected your credentials ({code}). {credentials_hint(profile)}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.definition import iter_states
 from quetzal_deploy.errors import AwsError, QuetzalError
 from quetzal_deploy.scenarios import user_email
@@ -80,7 +80,7 @@ class Scenario:
         try:
             return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
         except ClientError as ex:
-            if ex.response["Error"]["Code"] in {"NoSuchKey", "404"}:
+            if error_code(ex) in {"NoSuchKey", "404"}:
                 return None
             raise self.error(ex) from ex
         except BotoCoreError as ex:
@@ -96,7 +96,7 @@ class Scenario:
                            f"run `invoke upload-scenarios {self.name}` first.")
 
     def error(self, ex: Exception) -> AwsError:
-        if isinstance(ex, ClientError) and ex.response["Error"]["Code"] == "NoSuchBucket":
+        if error_code(ex) == "NoSuchBucket":
             return AwsError(f"Bucket {self.bucket} does not exist: run `invoke infra` first "
                             "(or check AWS_BUCKET_NAME in .env).")
         return explain(ex, self.profile)

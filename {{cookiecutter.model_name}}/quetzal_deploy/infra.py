@@ -16,7 +16,7 @@ import hcl2
 from botocore.exceptions import BotoCoreError, ClientError
 from lark.exceptions import LarkError
 
-from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.terraform import Terraform
@@ -36,10 +36,6 @@ SHARED_VALUES = {"MODEL_NAME": "model_name", "LAMBDA_MEMORY_SIZE": "lambda_memor
 
 class Cancelled(QuetzalError):
     """The user said no: nothing more was changed."""
-
-
-def error_code(ex: Exception) -> str:
-    return ex.response.get("Error", {}).get("Code", "") if isinstance(ex, ClientError) else ""
 
 
 def unless_missing(aws: Aws, missing: set[str], default: T, action: Callable[[], T]) -> T:

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, QuetzalError
 from quetzal_deploy.settings import Settings
 
@@ -56,7 +56,7 @@ class LambdaLogs:
             for page in pages:
                 yield from page["events"]
         except ClientError as ex:
-            if ex.response["Error"]["Code"] == "ResourceNotFoundException":
+            if error_code(ex) == "ResourceNotFoundException":
                 raise AwsError(
                     f"No log group {self.group} yet: the function has not run (run the pipeline "
                     "first), or AWS_LAMBDA_FUNCTION_NAME / AWS_REGION in .env are wrong."

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, QuetzalError
 from quetzal_deploy.images import (
     DockerError,
@@ -68,7 +68,7 @@ class Ecr:
         try:
             return getattr(self.ecr, method)(**kwargs)
         except ClientError as ex:
-            code = ex.response["Error"]["Code"]
+            code = error_code(ex)
             if code == missing:
                 return None
             if code == "RepositoryNotFoundException":
@@ -126,7 +126,7 @@ class LambdaFunction:
         try:
             return self.client.get_function(FunctionName=self.name)["Code"].get("ImageUri", "")
         except ClientError as ex:
-            if ex.response["Error"]["Code"] == "ResourceNotFoundException":
+            if error_code(ex) == "ResourceNotFoundException":
                 return None
             raise explain(ex, self.profile) from ex
         except BotoCoreError as ex:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
 from quetzal_deploy.runtime.checksum import bytes_checksum
 from quetzal_deploy.s3sync import DownloadPlan, S3Prefix, UploadPlan, read_local
@@ -31,10 +31,6 @@ RUN_RESULTS = ("outputs", "logs")
 CONFIG_FILES = ("modelConfig.json",)
 CONFIG_FOLDERS = ("docs",)
 EMAIL_VARIABLE = "QUETZAL_USER_EMAIL"
-
-
-def error_code(ex: ClientError) -> str:
-    return ex.response.get("Error", {}).get("Code", "")
 
 
 def is_hidden(rel: str) -> bool:
