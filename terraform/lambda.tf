@@ -7,27 +7,10 @@ resource "aws_cloudwatch_log_group" "lambda" {
   tags              = var.tags
 }
 
-data "aws_iam_policy_document" "lambda_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["lambda.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
 resource "aws_iam_role" "lambda" {
   name               = "${var.name}-lambda"
   description        = "Runs the notebooks of ${var.name}: its own log group and its own bucket only."
-  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  assume_role_policy = data.aws_iam_policy_document.service_assume["lambda"].json
   tags               = var.tags
 }
 

@@ -23,3 +23,23 @@ locals {
   create_lambda    = var.create_lambda && var.image_tag != ""
   create_user_role = var.cognito_identity_pool_id != ""
 }
+
+# Trust policies of the model's two service roles: only this account's Lambda / Step Functions.
+data "aws_iam_policy_document" "service_assume" {
+  for_each = toset(["lambda", "states"])
+
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["${each.key}.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}

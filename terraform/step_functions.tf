@@ -8,27 +8,10 @@ resource "aws_cloudwatch_log_group" "states" {
   tags              = var.tags
 }
 
-data "aws_iam_policy_document" "states_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["states.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-  }
-}
-
 resource "aws_iam_role" "states" {
   name               = "${var.name}-states"
   description        = "Runs the ${var.name} pipeline: invokes the model's function (and the auth function) only."
-  assume_role_policy = data.aws_iam_policy_document.states_assume.json
+  assume_role_policy = data.aws_iam_policy_document.service_assume["states"].json
   tags               = var.tags
 }
 
