@@ -183,7 +183,7 @@ def test_missing_scenario_starts_nothing(model, boto):
 
 @pytest.mark.parametrize("content, message", [
     ("{not json", "is not valid JSON (line 1, column 2"),
-    ('{"general": 3}', 'must be a JSON object {"category": {"name": value}}'),
+    ("[1]", 'must be a JSON object: {"category": {"name": value}} or flat {"name": value}'),
 ])
 def test_bad_params_file_starts_nothing(model, boto, tmp_path, content, message):
     arn = create_machine(boto, {"preparation": {"Type": "Pass", "End": True}})

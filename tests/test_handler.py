@@ -9,6 +9,7 @@ import ast
 import email.header
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -300,8 +301,9 @@ def test_template_notebook_runs_on_the_template_scenario(lambda_env, s3, task_ro
     notebook = task_root / "notebooks" / "preparation.ipynb"
     source = (TEMPLATE / "notebooks" / "_step.ipynb").read_text(encoding="utf-8")
     notebook.write_text(source.replace("__STEP_NAME__", "preparation"), encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "nbconvert", "--to", "script", "--log-level", "WARN",
-                    str(notebook)], check=True)
+    subprocess.run([sys.executable, "-m", "quetzal_deploy.runtime.convert", "notebooks"],
+                   cwd=task_root, check=True, env={**os.environ, "PYTHONPATH": str(TEMPLATE)})
+    assert notebook.with_suffix(".py").is_file()
     s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key} for key in INPUTS]})
     base = TEMPLATE / "scenarios" / "base"
     for path in base.rglob("*"):

@@ -58,7 +58,7 @@ def test_build_layers_contents_and_notebook_only_rebuild(baked_repo, docker_engi
 
     steps = second.stdout.split("Step ")
     pip_step = next(s for s in steps if "pip install" in s)
-    convert_step = next(s for s in steps if "nbconvert" in s)
+    convert_step = next(s for s in steps if "runtime.convert" in s)
     assert "Using cache" in pip_step
     assert "Using cache" not in convert_step
 
@@ -163,7 +163,7 @@ def test_dockerfile_that_fails_to_build(baked_repo, docker_engine, lambda_base_i
     dockerfile.write_text(dockerfile.read_text() + 'RUN python -c "raise SystemExit(\'no such model\')"\n')
     done = run_task(baked_repo, "build", "--tag", "broken", env=image_env(lambda_base_image))
     assert done.returncode == 1
-    assert "The image build failed at 'Step 14/14 : RUN python -c" in done.stderr
+    assert "The image build failed at 'Step 18/18 : RUN python -c" in done.stderr
     assert "no such model" in done.stderr and "non-zero code: 1" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -197,7 +197,7 @@ def test_missing_base_image(baked_repo, docker_engine):
     """No image can be pulled here: the failure names the base image step and the option to use."""
     done = run_task(baked_repo, "build", "--base-image", "quetzal-test/no-such-base:1")
     assert done.returncode == 1
-    assert "failed at 'Step 3/13 : FROM ${BASE_IMAGE}'" in done.stderr
+    assert "failed at 'Step 3/17 : FROM ${BASE_IMAGE} AS model-inputs'" in done.stderr
     assert "--base-image (or QUETZAL_BASE_IMAGE)" in done.stderr and "Traceback" not in done.stderr
 
 

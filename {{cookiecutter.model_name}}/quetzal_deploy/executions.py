@@ -15,53 +15,24 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.definition import iter_states
-from quetzal_deploy.errors import AwsError, QuetzalError
+from quetzal_deploy.errors import AwsError
+from quetzal_deploy.params import (
+    DEFAULT_CHOICE,
+    RunError,
+    checked_entries,
+    front_end_params,
+    load_overrides,
+    merge_params,
+    parse_json,
+)
+from quetzal_deploy.runtime.notebook import log_name
 from quetzal_deploy.scenarios import user_email
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.stepfunctions import StateMachine, state_machine
 
-DEFAULT_CHOICE = "default"
 LOG_TAIL_LINES = 20
 FIRST_POLL_S, MAX_POLL_S = 1.0, 5.0
 Out = Callable[[str], None]
-
-
-class RunError(QuetzalError):
-    """A run cannot start: missing scenario, bad parameters."""
-
-
-def load_params(path: Path | str) -> dict[str, dict[str, Any]]:
-    """A ``--params`` file: JSON ``{category: {name: value}}``."""
-    path = Path(path)
-    try:
-        params = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"--params file {path} not found") from None
-    except json.JSONDecodeError as ex:
-        raise RunError(f"{path} is not valid JSON (line {ex.lineno}, column {ex.colno}: {ex.msg})") from ex
-    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
-        raise RunError(f'{path} must be a JSON object {{"category": {{"name": value}}}}, '
-                       'like the front end sends')
-    return params
-
-
-def applies_to(entry: Mapping[str, Any], choice: str) -> bool:
-    """Whether a params.json entry belongs to the pipeline variant ``choice`` (no model: default)."""
-    model = entry.get("model", DEFAULT_CHOICE)
-    return choice in model if isinstance(model, list) else model == choice
-
-
-def front_end_params(entries: list[Mapping[str, Any]], choice: str) -> tuple[dict, list]:
-    """The ``params`` and ``variants`` the front end sends for ``choice``, from params.json."""
-    params, variants = {}, []
-    for entry in entries:
-        if not applies_to(entry, choice):
-            continue
-        if "category" in entry:
-            params[entry["category"]] = {p["name"]: p.get("value") for p in entry.get("params", [])}
-        elif "variants" in entry and not variants:
-            variants = list(entry["variants"])
-    return params, variants
 
 
 class Scenario:
@@ -102,23 +73,19 @@ class Scenario:
         return explain(ex, self.profile)
 
     def entries(self) -> list[Mapping[str, Any]]:
-        """``inputs/params.json`` (a JSON array), or no entry when the scenario has none."""
+        """``inputs/params.json`` (checked entries), or no entry when the scenario has none."""
         raw = self.read("inputs/params.json")
         if raw is None:
             return []
+        where = f"s3://{self.bucket}/{self.prefix}inputs/params.json"
         try:
-            entries = json.loads(raw)
-        except json.JSONDecodeError as ex:
-            raise RunError(f"s3://{self.bucket}/{self.prefix}inputs/params.json is not valid JSON "
-                           f"({ex.msg}, line {ex.lineno}): fix it in scenarios/{self.name}/ and "
-                           "upload the scenario again.") from ex
-        if not isinstance(entries, list):
-            raise RunError(f"s3://{self.bucket}/{self.prefix}inputs/params.json must be a JSON array")
-        return entries
+            return checked_entries(parse_json(raw, where), where)
+        except RunError as ex:
+            raise RunError(f"{ex} Fix it in scenarios/{self.name}/ and upload the scenario again.") from ex
 
     def log_tail(self, notebook_path: str, lines: int = LOG_TAIL_LINES) -> tuple[str, list[str] | None]:
         """Where the notebook's log is, and its last ``lines`` lines (None: no log)."""
-        key = f"logs/{Path(notebook_path).stem}.txt"
+        key = log_name(notebook_path)
         raw = self.read(key)
         text = None if raw is None else raw.decode("utf-8", errors="replace").splitlines()[-lines:]
         return f"s3://{self.bucket}/{self.prefix}{key}", text
@@ -145,13 +112,6 @@ def execution_name(scenario: str) -> str:
     """A unique, valid execution name that says which scenario ran and when."""
     safe = re.sub(r"[^A-Za-z0-9_-]", "-", scenario)[:50]
     return f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-
-
-def merge_params(defaults: dict, overrides: Mapping[str, Mapping[str, Any]]) -> dict:
-    merged = {category: dict(values) for category, values in defaults.items()}
-    for category, values in overrides.items():
-        merged.setdefault(category, {}).update(values)
-    return merged
 
 
 def event_details(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -254,10 +214,11 @@ def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=
                out: Out = print, authorization: str = "") -> int:
     """Run the pipeline on AWS on ``scenario``; returns the exit code (0 when it succeeded).
 
-    ``params`` is ``{category: {name: value}}`` or the path of a JSON file holding it; it overrides
-    the scenario's ``inputs/params.json`` values, which are sent too, as the front end does.
+    ``params`` is ``{category: {name: value}}`` (or flat ``{name: value}``) or the path of a JSON
+    file holding it; it overrides the scenario's ``inputs/params.json`` values, which are sent
+    too, as the front end does.
     """
-    overrides = load_params(params) if isinstance(params, (str, Path)) else (params or {})
+    overrides = load_overrides(params) if isinstance(params, (str, Path)) else (params or {})
     choice = choice or DEFAULT_CHOICE
     bucket = Scenario(aws.client("s3"), settings.bucket, scenario, settings.profile)
     bucket.check_exists()

@@ -17,7 +17,7 @@ BASE_IMAGE_ENV = "QUETZAL_BASE_IMAGE"
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # What goes into the image (see .dockerignore): only these make a build "dirty".
 IMAGE_INPUTS = ("Dockerfile", ".dockerignore", "requirements.txt", "quetzal_deploy/__init__.py",
-                "quetzal_deploy/runtime", "notebooks")
+                "quetzal_deploy/runtime", "notebooks", "inputs")
 STEP = re.compile(r"^Step \d+/\d+ : ")
 
 
@@ -117,6 +117,8 @@ class BuildLog:
         if " : FROM " in self.step:
             fix = (f"The base image could not be had: pass --base-image (or {BASE_IMAGE_ENV}) naming an "
                    "image you have (`docker images`), or check your network and registry login.")
+        elif "runtime.convert" in self.step:
+            fix = "Fix the notebook(s) as said above and run the build again."
         else:
             fix = "Fix the Dockerfile or requirements.txt (see the step above) and run `invoke build` again."
         return BuildError(

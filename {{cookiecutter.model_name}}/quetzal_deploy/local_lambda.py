@@ -21,8 +21,8 @@ from botocore.exceptions import NoCredentialsError
 from quetzal_deploy.aws import Aws, explain
 from quetzal_deploy.definition import load_definition, notebook_paths
 from quetzal_deploy.errors import QuetzalError
-from quetzal_deploy.executions import DEFAULT_CHOICE, front_end_params
 from quetzal_deploy.images import DockerError
+from quetzal_deploy.params import DEFAULT_CHOICE, front_end_params, params_file_entries
 from quetzal_deploy.scenarios import user_email
 from quetzal_deploy.settings import Settings
 
@@ -53,6 +53,7 @@ def lambda_environment(settings: Settings, aws: Aws) -> dict[str, str]:
         "BUCKET_NAME": settings.bucket,
         "AWS_REGION": settings.region,
         "AWS_DEFAULT_REGION": settings.region,
+        "AWS_EXECUTION_ENV": settings.execution_env,
         "AWS_ACCESS_KEY_ID": frozen.access_key,
         "AWS_SECRET_ACCESS_KEY": frozen.secret_key,
         "AWS_LAMBDA_FUNCTION_NAME": settings.function_name,
@@ -70,11 +71,7 @@ def default_event(settings: Settings, scenario: str = "base") -> dict:
     paths = notebook_paths(load_definition(settings.definition_path))
     if not paths:
         raise QuetzalError("step-functions.json has no Task with a notebook_path: pass --event.")
-    params_file = settings.scenarios_dir / scenario / "inputs" / "params.json"
-    try:
-        entries = json.loads(params_file.read_text(encoding="utf-8")) if params_file.is_file() else []
-    except json.JSONDecodeError as ex:
-        raise QuetzalError(f"{params_file} is not valid JSON (line {ex.lineno}: {ex.msg})") from ex
+    entries = params_file_entries(settings.scenarios_dir / scenario / "inputs" / "params.json")
     params, _ = front_end_params(entries, DEFAULT_CHOICE)
     return {
         "notebook_path": paths[0],

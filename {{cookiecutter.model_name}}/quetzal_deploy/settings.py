@@ -62,6 +62,12 @@ class Settings:
     def definition_path(self) -> Path:
         return self.root / "step-functions.json"
 
+    @property
+    def execution_env(self) -> str:
+        """``AWS_EXECUTION_ENV`` as Lambda sets it for the image's Python: local runs set it too,
+        so notebooks take their Lambda branch (``on_lambda``)."""
+        return f"AWS_Lambda_python{self.python_version}"
+
 
 def find_root(start: Path | None = None) -> Path:
     """The model repo containing ``start`` (default: the current folder)."""

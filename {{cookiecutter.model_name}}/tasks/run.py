@@ -15,7 +15,7 @@ from tasks.common import AWS_HELP, quetzal_task, settings_for
     "scenario": "scenario folder name (scenarios/<name>/ locally, <name>/ in the bucket on AWS)",
     "local": "run every step on this machine (no AWS account, no Docker needed)",
     "docker": "with --local: run each step in the model's image (built first) behind its Lambda emulator",
-    "params": 'JSON file {"category": {"name": value}} overriding inputs/params.json values',
+    "params": 'JSON file {"category": {"name": value}} or flat {"name": value} over inputs/params.json',
     "choice": "pipeline variant to run (the front end's tab; default: the Choice state's Default)",
     "wait": "on AWS: follow the execution until it ends (--no-wait: start it and return)",
     **AWS_HELP,

@@ -38,6 +38,7 @@ class ContainerTasks:
         env = {
             "QUETZAL_BUCKET_FOLDER": MOUNT,
             "AWS_REGION": settings.region,
+            "AWS_EXECUTION_ENV": settings.execution_env,
             "AWS_LAMBDA_FUNCTION_NAME": settings.function_name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(settings.memory_mb),
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(settings.timeout_s),

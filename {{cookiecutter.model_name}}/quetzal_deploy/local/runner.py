@@ -23,21 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from quetzal_deploy.definition import iter_states, load_definition, notebook_paths, placeholder_values, render
-from quetzal_deploy.executions import (
-    DEFAULT_CHOICE,
-    RunError,
-    execution_input,
-    front_end_params,
-    load_params,
-    merge_params,
-    readable_cause,
-)
+from quetzal_deploy.executions import execution_input, readable_cause
 from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import Interpreter, TaskCall, function_name, state_size
 from quetzal_deploy.local.report import StepRecord, summary
-from quetzal_deploy.runtime.errors import NotebookTimeout, StepError
+from quetzal_deploy.params import (
+    DEFAULT_CHOICE,
+    RunError,
+    front_end_params,
+    load_overrides,
+    merge_params,
+    params_file_entries,
+)
+from quetzal_deploy.runtime.convert import script_source
+from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StepError
 from quetzal_deploy.runtime.handler import run_step
+from quetzal_deploy.runtime.notebook import log_name
 from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.workdir import size_mb
 from quetzal_deploy.scenarios import user_email
@@ -84,11 +86,22 @@ def check_functions(definition: Mapping[str, Any], settings: Settings) -> None:
 
 
 def check_notebooks(definition: Mapping[str, Any], settings: Settings) -> None:
-    """Every notebook the Tasks name must exist, so a run cannot fail late on a typo."""
-    missing = [path for path in notebook_paths(definition) if not (settings.root / path).is_file()]
+    """Every notebook the Tasks name must exist and convert (no shell escape, no magic that
+    does something), so a run cannot fail late on a typo or an IPython line."""
+    paths = sorted(set(notebook_paths(definition)))
+    missing = [path for path in paths if not (settings.root / path).is_file()]
     if missing:
         raise RunError(f"step-functions.json runs {', '.join(missing)}, not found in {settings.root}: "
                        "add the notebook or fix its notebook_path.")
+    problems = []
+    for path in paths:
+        try:
+            if path.endswith(".ipynb"):
+                script_source(settings.root / path, path)
+        except NotebookError as ex:
+            problems.append(str(ex))
+    if problems:
+        raise RunError("\n\n".join(problems))
 
 
 def check_choice(definition: Mapping[str, Any], choice: str) -> None:
@@ -101,20 +114,6 @@ def check_choice(definition: Mapping[str, Any], choice: str) -> None:
     if variants and choice != DEFAULT_CHOICE and choice not in variants:
         raise RunError(f"--choice {choice!r} is not a pipeline variant; step-functions.json knows "
                        f"{', '.join(sorted(variants))} (or leave --choice out for the default).")
-
-
-def scenario_entries(folder: Path) -> list:
-    """The scenario's ``inputs/params.json`` entries (none when the file is absent)."""
-    path = folder / "inputs" / "params.json"
-    if not path.is_file():
-        return []
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as ex:
-        raise RunError(f"{path} is not valid JSON ({ex}): fix it and run again.") from ex
-    if not isinstance(entries, list):
-        raise RunError(f"{path} must be a JSON array of parameter entries, as the front end writes.")
-    return entries
 
 
 class LocalRun:
@@ -180,7 +179,8 @@ class LocalRun:
         try:
             result = run_step(call.payload, storage=FolderStorage(self.bucket), workdir=workdir,
                               task_root=self.settings.root, time_left_s=limit, image_tag="local",
-                              echo=lambda line: self.out(f"    {call.label} | {line}"))
+                              echo=lambda line: self.out(f"    {call.label} | {line}"),
+                              extra_env={"AWS_EXECUTION_ENV": self.settings.execution_env})
         except NotebookTimeout as ex:
             if limit < self.settings.timeout_s:  # the state's TimeoutSeconds, not the Lambda's limit
                 raise StatesError("States.Timeout", f"{call.label} did not finish within the Task's "
@@ -225,7 +225,7 @@ class LocalRun:
         self.out(f"Cause: {cause.splitlines()[0] if cause else 'none given'}")
         failed = [r for r in self.records if r.status == "failed"]
         notebook = failed[-1].notebook if failed else None
-        log = self.scenario_folder / "logs" / f"{Path(notebook).stem}.txt" if notebook else None
+        log = self.scenario_folder / log_name(notebook) if notebook else None
         if log is not None and log.is_file():
             tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
             self.out(f"Last {len(tail)} lines of {log}:")
@@ -242,7 +242,7 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
 
     With ``docker`` each Task runs in the model's image (built first) instead of this process.
     """
-    overrides = load_params(params) if isinstance(params, (str, Path)) else (params or {})
+    overrides = load_overrides(params) if isinstance(params, (str, Path)) else (params or {})
     choice = choice or DEFAULT_CHOICE
     definition = local_definition(settings)
     run = LocalRun(settings, scenario, out)
@@ -253,7 +253,8 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     check_functions(definition, settings)
     check_notebooks(definition, settings)
     check_choice(definition, choice)
-    defaults, variants = front_end_params(scenario_entries(run.source), choice)
+    defaults, variants = front_end_params(params_file_entries(run.source / "inputs" / "params.json"),
+                                           choice)
     payload = execution_input(run.scenario, merge_params(defaults, overrides), choice, variants,
                               user_email(settings, default="local"))
     container = ContainerTasks(settings, run.bucket, out) if docker else None

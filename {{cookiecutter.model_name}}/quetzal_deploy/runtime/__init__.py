@@ -1,11 +1,13 @@
 """What runs inside the Lambda image: one pipeline step (one notebook) per invocation.
 
-Imports only boto3/botocore, nbconvert (lazily) and the standard library, so the image needs
-nothing else and the local runner can reuse it:
+Imports only boto3/botocore and the standard library, so the image needs nothing else and the
+local runner can reuse it:
 
 - ``handler.handler(event, context)``: the Lambda entry point (the image's ``CMD``).
 - ``handler.run_step(event, storage=..., workdir=..., task_root=..., time_left_s=...,
   image_tag=...) -> StepResult``: the same step against any storage, with its statistics.
+- ``convert``: notebooks to scripts at image build time (``python -m
+  quetzal_deploy.runtime.convert notebooks``), display magics dropped, other IPython refused.
 - ``storage.S3Storage(bucket)`` / ``storage.FolderStorage(root)``: the scenario's bucket, or a
   local folder standing in for it.
 - ``errors``: ``NotebookError``, ``NotebookTimeout``, ``InvalidEvent``, ``StateTooLarge``,

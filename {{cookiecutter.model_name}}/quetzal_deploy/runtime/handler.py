@@ -6,13 +6,15 @@
 finds the code in ``LAMBDA_TASK_ROOT`` (or the folder holding ``quetzal_deploy/``), takes the
 deadline from the context and the image tag from ``IMAGE_TAG``, and calls ``run_step``.
 
-``run_step(event, *, storage, workdir, task_root, time_left_s, image_tag, echo=print)`` is the
-reusable core (the local runner calls it with a ``FolderStorage``):
+``run_step(event, *, storage, workdir, task_root, time_left_s, image_tag, echo=print,
+extra_env=None)`` is the reusable core (the local runner calls it with a ``FolderStorage`` and
+``AWS_EXECUTION_ENV`` in ``extra_env``, which the notebook's process gets):
 
 1. validate the event (``InvalidEvent``) and the working folder (``UnsafeWorkdir``);
-2. clean: empty the working folder; download: the scenario ``S/`` into it, in parallel;
+2. clean: empty the working folder; download: the model-wide ``inputs/`` of the task root (when
+   there is one) into ``inputs/``, then the scenario ``S/`` over it (scenario files win);
 3. run: the notebook's script as a child process (see ``notebook``), stopped a safety margin
-   before the deadline; its log goes to ``S/logs/<notebook>.txt`` in every case, then
+   before the deadline; its log goes to ``S/logs/<path under notebooks/>.txt`` in every case, then
    ``NotebookTimeout`` / ``NotebookError`` (unless it printed ``end_of_notebook``);
 4. merge its ``RETURN: {...}`` lines into the returned event (``StateTooLarge`` past the Step
    Functions limit), set ``model_tag`` in ``info.json``, and upload: everything but ``inputs/``
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +39,8 @@ from quetzal_deploy.runtime.event import StepEvent, parse_event
 from quetzal_deploy.runtime.notebook import (
     Outcome,
     child_environment,
+    deep_merge,
+    log_name,
     parse_returns,
     run_script,
     script_for,
@@ -78,7 +83,7 @@ def phase(name: str, durations: dict, echo, detail=lambda: ""):
 
 
 def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path,
-               stop_at: float, log_key: str, echo) -> Outcome:
+               stop_at: float, log_key: str, echo, extra_env: dict | None = None) -> Outcome:
     """Run the notebook until ``stop_at`` (``time.monotonic``); upload its log whatever happens."""
     private = workdir / PRIVATE
     log_path = private / f"{step.step_name}.log"
@@ -89,7 +94,7 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
             script,
             json.dumps(dict(step.launcher_arg, training_folder=str(workdir))),
             cwd=step.notebook.parent,
-            env=child_environment(task_root, step.notebook, private),
+            env=child_environment(task_root, step.notebook, private, extra_env),
             log_path=log_path,
             budget_s=stop_at - time.monotonic(),  # conversion may have taken some
             echo=echo,
@@ -123,7 +128,7 @@ def check_outcome(outcome: Outcome, step: StepEvent, log_key: str, margin_s: flo
 
 def returned_event(event: dict, outcome: Outcome, step: StepEvent) -> dict:
     """The event merged with the notebook's RETURN: values, within the state size limit."""
-    merged = {**event, **parse_returns(outcome.returns, step.notebook_path)}
+    merged = deep_merge(event, parse_returns(outcome.returns, step.notebook_path))
     size = len(json.dumps(merged, ensure_ascii=False).encode())
     if size > MAX_STATE_BYTES:
         raise StateTooLarge(
@@ -148,25 +153,35 @@ def set_model_tag(info_path: Path, image_tag: str, echo) -> None:
     info_path.write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def copy_model_inputs(task_root: Path, workdir: Path) -> int:
+    """The model-wide ``inputs/`` (baked in the image) into the step's ``inputs/``; file count."""
+    source = task_root / "inputs"
+    if not source.is_dir():
+        return 0
+    shutil.copytree(source, workdir / "inputs", dirs_exist_ok=True)
+    return sum(1 for path in (workdir / "inputs").rglob("*") if path.is_file())
+
+
 def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_left_s: float,
-             image_tag: str, echo=print) -> StepResult:
+             image_tag: str, echo=print, extra_env: dict | None = None) -> StepResult:
     """Run one pipeline step; see the module docstring for the phases."""
     deadline = time.monotonic() + time_left_s
     margin_s = safety_margin(time_left_s)
     step = parse_event(event, task_root)
     workdir = check_workdir(workdir, task_root)
-    result = StepResult(event={}, log_key=f"{step.scenario}logs/{step.step_name}.txt")
+    result = StepResult(event={}, log_key=step.scenario + log_name(step.notebook_path))
     times = result.durations
     echo(f"[quetzal] {step.notebook_path} on {step.scenario} (image {image_tag})")
 
     with phase("clean", times, echo):
         empty_folder(workdir)
     with phase("download", times, echo, lambda: f" ({result.downloaded} files)"):
-        result.downloaded = storage.download_prefix(step.scenario, workdir)
+        result.downloaded = copy_model_inputs(task_root, workdir)
+        result.downloaded += storage.download_prefix(step.scenario, workdir)
     empty_folder(workdir / PRIVATE)
     with phase("run", times, echo):
         outcome = run_logged(step, storage, workdir, task_root, deadline - margin_s,
-                             result.log_key, echo)
+                             result.log_key, echo, extra_env)
     result.peak_memory_mb = outcome.peak_memory_mb
     result.workdir_mb = size_mb(workdir)
     check_outcome(outcome, step, result.log_key, margin_s)

@@ -1,15 +1,19 @@
 """Run one notebook as a script in a child process, with a deadline, capturing its output.
 
 The script is the ``.py`` converted at image build time next to the notebook; when only the
-``.ipynb`` exists it is converted in-process with nbconvert's Python API (never a shell).
+``.ipynb`` exists it is converted in-process (``convert``: display magics dropped, any other
+IPython syntax refused with the fix).
 The child gets ``argv[1] = json.dumps(launcher_arg)``, cwd = the notebook's folder,
 ``PYTHONPATH`` = the task root and the notebook's folder, and its caches under the working
-folder. Its output goes, line by line, to a log file and to ``echo``; ``RETURN: {...}`` lines and
-an ``end_of_notebook`` line are noted. At the deadline the whole process group is killed.
+folder. Its output goes, line by line, to a log file and to ``echo``; ``RETURN: {...}`` lines
+(JSON or a Python literal) are noted, and so is ``end_of_notebook`` anywhere in the output (a
+notebook stops early by printing it or by evaluating the bare, undefined name: the ``NameError``
+names it). At the deadline the whole process group is killed.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -19,8 +23,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError
 
 RETURN_PREFIX = "RETURN:"
@@ -60,6 +65,18 @@ class Outcome:
         return f"exited with code {self.returncode}"
 
 
+def log_name(notebook_path: str) -> str:
+    """The log's key in its scenario: ``logs/<path under notebooks/, no suffix>.txt``.
+
+    ``notebooks/prep.ipynb`` logs to ``logs/prep.txt``, ``notebooks/pt/prep.ipynb`` to
+    ``logs/pt/prep.txt`` (the front end lists ``logs/`` recursively and shows each key).
+    """
+    parts = PurePosixPath(notebook_path).with_suffix("").parts
+    if len(parts) > 1 and parts[0] == "notebooks":
+        parts = parts[1:]
+    return "logs/" + "/".join(parts) + ".txt"
+
+
 def script_for(notebook: Path, private: Path) -> Path:
     """The notebook's script: the build-time ``.py`` next to it, else converted into ``private``."""
     if notebook.suffix == ".py":
@@ -67,21 +84,16 @@ def script_for(notebook: Path, private: Path) -> Path:
     converted = notebook.with_suffix(".py")
     if converted.is_file():
         return converted
-    from nbconvert import PythonExporter
-
-    try:
-        source, _ = PythonExporter().from_filename(str(notebook))
-    except Exception as ex:  # nbformat/nbconvert raise many types for a broken notebook
-        raise NotebookError(f"{notebook.name} could not be converted to a script: {ex}. "
-                            "Open it in Jupyter, fix it and save it.") from ex
+    source = script_source(notebook, notebook.name)
     script = private / converted.name
     script.write_text(source, encoding="utf-8")
     return script
 
 
-def child_environment(task_root: Path, notebook: Path, private: Path) -> dict[str, str]:
-    """The parent's environment, with the model's code importable and every cache writable."""
-    env = dict(os.environ)
+def child_environment(task_root: Path, notebook: Path, private: Path,
+                      extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The parent's environment (plus ``extra_env``), the model's code importable, caches writable."""
+    env = {**os.environ, **(extra_env or {})}
     paths = [str(task_root), str(notebook.parent), env.get("PYTHONPATH", "")]
     home = private / "home"
     caches = {
@@ -118,7 +130,7 @@ def read_output(stream, log_file, outcome: Outcome, echo) -> None:
         outcome.tail.append(line)
         if line.startswith(RETURN_PREFIX):
             outcome.returns.append(line[len(RETURN_PREFIX):].strip())
-        elif line.strip() == END_OF_NOTEBOOK:
+        elif END_OF_NOTEBOOK in line:
             outcome.end_of_notebook = True
     log_file.flush()
 
@@ -172,17 +184,36 @@ def kill_all(process: subprocess.Popen) -> None:
         pass
 
 
+def parse_return(text: str, notebook_path: str) -> dict:
+    """One ``RETURN:`` value: a JSON object, or a Python dict literal (read, never executed)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            value = json.loads(json.dumps(ast.literal_eval(text)))  # tuples as lists, as JSON has
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as ex:
+            raise NotebookError(
+                f"{notebook_path} printed a RETURN: line that is neither JSON nor a Python literal "
+                f"of JSON values ({type(ex).__name__}: {ex}): RETURN: {text[:200]}") from ex
+    if not isinstance(value, dict):
+        raise NotebookError(f"{notebook_path} printed RETURN: {text[:200]}; it must be a JSON "
+                            "object or a Python dict, like RETURN: {'key': 'value'}.")
+    return value
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """``base`` with ``update`` merged in: nested objects merged key by key, other values replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = deep_merge(merged[key], value)
+        merged[key] = value
+    return merged
+
+
 def parse_returns(returns: list[str], notebook_path: str) -> dict:
-    """Merge the notebook's ``RETURN: {...}`` lines, in order, into one object."""
+    """Merge the notebook's ``RETURN:`` lines, in order, into one object (deeply)."""
     merged = {}
     for text in returns:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as ex:
-            raise NotebookError(f"{notebook_path} printed a RETURN: line that is not JSON "
-                                f"({ex}): {text[:200]}") from ex
-        if not isinstance(value, dict):
-            raise NotebookError(f"{notebook_path} printed RETURN: {text[:200]}; it must be a "
-                                'JSON object, like RETURN: {"key": "value"}.')
-        merged.update(value)
+        merged = deep_merge(merged, parse_return(text, notebook_path))
     return merged
