@@ -16,8 +16,9 @@ from quetzal_deploy.params import (
 
 FRONT_END = [
     {"info": "Parameters of the model."},
-    {"category": "general", "params": [{"name": "speed", "text": "speed", "value": 20, "type": "Number"},
-                                       {"name": "label", "text": "label", "value": "base", "type": "String"}]},
+    {"category": "general", "params": [
+        {"name": "speed", "text": "speed", "value": 20, "type": "Number"},
+        {"name": "label", "text": "label", "value": "base", "type": "String"}]},
     {"category": "fast", "model": ["fast"], "params": [{"name": "boost", "value": 2, "type": "Number"}]},
     {"variants": ["2030", "2040"], "choices": ["2030", "2040"], "model": "fast"},
 ]
@@ -77,7 +78,7 @@ def test_absent_params_file_is_no_parameter(tmp_path):
     assert params_file_entries(tmp_path / "params.json") == []
 
 
-ECHO = 'print("RETURN:", json.dumps({"got": argv["params"]}))\n(outputs / "params.json").write_text(json.dumps(argv["params"]))\n'
+ECHO = '(outputs / "params.json").write_text(json.dumps(argv["params"]))\n'
 
 
 def test_run_local_takes_flat_params_and_refuses_a_broken_params_json(baked_repo, tmp_path):

@@ -17,6 +17,7 @@ import nbformat
 import pytest
 from test_run_local import invoke, run_folder, tree_hash
 from test_test_lambda import BUCKET, keys, upload_scenario
+from test_update_steps import deployed
 
 from fixtures.tasks import run_task
 
@@ -82,6 +83,24 @@ def test_shell_escape_stops_a_local_run_before_any_step(real_model, tmp_path):
             "syntax a script cannot run. Fix: add the package to requirements.txt") in done.stderr
     assert "Traceback" not in done.stderr
     assert not (real_model / ".quetzal" / "runs").exists()
+
+
+def test_update_steps_takes_nested_notebooks_and_refuses_a_missing_one(real_model, boto):
+    boto.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={
+        "LocationConstraint": boto.region_name})
+    role = boto.client("iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    placeholder = {"StartAt": "wait", "States": {"wait": {"Type": "Pass", "End": True}}}
+    machine = boto.client("stepfunctions").create_state_machine(
+        name=BUCKET, roleArn=role, definition=json.dumps(placeholder))["stateMachineArn"]
+    done = run_task(real_model, "update-steps")
+    assert done.returncode == 0, done.stdout + done.stderr
+    iterator = deployed(boto, machine)["States"]["Simulations"]["Iterator"]["States"]["Simulation"]
+    assert iterator["Parameters"]["Payload"]["notebook_path"] == "notebooks/sim/simulation.ipynb"
+
+    (real_model / "notebooks" / "sim" / "merge.ipynb").rename(real_model / "notebooks" / "merge.ipynb")
+    refused = run_task(real_model, "update-steps")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "notebooks/sim/merge.ipynb" in refused.stderr and "do not exist" in refused.stderr
 
 
 @pytest.mark.docker

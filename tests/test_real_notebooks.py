@@ -6,7 +6,6 @@ IPython magics and shell escapes, nested ``notebooks/<group>/`` folders, the mod
 local folder standing in for the bucket.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -175,9 +174,9 @@ def test_display_magics_are_dropped_and_the_script_runs(tmp_path):
 
 
 def test_shell_escapes_and_other_magics_are_refused_with_cell_and_fix(tmp_path):
-    notebook = write_notebook(tmp_path / "notebooks" / "g" / "shell.ipynb",
-                              "import os\n!pip install geopandas", "%run ../common.ipynb",
-                              "files = !ls\n%cd ..", "%%bash\necho hi", "x = 1 % 2\nprint(x != 3)")
+    write_notebook(tmp_path / "notebooks" / "g" / "shell.ipynb",
+                   "import os\n!pip install geopandas", "%run ../common.ipynb",
+                   "files = !ls\n%cd ..", "%%bash\necho hi", "x = 1 % 2\nprint(x != 3)")
 
     with pytest.raises(NotebookError) as caught:
         convert_folder(tmp_path / "notebooks")
@@ -206,16 +205,16 @@ def test_build_conversion_covers_every_depth_and_skips_checkpoints(tmp_path):
     write_notebook(notebooks / "pt" / "road" / "assign.ipynb", "%matplotlib inline\nprint('assign')")
     write_notebook(notebooks / "pt" / ".ipynb_checkpoints" / "assign-checkpoint.ipynb", "!ls")
 
+    env = {**os.environ, "PYTHONPATH": str(TEMPLATE)}
     done = subprocess.run([sys.executable, "-m", "quetzal_deploy.runtime.convert", "notebooks"],
-                          cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(TEMPLATE)})
+                          cwd=tmp_path, capture_output=True, text=True, env=env)
 
     assert done.returncode == 0, done.stderr
     assert "Converted 2 notebook(s)" in done.stdout
     assert (notebooks / "prep.py").is_file() and (notebooks / "pt" / "road" / "assign.py").is_file()
     write_notebook(notebooks / "pt" / "bad.ipynb", "!pip install x")
     failed = subprocess.run([sys.executable, "-m", "quetzal_deploy.runtime.convert", "notebooks"],
-                            cwd=tmp_path, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(TEMPLATE)})
+                            cwd=tmp_path, capture_output=True, text=True, env=env)
     assert failed.returncode == 1 and failed.stderr.startswith("ERROR: notebooks/pt/bad.ipynb")
     assert "Traceback" not in failed.stderr
 
