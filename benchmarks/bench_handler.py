@@ -10,7 +10,7 @@ script, upload. Both handlers run in this process against moto's ThreadedMotoSer
   script, then sequential ``upload_file`` with the metadata.
 - new: ``run_step`` with ``S3Storage``: parallel transfers, no HeadObject, the script converted
   at image build time (as the Dockerfile does). A third row shows the new handler when only the
-  ``.ipynb`` exists (in-process nbconvert; its import is paid once per warm container).
+  ``.ipynb`` exists (converted in-process by ``quetzal_deploy.runtime.convert``).
 
 Moto answers with no network time, so a botocore ``before-send`` hook sleeps a simulated round
 trip (30 ms by default, what a workstation sees from S3) before each request; the same runs
@@ -39,6 +39,7 @@ from emulated_aws import Network, moto_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"))
 
+from quetzal_deploy.runtime.convert import convert_folder  # noqa: E402
 from quetzal_deploy.runtime.handler import run_step  # noqa: E402
 from quetzal_deploy.runtime.storage import S3Storage, default_client  # noqa: E402
 
@@ -73,8 +74,7 @@ def task_root(folder: Path, build_time_script: bool) -> Path:
     notebook.parent.mkdir(parents=True)
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(TRIVIAL)]), notebook)
     if build_time_script:
-        subprocess.run([sys.executable, "-m", "nbconvert", "--to", "script", "--log-level", "WARN",
-                        str(notebook)], check=True)
+        convert_folder(notebook.parent)  # what the image build runs
     return folder
 
 

@@ -5,8 +5,8 @@ print their own run time (measured inside the script, first line to last). Every
 overhead: the scenario copy, the interpreter, and per step the handler's clean / download /
 conversion / child Python start / upload, and the run folder bookkeeping.
 
-- local runner, cold: the first ``run_local`` in this process (it pays nbconvert's import once,
-  as every ``invoke run --local`` does);
+- local runner, cold: the first ``run_local`` in this process (it pays its imports once, as
+  every ``invoke run --local`` does);
 - local runner, warm: the same pipeline run again in the same process;
 - old approach: what the previous ``.sh`` scripts and handler did for each notebook, run one
   after the other by hand: ``jupyter nbconvert --to python`` (the command) then

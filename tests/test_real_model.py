@@ -73,6 +73,17 @@ def test_real_model_runs_locally_without_touching_the_repo(real_model, tmp_path)
     assert ignored_too.stdout == ""
 
 
+def test_execution_env_follows_the_python_of_the_bake(real_model, tmp_path):
+    env_file = real_model / ".env"
+    env_file.write_text(env_file.read_text().replace("PYTHON_VERSION=3.12", "PYTHON_VERSION=3.13"))
+
+    done = invoke(real_model, tmp_path, "run", "--local", "base")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = run_folder(real_model) / "bucket" / "base" / "logs" / "sim" / "merge.txt"
+    assert "on_lambda: True AWS_Lambda_python3.13" in log.read_text()
+
+
 def test_shell_escape_stops_a_local_run_before_any_step(real_model, tmp_path):
     add_cell(real_model / "notebooks" / "sim" / "simulation.ipynb", "!pip install geopandas")
 
