@@ -203,6 +203,6 @@ def test_unsupported_definition_lists_every_problem_up_front():
                      "state 'D': OutputPath: '$.[' is not a valid JSONPath",
                      "state 'E': Parameters.x.$: States.ArrayLength takes 1 argument(s), got 2",
                      "ProcessorConfig.Mode 'DISTRIBUTED' is not supported",
-                     "state 'F': MaxConcurrency must be a non-negative whole number, not '2'",
-                     "state 'F': Retry[0]: MaxAttempts must be a non-negative whole number, not -1"):
+                     "state 'F': MaxConcurrency must be a whole number from 0 to 99999999, not '2'",
+                     "state 'F': Retry[0]: MaxAttempts must be a whole number from 0 to 99999999, not -1"):
         assert expected in message, message

@@ -79,11 +79,31 @@ def add_unknown_placeholder(repo):
     path.write_text(json.dumps(definition))
 
 
+def duplicate_a_name_in_a_branch(repo):
+    path = repo / "step-functions.json"
+    definition = json.loads(path.read_text())
+    inner = {**definition["States"]["assignment"], "End": True}
+    inner.pop("Next", None)
+    branch = {"StartAt": "preparation", "States": {"preparation": inner}}
+    definition["States"]["assignment"] = {"Type": "Parallel", "End": True, "Branches": [branch]}
+    path.write_text(json.dumps(definition))
+
+
+def make_notebook_path_a_number(repo):
+    path = repo / "step-functions.json"
+    definition = json.loads(path.read_text())
+    definition["States"]["assignment"]["Parameters"]["Payload"]["notebook_path"] = 5
+    path.write_text(json.dumps(definition))
+
+
 BAD_INPUTS = {
     "invalid-json": (break_json, "not valid JSON (line 3, column 14"),
     "invalid-asl": (break_asl, 'does not have required field "Next"'),
     "missing-notebook": (remove_notebook, "notebooks/assignment.ipynb"),
     "unknown-placeholder": (add_unknown_placeholder, "unknown placeholder(s) bucket_region"),
+    "duplicate-name": (duplicate_a_name_in_a_branch, "state name 'preparation' is used 2 times (States, "
+                                                     "States.assignment.Branches[0].States)"),
+    "notebook-path-number": (make_notebook_path_a_number, "notebook_path must be a string"),
 }
 
 
@@ -96,3 +116,26 @@ def test_bad_definition_is_refused_and_nothing_is_deployed(baked_repo, boto, mac
         assert done.stderr.startswith("ERROR: ") and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert deployed(boto, machine) == PLACEHOLDER_DEFINITION
+
+
+def test_item_processor_warns_and_max_attempts_99999999_is_accepted(baked_repo, boto, machine):
+    """Step Functions accepts MaxAttempts up to 99999999 (statelint's ceiling is off by one), and
+    a Map's ItemProcessor deploys but hides its steps from the front end: a warning says so."""
+    path = baked_repo / "step-functions.json"
+    definition = json.loads(path.read_text())
+    definition["States"]["preparation"]["Retry"][0]["MaxAttempts"] = 99999999
+    inner = definition["States"].pop("assignment")
+    inner.pop("Next", None)
+    inner["End"] = True
+    processor = {"StartAt": "assignment", "States": {"assignment": inner}}
+    definition["States"]["fan"] = {"Type": "Map", "End": True, "ItemsPath": "$.launcher_arg.items",
+                                   "ItemProcessor": processor}
+    definition["States"]["preparation"]["Next"] = "fan"
+    path.write_text(json.dumps(definition))
+
+    done = run_task(baked_repo, "update-steps")
+
+    assert done.returncode == 0, done.stderr
+    assert "Warning: Map state 'fan' uses ItemProcessor" in done.stderr
+    assert "Rename ItemProcessor to Iterator" in done.stderr
+    assert deployed(boto, machine)["States"]["preparation"]["Retry"][0]["MaxAttempts"] == 99999999

@@ -29,34 +29,89 @@ def load_definition(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise DefinitionError(f"{path} not found: restore it from git or re-bake the model") from None
     try:
-        definition = json.loads(text)
+        definition = json.loads(text, parse_constant=not_json, parse_float=finite_float)
     except json.JSONDecodeError as ex:
         raise DefinitionError(
             f"{path.name} is not valid JSON (line {ex.lineno}, column {ex.colno}: {ex.msg})"
         ) from ex
+    except RecursionError as ex:
+        raise DefinitionError(f"{path.name} is nested too deeply to be a state machine") from ex
+    except ValueError as ex:  # from the hooks below, or an integer of more than 4300 digits
+        raise DefinitionError(f"{path.name} is not valid JSON: {ex}") from ex
     if not isinstance(definition, dict) or "States" not in definition or "StartAt" not in definition:
         raise DefinitionError(f"{path.name} needs top-level 'StartAt' and 'States'")
     return definition
 
 
-def iter_states(states: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every state, nested Map and Parallel branches included."""
+def walk_states(states: Any, where: str = "States") -> Iterator[tuple[str, Any, str]]:
+    """``(name, state, where)`` for every state, nested Map and Parallel branches included;
+    parts of the wrong type are skipped (the validation reports them)."""
+    if not isinstance(states, Mapping):
+        return
     for name, state in states.items():
-        yield name, state
-        for branch in state.get("Branches", []):
-            yield from iter_states(branch.get("States", {}))
+        yield name, state, where
+        if not isinstance(state, Mapping):
+            continue
+        branches = state.get("Branches")
+        for index, branch in enumerate(branches if isinstance(branches, list) else []):
+            if isinstance(branch, Mapping):
+                yield from walk_states(branch.get("States"), f"{where}.{name}.Branches[{index}].States")
         for key in ("Iterator", "ItemProcessor"):
-            if key in state:
-                yield from iter_states(state[key].get("States", {}))
+            if isinstance(state.get(key), Mapping):
+                yield from walk_states(state[key].get("States"), f"{where}.{name}.{key}.States")
+
+
+def not_json(word: str):
+    raise ValueError(f"{word} is not a JSON number")
+
+
+def finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:30]} is out of range")
+    return value
+
+
+def iter_states(states: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state (an object), nested Map and Parallel branches included."""
+    for name, state, _ in walk_states(states):
+        if isinstance(state, dict):
+            yield name, state
+
+
+def duplicate_state_names(definition: Mapping[str, Any]) -> list[str]:
+    """A problem per state name used twice anywhere in the machine (the front end follows a run
+    by the names of the states it enters, as Step Functions requires them unique)."""
+    places: dict[str, list[str]] = {}
+    for name, _, where in walk_states(definition.get("States")):
+        places.setdefault(name, []).append(where)
+    return [f"state name '{name}' is used {len(found)} times ({', '.join(found)}): state names must "
+            "be unique across the whole machine, Parallel branches and Map iterators included; rename "
+            "all but one"
+            for name, found in places.items() if len(found) > 1]
+
+
+def front_end_warnings(definition: Mapping[str, Any]) -> list[str]:
+    """What works on Step Functions but hides steps from the front end."""
+    return [f"Map state '{name}' uses ItemProcessor: the front end's backend reads only Iterator to list "
+            f"a run's steps, so the steps inside '{name}' will not show there. Rename ItemProcessor to "
+            "Iterator (Step Functions accepts both)."
+            for name, state in iter_states(definition.get("States", {}))
+            if state.get("Type") == "Map" and "ItemProcessor" in state]
 
 
 def notebook_paths(definition: Mapping[str, Any]) -> list[str]:
     """The ``notebook_path`` of every Task that invokes the model's Lambda, in order."""
     paths = []
-    for _, state in iter_states(definition["States"]):
-        payload = state.get("Parameters", {}).get("Payload", {})
-        if state.get("Type") == "Task" and isinstance(payload, dict) and "notebook_path" in payload:
-            paths.append(payload["notebook_path"])
+    for name, state in iter_states(definition["States"]):
+        parameters = state.get("Parameters")
+        payload = parameters.get("Payload") if isinstance(parameters, dict) else None
+        if state.get("Type") != "Task" or not isinstance(payload, dict) or "notebook_path" not in payload:
+            continue
+        if not isinstance(payload["notebook_path"], str):
+            raise DefinitionError(f"Task '{name}': Parameters.Payload.notebook_path must be a string "
+                                  f"(like notebooks/prep.ipynb), not {payload['notebook_path']!r}")
+        paths.append(payload["notebook_path"])
     return paths
 
 

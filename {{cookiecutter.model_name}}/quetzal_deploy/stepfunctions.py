@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
@@ -13,6 +15,8 @@ from statelint.linter import Linter
 from quetzal_deploy.aws import Aws, explain
 from quetzal_deploy.definition import (
     DefinitionError,
+    duplicate_state_names,
+    front_end_warnings,
     load_definition,
     notebook_paths,
     placeholder_values,
@@ -87,9 +91,14 @@ def state_machine(settings: Settings, aws: Aws) -> StateMachine:
     return StateMachine(aws.client("stepfunctions"), settings.state_machine, settings.profile)
 
 
+# statelint refuses MaxAttempts 99999999, the largest value Step Functions accepts.
+STATELINT_OFF_BY_ONE = re.compile(r".*\.MaxAttempts is 99999999 but allowed ceiling is 99999999")
+
+
 def asl_problems(definition: dict[str, Any]) -> list[str]:
-    """What the Amazon States Language linter (statelint) finds wrong."""
-    return Linter.validate(definition)
+    """What the Amazon States Language linter (statelint) finds wrong, and duplicate state names."""
+    duplicates = duplicate_state_names(definition)
+    return duplicates or [p for p in Linter.validate(definition) if not STATELINT_OFF_BY_ONE.fullmatch(p)]
 
 
 def validated_definition(settings: Settings, account_id: str) -> dict[str, Any]:
@@ -110,10 +119,16 @@ def validated_definition(settings: Settings, account_id: str) -> dict[str, Any]:
     return rendered
 
 
+def warn_line(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
-                 out: Callable[[str], None] = print) -> None:
+                 out: Callable[[str], None] = print, warn: Callable[[str], None] = warn_line) -> None:
     """Deploy ``step-functions.json`` to the model's state machine (``dry_run``: print it only)."""
     rendered = validated_definition(settings, aws.account_id)
+    for warning in front_end_warnings(rendered):
+        warn(f"Warning: {warning}")
     if dry_run:
         out(json.dumps(rendered, indent=2))
         return

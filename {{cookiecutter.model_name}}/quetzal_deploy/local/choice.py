@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from quetzal_deploy.local.errors import StatesError
-from quetzal_deploy.local.jsonpaths import check_path, select
+from quetzal_deploy.local.jsonpaths import check_path, check_reference_path, select
 
 COMPARE = {
     "Equals": operator.eq,
@@ -35,18 +36,39 @@ def timestamp(value: Any) -> datetime | None:
         return None
 
 
-def wildcard(pattern: str) -> re.Pattern:
-    """StringMatches: ``*`` is any text, ``\\*`` a literal star, ``\\\\`` a backslash."""
-    out, index = [], 0
+def literal_pieces(pattern: str) -> list[str]:
+    """The pattern's text between its unescaped ``*`` (``\\*`` is a star, ``\\\\`` a backslash)."""
+    pieces, current, index = [], [], 0
     while index < len(pattern):
         char = pattern[index]
         if char == "\\" and index + 1 < len(pattern):
-            out.append(re.escape(pattern[index + 1]))
+            current.append(pattern[index + 1])
             index += 2
             continue
-        out.append(".*" if char == "*" else re.escape(char))
+        if char == "*":
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(char)
         index += 1
-    return re.compile("".join(out), re.DOTALL)
+    return [*pieces, "".join(current)]
+
+
+def wildcard_matches(pattern: str, text: str) -> bool:
+    """StringMatches without backtracking: the pieces between stars are found left to right."""
+    first, *rest = literal_pieces(pattern)
+    if not rest:
+        return text == first
+    *middle, last = rest
+    if len(text) < len(first) + len(last) or not text.startswith(first) or not text.endswith(last):
+        return False
+    position, end = len(first), len(text) - len(last)
+    for piece in middle:  # the leftmost match of each piece leaves the most room for the next
+        found = text.find(piece, position, end)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True
 
 
 TYPE_TESTS = {
@@ -92,7 +114,7 @@ def matches(rule: dict, data: Any, context: dict | None = None) -> bool:
     if test in PATH_OPERATORS:
         test, expected = test[: -len("Path")], select(data, expected, context)
     if test == "StringMatches":
-        return isinstance(value, str) and bool(wildcard(expected).fullmatch(value))
+        return isinstance(value, str) and wildcard_matches(expected, value)
     kind = next(k for k in KINDS if test.startswith(k))
     accepts, convert = KINDS[kind]
     if not accepts(value) or not accepts(expected):
@@ -125,10 +147,30 @@ def rule_problems(rule: Any, where: str, top: bool = True) -> Iterator[str]:
         for index, child in enumerate(children):
             yield from rule_problems(child, f"{where}.{combinators[0]}[{index}]", top=False)
         return
-    paths = [rule.get("Variable")] + ([rule[tests[0]]] if tests[0] in PATH_OPERATORS else [])
-    for path in paths:
+    try:
+        check_path(rule.get("Variable"))
+    except ValueError as ex:
+        yield f"{where}.Variable: {ex}"
+    problem = operand_problem(tests[0], rule[tests[0]])
+    if problem:
+        yield f"{where}.{tests[0]} {problem}"
+
+
+def operand_problem(test: str, operand: Any) -> str | None:
+    """What is wrong with a comparison's operand (a reference path for ``...Path`` tests)."""
+    if test in PATH_OPERATORS:
         try:
-            check_path(path)
+            check_reference_path(operand)
         except ValueError as ex:
-            yield f"{where}.{'Variable' if path is paths[0] else tests[0]}: {ex}"
+            return f"must be a reference path: {ex}"
+        return None
+    if test in TYPE_TESTS or test in {"IsPresent", "BooleanEquals"}:
+        return None if isinstance(operand, bool) else f"must be true or false, not {operand!r}"
+    if test.startswith("Numeric"):
+        finite = is_number(operand) and math.isfinite(operand)
+        return None if finite else f"must be a finite number, not {operand!r}"
+    if test.startswith("Timestamp"):
+        return None if timestamp(operand) else f"must be an ISO 8601 timestamp (2024-01-31T12:00:00Z), " \
+            f"not {operand!r}"
+    return None if isinstance(operand, str) else f"must be a string, not {operand!r}"
 

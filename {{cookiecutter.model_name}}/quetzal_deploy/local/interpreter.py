@@ -3,11 +3,17 @@
 It runs Pass, Task, Choice, Wait, Succeed, Fail, Parallel and Map states with Step Functions'
 input/output processing, Retry and Catch. Waits and retry intervals are not slept (they are
 reported instead): a local run should not idle. Tasks are delegated to ``invoke_task``.
+
+Runs are bounded as on Step Functions: an execution's history holds at most 25,000 events
+(counted as Step Functions writes them, so a Pass/Choice loop ends with States.Runtime), and
+each state's data is JSON of at most 256 KB. One bound is local: as retries are not waited for
+(and a Task's retry runs its notebook again), a retrier retries at most LOCAL_RETRIES times.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -19,11 +25,18 @@ from typing import Any
 from quetzal_deploy.definition import LAMBDA_INVOKE
 from quetzal_deploy.local.choice import matches
 from quetzal_deploy.local.errors import UNCATCHABLE, StatesError, runtime_error
+from quetzal_deploy.local.intrinsics import evaluate
 from quetzal_deploy.local.jsonpaths import assign, select
 from quetzal_deploy.local.templates import fill
 from quetzal_deploy.local.validation import check_supported
 
 STATE_LIMIT_BYTES = 256 * 1024
+HISTORY_LIMIT = 25_000  # events in one execution's history, a Step Functions quota
+LOCAL_RETRIES = 10
+YEAR_S = 365 * 24 * 3600
+# History events per state entered (StateEntered/Exited), per Task attempt (TaskScheduled,
+# TaskStarted, TaskSucceeded/Failed), per Map or Parallel (Started/Succeeded), per Map item.
+STATE_EVENTS, TASK_EVENTS, FAN_OUT_EVENTS, ITEM_EVENTS = 2, 3, 2, 2
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,28 @@ class Cancelled(Exception):
     """A sibling Map iteration or Parallel branch failed: stop this one."""
 
 
+class History:
+    """Counts the events Step Functions would write; States.Runtime past HISTORY_LIMIT."""
+
+    def __init__(self, limit: int = HISTORY_LIMIT):
+        self.limit, self.events, self.lock = limit, 2, threading.Lock()  # ExecutionStarted and its end
+        self.entered: dict[str, int] = {}
+
+    def add(self, events: int, label: str, entered: bool = False) -> None:
+        with self.lock:
+            self.events += events
+            if entered:
+                self.entered[label] = self.entered.get(label, 0) + 1
+            if self.events <= self.limit:
+                return
+            busiest = max(self.entered, key=self.entered.get, default=label)
+        raise runtime_error(
+            f"The execution's history reached {self.limit:,} events, Step Functions' limit for one "
+            f"execution (it fails there on AWS too); state '{busiest}' was entered "
+            f"{self.entered.get(busiest, 0):,} times. A loop that never ends? Check the Choice rules "
+            "that lead back to it; a long loop or a large Map should start child executions instead.")
+
+
 def function_name(function: str) -> str:
     """``my-fn`` from a name, a partial or a full ARN (qualifier dropped)."""
     parts = function.split(":")
@@ -66,7 +101,12 @@ def function_name(function: str) -> str:
 
 
 def state_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":")).encode())
+    """Bytes of ``value`` as JSON; States.Runtime when it is not JSON Step Functions could carry."""
+    try:
+        return len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+    except (ValueError, TypeError, RecursionError) as ex:
+        raise runtime_error(f"The state's data is not JSON that Step Functions can carry ({ex}): a number "
+                            "like 1e999 or NaN, a value nested too deeply, or one too large.") from ex
 
 
 class Interpreter:
@@ -87,6 +127,7 @@ class Interpreter:
         self.invoke_task = invoke_task
         self.log = log
         self.max_workers = max_workers or os.cpu_count() or 2
+        self.history = History()
         self.context_base = {
             "Execution": {
                 "Id": state_machine_arn.replace(":stateMachine:", ":execution:") + f":{execution_name}",
@@ -107,21 +148,31 @@ class Interpreter:
             if scope.cancelled:
                 raise Cancelled()
             state = machine["States"][name]
-            context = {**self.context_base, "State": {"Name": name, "EnteredTime": now(), "RetryCount": 0}}
             self.log(f"{scope.label}{name} ({state['Type']})")
             try:
-                data, following = self.run_state(name, state, data, context, scope)
-                if state_size(data) > STATE_LIMIT_BYTES:
-                    raise StatesError(
-                        "States.DataLimitExceeded",
-                        f"The state/task '{name}' returned a result with a size exceeding the "
-                        f"maximum number of bytes service limit ({STATE_LIMIT_BYTES}).",
-                    )
+                data, following = self.enter(name, state, data, scope)
             except StatesError as ex:
                 ex.state = ex.state or f"{scope.label}{name}"
                 raise
             name = following
         return data
+
+    def enter(self, name, state, data, scope) -> tuple[Any, str | None]:
+        """Run one state and check its output: the output and the next state's name."""
+        self.history.add(STATE_EVENTS, f"{scope.label}{name}", entered=True)
+        context = {**self.context_base, "State": {"Name": name, "EnteredTime": now(), "RetryCount": 0}}
+        try:
+            data, following = self.run_state(name, state, data, context, scope)
+            size = state_size(data)
+        except RecursionError as ex:
+            raise runtime_error(f"The data of state '{name}' is nested too deeply to process") from ex
+        if size > STATE_LIMIT_BYTES:
+            raise StatesError(
+                "States.DataLimitExceeded",
+                f"The state/task '{name}' returned a result with a size exceeding the "
+                f"maximum number of bytes service limit ({STATE_LIMIT_BYTES}).",
+            )
+        return data, following
 
     def run_state(self, name, state, data, context, scope) -> tuple[Any, str | None]:
         kind = state["Type"]
@@ -136,10 +187,7 @@ class Interpreter:
             effective = select(data, state.get("InputPath", "$"), context)
             return select(effective, state.get("OutputPath", "$"), context), following
         if kind == "Fail":
-            raise StatesError(
-                select(data, state["ErrorPath"], context) if "ErrorPath" in state else state.get("Error", ""),
-                select(data, state["CausePath"], context) if "CausePath" in state else state.get("Cause", ""),
-            )
+            raise StatesError(*(fail_text(state, key, data, context) for key in ("Error", "Cause")))
         return self.with_handlers(name, state, data, context, scope, following)
 
     def with_handlers(self, name, state, data, context, scope, following):
@@ -150,15 +198,19 @@ class Interpreter:
                 return self.produce(name, state, data, context, scope), following
             except StatesError as ex:
                 retry = first_match(state.get("Retry", []), ex.error)
-                if retry is not None and attempts[retry] < state["Retry"][retry].get("MaxAttempts", 3):
-                    rule = state["Retry"][retry]
-                    delay = rule.get("IntervalSeconds", 1) * rule.get("BackoffRate", 2.0) ** attempts[retry]
-                    delay = min(delay, rule.get("MaxDelaySeconds", delay))
+                rule = state["Retry"][retry] if retry is not None else {}
+                allowed = min(rule.get("MaxAttempts", 3), LOCAL_RETRIES)
+                if retry is not None and attempts[retry] < allowed:
                     attempts[retry] += 1
                     context["State"]["RetryCount"] += 1
-                    self.log(f"  {scope.label}{name}: {ex.error}; retry {attempts[retry]} of "
-                             f"{rule.get('MaxAttempts', 3)} (its {delay:g} s interval is not waited locally)")
+                    self.log(f"  {scope.label}{name}: {ex.error}; retry {attempts[retry]} of {allowed} "
+                             f"(its {seconds_text(retry_delay(rule, attempts[retry] - 1))} interval is "
+                             "not waited locally)")
                     continue
+                if retry is not None and allowed < rule.get("MaxAttempts", 3):
+                    self.log(f"  {scope.label}{name}: Retry[{retry}] allows {rule['MaxAttempts']:,} "
+                             f"attempts; a local run stops after {LOCAL_RETRIES} (retries are not waited "
+                             "for, so more would only repeat the failure)")
                 catch = first_match(state.get("Catch", []), ex.error)
                 if catch is None:
                     raise
@@ -209,6 +261,7 @@ class Interpreter:
             payload=payload.get("Payload", {}) if integrated else payload,
             timeout_s=state.get("TimeoutSeconds"),
         )
+        self.history.add(TASK_EVENTS, call.label)
         returned = self.invoke_task(call)
         if not integrated:
             return returned
@@ -216,6 +269,7 @@ class Interpreter:
 
     def run_parallel(self, name, state, data, scope) -> list:
         branches = state["Branches"]
+        self.history.add(FAN_OUT_EVENTS, f"{scope.label}{name}")
         return self.fan_out(
             [(branch, data, scope.child(f"{name}[{i}] > ")) for i, branch in enumerate(branches)],
             len(branches),
@@ -225,6 +279,7 @@ class Interpreter:
         items = select(data, state.get("ItemsPath", "$"), context)
         if not isinstance(items, list):
             raise runtime_error(f"Map '{name}': ItemsPath {state.get('ItemsPath', '$')!r} is not an array")
+        self.history.add(FAN_OUT_EVENTS + ITEM_EVENTS * len(items), f"{scope.label}{name}")
         processor = state.get("ItemProcessor", state.get("Iterator"))
         selector = state.get("ItemSelector", state.get("Parameters"))
         jobs = []
@@ -245,13 +300,16 @@ class Interpreter:
         workers = max(1, min(concurrency, len(jobs), self.max_workers))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(self.run_machine, *job) for job in jobs]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in futures if f.done() and isinstance(f.exception(), StatesError)]
-            if failed:
-                stop.set()
-                for future in futures:
-                    future.cancel()
-                raise failed[0].exception()
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+                failed = [f for f in futures if f.done() and isinstance(f.exception(), StatesError)]
+                if failed:
+                    raise failed[0].exception()
+            finally:  # a failure or an interruption (Ctrl-C, SIGTERM): the others stop at their next state
+                if not all(future.done() for future in futures):
+                    stop.set()
+                    for future in futures:
+                        future.cancel()
         return [future.result() for future in futures]
 
 
@@ -266,6 +324,31 @@ def first_match(handlers: list, error: str) -> int | None:
         if "States.ALL" in names or ("States.TaskFailed" in names and error != "States.Timeout"):
             return index
     return None
+
+
+def retry_delay(rule: Mapping[str, Any], retries_before: int) -> float:
+    """The interval Step Functions would wait before the next retry (inf past a float's range)."""
+    try:
+        delay = rule.get("IntervalSeconds", 1) * float(rule.get("BackoffRate", 2.0)) ** retries_before
+    except OverflowError:
+        delay = math.inf
+    return min(delay, rule.get("MaxDelaySeconds", math.inf))
+
+
+def seconds_text(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds <= YEAR_S else "over a year's"
+
+
+def fail_text(state: Mapping[str, Any], key: str, data: Any, context: dict) -> str:
+    """A Fail state's Error or Cause: the field, or what its ...Path (path or intrinsic) gives."""
+    path = state.get(f"{key}Path")
+    if path is None:
+        return state.get(key, "")
+    value = evaluate(path, data, context) if path.startswith("States.") else select(data, path, context)
+    if not isinstance(value, str):
+        raise runtime_error(f"{key}Path {path!r} gave {json.dumps(value)[:100]}; the {key.lower()} "
+                            "must be a string")
+    return value
 
 
 def wait_text(state: Mapping[str, Any]) -> str:

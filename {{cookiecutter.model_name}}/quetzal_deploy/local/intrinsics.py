@@ -1,11 +1,15 @@
 """Intrinsic functions (``States.Format('{} km', $.length)``...): a small parser and the
-functions Step Functions documents, with its error name ``States.IntrinsicFailure``."""
+functions Step Functions documents, with its error name ``States.IntrinsicFailure``.
+
+Step Functions' own bounds hold: calls nest at most 10 deep, an array built by a function has at
+most 1,000 items (checked before it is built), numbers must be finite."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -17,6 +21,8 @@ from quetzal_deploy.local.jsonpaths import check_path, select
 NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
 NAME = re.compile(r"States\.[A-Za-z0-9]+")
 LITERALS = {"true": True, "false": False, "null": None}
+MAX_NESTING = 10  # Step Functions: "up to 10 intrinsic functions within a field"
+MAX_ITEMS = 1000
 HASHES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
 
 
@@ -43,7 +49,7 @@ class Parser:
     """Recursive descent over one intrinsic expression."""
 
     def __init__(self, text: str):
-        self.text, self.pos = text, 0
+        self.text, self.pos, self.depth = text, 0, 0
 
     def fail(self, message: str):
         raise ValueError(f"{message} at character {self.pos} of {self.text!r}")
@@ -53,6 +59,9 @@ class Parser:
             self.pos += 1
 
     def call(self) -> Call:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.fail(f"intrinsic functions nest at most {MAX_NESTING} deep")
         match = NAME.match(self.text, self.pos)
         if not match:
             self.fail("expected an intrinsic function (States.Name(...))")
@@ -83,6 +92,7 @@ class Parser:
         if not low <= len(args) <= high:
             expected = low if low == high else f"{low} to {high}"
             self.fail(f"{name} takes {expected} argument(s), got {len(args)}")
+        self.depth -= 1
         return Call(name, tuple(args))
 
     def argument(self):
@@ -101,8 +111,17 @@ class Parser:
         match = NUMBER.match(self.text, self.pos)
         if match:
             self.pos = match.end()
-            return json.loads(match.group())
+            return self.number(match.group())
         self.fail("expected a string, number, path or function")
+
+    def number(self, text: str) -> int | float:
+        try:
+            value = json.loads(text)
+        except ValueError:  # an integer of more than 4300 digits
+            value = math.inf
+        if not math.isfinite(value):
+            self.fail(f"the number {text[:30]} is out of range")
+        return value
 
     def string(self) -> Literal:
         """A quoted string; backslash escapes ' { } and backslash itself."""
@@ -178,7 +197,9 @@ def run(node, data, context):
         args[0] = node.args[0].pieces
     try:
         return FUNCTIONS[node.name][0](*args)
-    except (TypeError, ValueError, KeyError, IndexError, json.JSONDecodeError) as ex:
+    except RecursionError as ex:
+        raise StatesError("States.IntrinsicFailure", f"{node.name}: the value is nested too deeply") from ex
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as ex:
         raise StatesError("States.IntrinsicFailure", f"{node.name}: {ex}") from ex
 
 
@@ -209,6 +230,8 @@ def format_(template: str | tuple, *values) -> str:
 def integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
     return int(value) if isinstance(value, int) else int(round(value))
 
 
@@ -222,10 +245,11 @@ def array_range(start, end, step) -> list:
     start, end, step = integer(start), integer(end), integer(step)
     if step == 0:
         raise ValueError("the step must not be 0")
-    values = list(range(start, end + (1 if step > 0 else -1), step))
-    if len(values) > 1000:
-        raise ValueError(f"the range has {len(values)} items; at most 1000 are allowed")
-    return values
+    values = range(start, end + (1 if step > 0 else -1), step)
+    size = (values.stop - values.start + values.step - (1 if step > 0 else -1)) // values.step
+    if size > MAX_ITEMS:  # known before any item is made
+        raise ValueError(f"the range has {size} items; at most {MAX_ITEMS} are allowed")
+    return list(values)
 
 
 def partition(values, size) -> list:
@@ -236,9 +260,12 @@ def partition(values, size) -> list:
 
 
 def unique(values) -> list:
-    out = []
+    """Distinct values in order, compared as JSON (so 1 and true differ), in linear time."""
+    seen, out = set(), []
     for value in array(values):
-        if value not in out:
+        key = json.dumps(value, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
             out.append(value)
     return out
 

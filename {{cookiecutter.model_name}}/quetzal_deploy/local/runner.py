@@ -22,7 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from quetzal_deploy.definition import iter_states, load_definition, notebook_paths, placeholder_values, render
+from quetzal_deploy.definition import (
+    front_end_warnings,
+    iter_states,
+    load_definition,
+    notebook_paths,
+    placeholder_values,
+    render,
+)
 from quetzal_deploy.executions import execution_input, readable_cause
 from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
@@ -253,6 +260,8 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     check_functions(definition, settings)
     check_notebooks(definition, settings)
     check_choice(definition, choice)
+    for warning in front_end_warnings(definition):
+        out(f"Warning: {warning}")
     defaults, variants = front_end_params(params_file_entries(run.source / "inputs" / "params.json"),
                                            choice)
     payload = execution_input(run.scenario, merge_params(defaults, overrides), choice, variants,
