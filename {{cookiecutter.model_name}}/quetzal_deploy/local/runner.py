@@ -14,10 +14,12 @@ import json
 import math
 import secrets
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,7 @@ from quetzal_deploy.params import (
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StepError
 from quetzal_deploy.runtime.handler import run_step
-from quetzal_deploy.runtime.notebook import log_name
+from quetzal_deploy.runtime.notebook import CHILDREN, log_name
 from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.workdir import size_mb
 from quetzal_deploy.scenarios import user_email
@@ -243,6 +245,29 @@ class LocalRun:
                 self.out(f"  | {line}")
 
 
+@contextmanager
+def notebooks_stopped_on_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM kill the run's notebooks (each in its own process group) and start no
+    more, then interrupt the run, whose ``finally`` blocks remove its temporary folders. Signals
+    that follow the first are ignored, so the cleanup completes."""
+    if threading.current_thread() is not threading.main_thread():  # only it can handle signals
+        yield
+        return
+
+    def interrupt(signum, frame):
+        if not CHILDREN.stopping:
+            CHILDREN.stop_all()
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        CHILDREN.resume()
+
+
 def run_local(settings: Settings, scenario: str, params=None, choice=None, docker: bool = False,
               out: Out = print) -> int:
     """Run the pipeline on this machine on ``scenario``; returns the exit code (0: succeeded).
@@ -269,16 +294,18 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     container = ContainerTasks(settings, run.bucket, out) if docker else None
     run.copy_scenario()
     out(f"Running {settings.state_machine} locally on {run.scenario} (run {run.name})")
-    run.work = Path(tempfile.mkdtemp(prefix=f"quetzal-{settings.model_name}-"))
     error = None
-    try:
-        with container or nullcontext():
-            run.container = container
-            interpreter.execute(payload)
-    except StatesError as ex:
-        error = ex
-    finally:
-        shutil.rmtree(run.work, ignore_errors=True)
+    with notebooks_stopped_on_signals():
+        try:
+            run.work = Path(tempfile.mkdtemp(prefix=f"quetzal-{settings.model_name}-"))
+            with container or nullcontext():
+                run.container = container
+                interpreter.execute(payload)
+        except StatesError as ex:
+            error = ex
+        finally:
+            if run.work is not None:
+                shutil.rmtree(run.work, ignore_errors=True)
     run.report(error)
     out(f"Run {'FAILED' if error else 'SUCCEEDED'}: {run.folder}")
     return 1 if error else 0

@@ -8,7 +8,8 @@ The child gets ``argv[1] = json.dumps(launcher_arg)``, cwd = the notebook's fold
 folder. Its output goes, line by line, to a log file and to ``echo``; ``RETURN: {...}`` lines
 (JSON or a Python literal) are noted, and so is ``end_of_notebook`` anywhere in the output (a
 notebook stops early by printing it or by evaluating the bare, undefined name: the ``NameError``
-names it). At the deadline the whole process group is killed.
+names it). At the deadline the whole process group is killed;
+``CHILDREN.stop_all()`` kills every running one at once (a local run stopped by a signal).
 """
 
 from __future__ import annotations
@@ -135,16 +136,51 @@ def read_output(stream, log_file, outcome: Outcome, echo) -> None:
     log_file.flush()
 
 
+class Children:
+    """The notebooks this process runs (each the leader of its own process group), so that a run
+    stopped by Ctrl-C or SIGTERM can stop them all, and start no more, at once."""
+
+    def __init__(self):
+        self.lock = threading.RLock()  # re-entrant: a signal handler may run while the main thread holds it
+        self.running: set[subprocess.Popen] = set()
+        self.stopping = False
+
+    def start(self, command: list[str], **options) -> subprocess.Popen:
+        with self.lock:
+            if self.stopping:
+                raise NotebookError("The run is being stopped: this notebook was not started.")
+            process = subprocess.Popen(command, start_new_session=True, **options)
+            self.running.add(process)
+            return process
+
+    def finished(self, process: subprocess.Popen) -> None:
+        with self.lock:
+            self.running.discard(process)
+
+    def stop_all(self) -> None:
+        """Kill every running notebook's process group; refuse new ones until ``resume``."""
+        with self.lock:
+            self.stopping = True
+            for process in self.running:
+                kill_all(process)
+
+    def resume(self) -> None:
+        with self.lock:
+            self.stopping = False
+
+
+CHILDREN = Children()
+
+
 def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: Path,
                budget_s: float, echo=print) -> Outcome:
     """Run ``script`` with ``argument`` as argv[1] for at most ``budget_s`` seconds."""
     outcome = Outcome()
     started = time.monotonic()
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
+        process = CHILDREN.start(
             [sys.executable, str(script), argument], cwd=cwd, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         reader = threading.Thread(target=read_output,
                                   args=(process.stdout, log_file, outcome, echo), daemon=True)
@@ -156,6 +192,7 @@ def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: P
             outcome.timed_out = waiter.is_alive()
         finally:  # at the deadline, on Ctrl-C, and after an exit: any children it left behind
             kill_all(process)
+            CHILDREN.finished(process)
         waiter.join()
         outcome.seconds = time.monotonic() - started
         reader.join(5)
