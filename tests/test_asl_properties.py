@@ -2,7 +2,7 @@
 the intrinsic-function parser, the JSONPath checks and the Choice rules give a result or a clear
 domain error (ValueError up front, StatesError at run time), each example within a deadline far
 above its normal cost, so exponential blow-ups fail. Example counts are fixed below and bounded so
-the suite stays fast (see the README of tests for the figures measured)."""
+the suite stays fast (run with --hypothesis-show-statistics to see the figures)."""
 
 import json
 import re
@@ -11,8 +11,10 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from quetzal_deploy.definition import DefinitionError
 from quetzal_deploy.local.choice import ALL_TESTS, matches, rule_problems, wildcard_matches
 from quetzal_deploy.local.errors import StatesError
+from quetzal_deploy.local.interpreter import Interpreter
 from quetzal_deploy.local.intrinsics import FUNCTIONS, array_range, evaluate, parse_call
 from quetzal_deploy.local.jsonpaths import assign, check_path, check_reference_path, select
 
@@ -157,3 +159,40 @@ def test_array_range_has_the_items_of_the_range_or_refuses_more_than_1000(start,
         assert array_range(start, end, step) == expected
     except ValueError as ex:
         assert len(expected) > 1000 and f"{len(expected)} items" in str(ex)
+
+
+BASE = {"StartAt": "P", "States": {
+    "P": {"Type": "Pass", "Parameters": {"v.$": "$.a", "n.$": "States.ArrayLength($.b)"},
+          "ResultPath": "$.p", "InputPath": "$", "Next": "C"},
+    "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "NumericGreaterThan": 1, "Next": "M"}],
+          "Default": "W"},
+    "W": {"Type": "Wait", "Seconds": 1, "Next": "M"},
+    "M": {"Type": "Map", "ItemsPath": "$.b", "MaxConcurrency": 2, "Next": "Par",
+          "Iterator": {"StartAt": "I", "States": {"I": {"Type": "Pass", "End": True}}},
+          "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}]},
+    "Par": {"Type": "Parallel", "Next": "F", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "F"}],
+            "Branches": [{"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}]},
+    "F": {"Type": "Fail", "Error": "E", "Cause": "c"},
+}}
+STATE_FIELDS = sorted({key for state in BASE["States"].values() for key in state} | {"OutputPath"})
+
+
+@settings(BOUNDED, max_examples=200)
+@given(changes=st.lists(st.tuples(st.sampled_from(sorted(BASE["States"])), st.sampled_from(STATE_FIELDS),
+                                  JSON | PATHS), min_size=1, max_size=3),
+       data=st.fixed_dictionaries({"a": JSON, "b": st.lists(JSON, max_size=3), "x": JSON}))
+def test_any_definition_is_refused_up_front_or_runs_to_a_states_outcome(changes, data):
+    """Fields replaced by any JSON value: a DefinitionError listing them, or a run that ends
+    with an output or a StatesError, never a Python exception."""
+    definition = json.loads(json.dumps(BASE))
+    for state, field, value in changes:
+        definition["States"][state][field] = value
+    try:
+        interpreter = Interpreter(definition)
+    except DefinitionError as ex:
+        assert "cannot run locally" in str(ex)
+        return
+    try:
+        assert is_json(interpreter.execute(data))
+    except StatesError as ex:
+        assert ex.error and isinstance(ex.cause, str)

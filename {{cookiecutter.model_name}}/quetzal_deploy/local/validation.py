@@ -209,7 +209,7 @@ def check_supported(definition: Mapping[str, Any]) -> None:
         problems = list(machine_problems(definition, "step-functions.json", top=True))
     except RecursionError as ex:
         raise DefinitionError("step-functions.json is nested too deeply to run") from ex
-    problems += duplicate_state_names(definition)
+    problems += duplicate_state_names(definition) if isinstance(definition, Mapping) else []
     if problems:
         raise DefinitionError(
             "step-functions.json cannot run locally:\n  - " + "\n  - ".join(problems)
