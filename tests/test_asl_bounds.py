@@ -162,6 +162,16 @@ def test_filters_with_comparisons_still_run():
     assert Interpreter(definition).execute({"items": items}) == {"heavy": [2]}
 
 
+def test_filters_combine_comparisons_with_jayway_and_but_not_or():
+    definition = machine(P={"Type": "Pass", "End": True, "Parameters": {
+        "middle.$": "$.items[?(@.w > 1 && @.w < 9)].id", "quoted.$": "$.items[?(@.tag == 'a&&b')].id"}})
+    items = [{"id": 1, "w": 0, "tag": "a&&b"}, {"id": 2, "w": 5, "tag": "x"}, {"id": 3, "w": 12, "tag": "x"}]
+    assert Interpreter(definition).execute({"items": items}) == {"middle": [2], "quoted": [1]}
+    message = refusal(machine(P={"Type": "Pass", "End": True,
+                                 "Parameters": {"v.$": "$.items[?(@.w > 1 || @.w < 9)]"}}))
+    assert "uses '||' in a filter" in message
+
+
 def test_string_matches_does_not_backtrack():
     pattern = "*a" * 30 + "*b"
     definition = machine(C={"Type": "Choice", "Default": "No", "Choices": [

@@ -6,8 +6,9 @@ Left out, because moto's engine departs from Step Functions there (covered in te
 no Choice match (moto: States.Runtime; AWS: States.NoChoiceMatched), a Choice Variable that
 is missing (moto takes the Default; AWS fails with States.Runtime), ``\\{`` escapes in
 States.Format (moto: KeyError), ``null`` as an intrinsic argument (moto: parse error),
-``$[0].a`` on an array (moto returns a list), ``$$.State.RetryCount`` (moto lacks it), and a
-bare string as the execution's output (moto does not JSON-encode it).
+``$[0].a`` on an array (moto returns a list), ``$$.State.RetryCount`` (moto lacks it), a
+bare string as the execution's output (moto does not JSON-encode it), and Jayway's ``&&`` between
+filter comparisons (moto's jsonpath-ng parser refuses it; Step Functions accepts it).
 """
 
 import json

@@ -80,6 +80,28 @@ def compile_path(path: str):
 PARSING = threading.Lock()  # one parser, used by one thread at a time (Map items run in threads)
 
 
+def jayway_and(path: str) -> str:
+    """Step Functions' (Jayway's) ``&&`` between filter comparisons, written as jsonpath-ng
+    writes it (``&``), outside quoted text; ``||`` has no jsonpath-ng equivalent."""
+    out, quote, index = [], None, 0
+    while index < len(path):
+        if quote is None and path.startswith(("&&", "||"), index):
+            if path[index] == "|":
+                raise ValueError(f"{path!r} uses '||' in a filter, which the local runner does not support "
+                                 "(use two paths, or a Choice state with Or)")
+            out.append("&")
+            index += 2
+            continue
+        char = path[index]
+        if quote is None and char in "'\"":
+            quote = char
+        elif char == quote:
+            quote = None
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
 @cache
 def parser() -> ExtendedJsonPathParser:
     """Built once: building costs ~50 ms, parsing with it ~1 ms."""
@@ -88,9 +110,10 @@ def parser() -> ExtendedJsonPathParser:
 
 @lru_cache(maxsize=1024)
 def parsed(path: str):
+    text = jayway_and(path)
     try:
         with PARSING:
-            expr = parser().parse(path)
+            expr = parser().parse(text)
     except RecursionError as ex:
         raise ValueError(f"{path[:80]!r}... is nested too deeply to be a JSONPath") from ex
     except Exception as ex:  # the ply-based parser raises several unrelated types
