@@ -13,12 +13,16 @@ import sys
 
 from jinja2.ext import Extension
 
-UNSAFE = re.compile(r"[/\\\x00-\x1f]|^\.{0,2}$")
+UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def folder_name(value):
-    """Return ``value`` if it can name one folder inside the output folder, else stop the bake."""
-    if UNSAFE.search(str(value).strip()) or len(str(value).encode()) > 255:  # 255: file name limit
+    """Return ``value`` if it can name one folder inside the output folder, else stop the bake.
+
+    The whole answer counts: a trailing newline is refused, not trimmed away.
+    """
+    text = str(value)
+    if UNSAFE.search(text) or text.strip() in {"", ".", ".."} or len(text.encode()) > 255:  # 255: name limit
         print(
             f"ERROR: model_name {value!r} cannot name the project folder: use 3-57 lowercase "
             "letters, digits and hyphens (it becomes the S3 bucket name)",

@@ -22,12 +22,13 @@ REGIONS = {
 PYTHON_VERSIONS = ("3.12", "3.13")
 # S3 allows 63, but the stack's IAM roles are named "<model>-lambda" / "<model>-states" (64 max).
 MODEL_NAME_LONGEST = 57
-BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-STEP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+DIGITS = re.compile(r"[0-9]{1,6}")  # int() would also take " 300\n", "3_00" and other scripts' digits
+STEP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 RESERVED_FILE_NAMES = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(10)}
-FUNCTION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-IDENTITY_POOL = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-ORIGIN = re.compile(r"^(\*|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?)$")
+FUNCTION = re.compile(r"[A-Za-z0-9_-]{1,64}")
+IDENTITY_POOL = re.compile(r"[a-z]{2}(-[a-z]+)+-\d:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ORIGIN = re.compile(r"\*|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?")
 BOOLEANS = {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False, "0": False}
 
 
@@ -35,7 +36,7 @@ def bucket_name_error(name, longest=63):
     """Return why ``name`` is not a valid S3 bucket name of at most ``longest`` characters, or None."""
     if not isinstance(name, str) or not 3 <= len(name) <= longest:
         return f"must be 3 to {longest} characters long"
-    if not BUCKET.match(name):
+    if not BUCKET.fullmatch(name):
         return ("may only contain lowercase letters, digits and hyphens, "
                 "and must start and end with a letter or digit")
     if name.startswith(("xn--", "sthree-", "amzn-s3-demo-")):
@@ -47,10 +48,9 @@ def bucket_name_error(name, longest=63):
 
 def integer_error(value, low, high):
     """Return why ``value`` is not a whole number in [low, high], or None."""
-    try:
-        number = int(str(value).strip())
-    except ValueError:
+    if not DIGITS.fullmatch(str(value)):
         return f"must be a whole number from {low} to {high}"
+    number = int(value)
     if not low <= number <= high:
         return f"must be from {low} to {high}"
     return None
@@ -64,7 +64,7 @@ def steps_errors(steps):
     errors = []
     seen = set()
     for name in names:
-        if not STEP.match(name) or name.lower() in RESERVED_FILE_NAMES:
+        if not STEP.fullmatch(name) or name.lower() in RESERVED_FILE_NAMES:
             errors.append(
                 f"steps: {name!r} is not a safe notebook name: use 1-64 letters, digits, "
                 "'_' or '-', starting with a letter or digit"
@@ -105,11 +105,11 @@ def validate(answers):
         if problem:
             errors.append(f"{key}: {answers[key]!r} {problem}")
     auth = answers["auth_function_name"]
-    if auth and not FUNCTION.match(auth):
+    if auth and not FUNCTION.fullmatch(auth):
         errors.append(f"auth_function_name: {auth!r} is not a Lambda function name "
                       "(1-64 letters, digits, '-' or '_'), or leave it empty")
     pool = answers["cognito_identity_pool_id"]
-    if pool and not IDENTITY_POOL.match(pool):
+    if pool and not IDENTITY_POOL.fullmatch(pool):
         errors.append(f"cognito_identity_pool_id: {pool!r} is not an identity pool id "
                       "like 'ca-central-1:0a1b2c3d-...', or leave it empty")
     problem = bucket_name_error(answers["config_bucket_name"])
@@ -117,7 +117,7 @@ def validate(answers):
         errors.append(f"config_bucket_name: {answers['config_bucket_name']!r} {problem}")
     origins = [o.strip() for o in str(answers["cors_allowed_origins"]).split(",")]
     for origin in origins:
-        if not ORIGIN.match(origin):
+        if not ORIGIN.fullmatch(origin):
             errors.append(f"cors_allowed_origins: {origin!r} is not an origin like "
                           "'https://app.example.com' or '*'")
     return errors

@@ -90,6 +90,17 @@ UNSUPPORTED = {
     "cors-origin-with-path": ({"cors_allowed_origins": "https://x.org/a'b"}, "cors_allowed_origins"),
     "boolean-not-yes-no": ({"has_pt_network": "maybe"}, "has_pt_network: 'maybe' must be yes or no"),
     "config-bucket-invalid": ({"config_bucket_name": "Shared_Config"}, "config_bucket_name"),
+    # A whole answer must match: a trailing newline once passed (`$` matches before it).
+    "name-trailing-newline": ({"model_name": "quetzal-nl\n"}, "cannot name the project folder"),
+    "name-trailing-space": ({"model_name": "quetzal-sp "}, "ERROR: model_name"),
+    "auth-function-trailing-newline": ({"auth_function_name": "quetzal-auth\n"}, "auth_function_name"),
+    "identity-pool-trailing-newline": (
+        {"cognito_identity_pool_id": "ca-central-1:0a1b2c3d-1111-2222-3333-444455556666\n"},
+        "cognito_identity_pool_id"),
+    "config-bucket-trailing-newline": ({"config_bucket_name": "quetzal-config\n"}, "config_bucket_name"),
+    "memory-trailing-newline": ({"lambda_memory_size": "4016\n"}, "lambda_memory_size"),
+    "time-limit-other-script-digits": ({"lambda_time_limit": "\u0663\u0660\u0660"}, "must be a whole number"),
+    "storage-underscore-digits": ({"lambda_storage_size": "4_016"}, "must be a whole number"),
 }
 
 

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_handler import BUCKET, INPUTS, LambdaContext, bucket_keys, make_event
+from test_handler import BUCKET, INPUTS, LambdaContext, bucket_keys, make_event, read
 
 from quetzal_deploy.runtime.errors import InvalidEvent, UnsafeKey, UnsafeWorkdir
 from quetzal_deploy.runtime.handler import handler, run_step
@@ -160,23 +160,49 @@ def test_scenario_key_escaping_the_working_folder_is_refused(sandbox, key):
     assert not list((tmp / "work").iterdir()), "nothing is downloaded once one key is refused"
 
 
-def test_symlinked_output_is_not_uploaded(sandbox):
-    """A notebook (here a .py step) linking a file from outside its folder cannot publish it."""
-    tmp, s3 = sandbox
-    (tmp / "secret.txt").write_text("not for the bucket")
-    (tmp / "task" / "notebooks" / "links_out.py").write_text(
+def links_notebook(task: Path, *links: tuple[str, str]) -> str:
+    """A .py step writing outputs/real.txt, then each (link name, target) as a symbolic link."""
+    (task / "notebooks" / "links.py").write_text(
         "import json, os, sys\n"
         "folder = json.loads(sys.argv[1])['training_folder'] + '/outputs'\n"
         "os.makedirs(folder)\n"
-        f"os.symlink({str(tmp / 'secret.txt')!r}, folder + '/secret.txt')\n"
         "open(folder + '/real.txt', 'w').write('ok')\n"
+        + "".join(f"os.symlink({target!r}, folder + '/' + {name!r})\n" for name, target in links)
     )
+    return "notebooks/links.py"
 
-    handler(make_event(notebook_path="notebooks/links_out.py"), LambdaContext(60))
 
-    keys = bucket_keys(s3)
-    assert "base/outputs/real.txt" in keys and "base/outputs/secret.txt" not in keys
-    assert all(key.startswith("base/") for key in keys)
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_output_linking_outside_the_scenario_fails_the_step_and_uploads_nothing(sandbox, link):
+    """A notebook linking a secret (or a folder of them) into outputs/ cannot publish it: the
+    step fails naming the link, before any output is sent (the log is uploaded, as always)."""
+    tmp, s3 = sandbox
+    (tmp / "secrets").mkdir()
+    (tmp / "secrets" / "key.txt").write_text("not for the bucket")
+    target = tmp / "secrets" / ("key.txt" if link == "file" else "")
+    before = bucket_keys(s3)
+
+    with pytest.raises(UnsafeKey, match="is a symbolic link to .*secrets.*outside") as error:
+        handler(make_event(notebook_path=links_notebook(tmp / "task", ("leak", str(target)))),
+                LambdaContext(60))
+
+    assert "outputs/leak" in str(error.value) and "nothing was uploaded" in str(error.value)
+    assert bucket_keys(s3) == before | {"base/logs/links.txt"}
+
+
+def test_output_links_inside_the_scenario_are_uploaded_as_their_target(sandbox):
+    """One rule with `invoke upload-scenarios`: a link resolving inside the scenario is followed."""
+    tmp, s3 = sandbox
+    inside = (("same.txt", "real.txt"), ("params.json", "../inputs/params.json"))
+    with pytest.raises(UnsafeKey, match="a loop"):
+        handler(make_event(notebook_path=links_notebook(tmp / "task", *inside, ("again", "."))),
+                LambdaContext(60))
+
+    notebook = links_notebook(tmp / "task", *inside)
+    handler(make_event(notebook_path=notebook), LambdaContext(60))
+
+    assert read(s3, "base/outputs/same.txt") == b"ok"
+    assert read(s3, "base/outputs/params.json") == INPUTS["base/inputs/params.json"]
 
 
 def test_folder_storage_refuses_keys_outside_its_root(tmp_path):
@@ -194,17 +220,18 @@ def test_folder_storage_refuses_keys_outside_its_root(tmp_path):
     assert snapshot(tmp_path) == before
 
 
-def test_folder_storage_does_not_follow_symlinks_out_of_the_bucket(tmp_path):
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_folder_storage_refuses_symlinks_out_of_the_bucket(tmp_path, link):
     bucket = tmp_path / "bucket"
     (bucket / "base" / "inputs").mkdir(parents=True)
     (bucket / "base" / "inputs" / "params.json").write_text("[]")
     (tmp_path / "secret.txt").write_text("secret")
-    (bucket / "base" / "inputs" / "secret.txt").symlink_to(tmp_path / "secret.txt")
+    (bucket / "base" / "inputs" / "secret").symlink_to(tmp_path / ("secret.txt" if link == "file" else ""))
 
-    count = FolderStorage(bucket).download_prefix("base/", tmp_path / "work")
+    with pytest.raises(UnsafeKey, match="inputs/secret: it is a symbolic link"):
+        FolderStorage(bucket).download_prefix("base/", tmp_path / "work")
 
-    assert count == 1
-    assert sorted(p.name for p in (tmp_path / "work").rglob("*")) == ["inputs", "params.json"]
+    assert not (tmp_path / "work").exists()
 
 
 def test_working_folder_that_would_destroy_something_is_refused(sandbox, monkeypatch):
@@ -226,3 +253,32 @@ def test_working_folder_that_would_destroy_something_is_refused(sandbox, monkeyp
 
     assert snapshot(tmp) == before
     assert os.environ["HOME"] == str(home)
+
+
+@pytest.mark.parametrize("folder", ["/etc", "/usr", "/var", "/proc", "/bin", "/sys", "/dev", "/home",
+                                    "/etc/ssh", "/usr/local/lib", "/", ".", "{cwd}", "{cwd}/.."])
+def test_system_and_current_folders_are_refused_as_working_folder(tmp_path, folder, monkeypatch):
+    cwd, task = tmp_path / "cwd", tmp_path / "task"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    with pytest.raises(UnsafeWorkdir, match="Refusing to use"):
+        check_workdir(Path(folder.replace("{cwd}", str(cwd))), task)
+    assert check_workdir(tmp_path / "work", task) == tmp_path / "work"
+    assert check_workdir(Path("/var/tmp/quetzal-work"), task) == Path("/var/tmp/quetzal-work")
+
+
+def test_empty_quetzal_workdir_means_unset_and_never_empties_the_current_folder(sandbox, monkeypatch):
+    """QUETZAL_WORKDIR="" once emptied the current folder; now it means /tmp, which the test makes
+    unusable (it holds the home folder) so that nothing at all is emptied."""
+    tmp, s3 = sandbox
+    cwd = tmp / "cwd"
+    cwd.mkdir()
+    (cwd / "precious.txt").write_text("mine")
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("QUETZAL_WORKDIR", "")
+    monkeypatch.setenv("HOME", "/tmp/quetzal-test-home")
+
+    with pytest.raises(UnsafeWorkdir, match="Refusing to use /tmp "):
+        handler(make_event(), LambdaContext(60))
+
+    assert (cwd / "precious.txt").read_text() == "mine"

@@ -176,10 +176,11 @@ def test_no_docker_daemon(baked_repo, tmp_path):
     assert str(dead) in done.stderr and "Traceback" not in done.stderr
 
 
-def test_bad_tag_is_refused_before_building(baked_repo):
-    done = run_task(baked_repo, "build", "--tag", "v1 final!", env={"DOCKER_HOST": "unix:///nonexistent"})
+@pytest.mark.parametrize("tag", ["v1 final!", "v1\n"])
+def test_bad_tag_is_refused_before_building(baked_repo, tag):
+    done = run_task(baked_repo, "build", "--tag", tag, env={"DOCKER_HOST": "unix:///nonexistent"})
     assert done.returncode == 1
-    assert "'v1 final!' is not a valid image tag" in done.stderr
+    assert f"{tag!r} is not a valid image tag" in done.stderr
 
 
 def test_requirements_regenerated_with_pip_chill(baked_repo):

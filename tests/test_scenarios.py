@@ -415,3 +415,114 @@ def test_empty_local_scenario_does_not_empty_the_bucket(repo, s3):
     before = snapshot(s3, bucket)
     assert "no files to upload" in failed(invoke(repo, "upload-scenarios", "draft"))
     assert snapshot(s3, bucket) == before
+
+
+def no_raw_controls(text: str) -> str:
+    """What reached the terminal: no control character but newlines (the ESC of a key is escaped)."""
+    assert not [c for c in text if not c.isprintable() and c != "\n"], repr(text)
+    return text
+
+
+# (what to plant in scenarios/base, what the error must name); {outside} is a folder outside the repo.
+ESCAPING_LINKS = {
+    "file link to a system file": ("inputs/passwd", "/etc/passwd", "inputs/passwd"),
+    "file link to the repo's .env": ("inputs/x.json", "../../../.env", "inputs/x.json"),
+    "file link to a credentials file": ("styles.json", "{outside}/credentials", "styles.json"),
+    "folder link": ("inputs/od", "{outside}", "inputs/od"),
+    "folder link above the scenario": ("inputs/up", "../..", "inputs/up"),
+}
+
+
+@pytest.mark.parametrize("case", ESCAPING_LINKS, ids=list(ESCAPING_LINKS))
+def test_upload_refuses_links_leading_outside_the_scenario(synced, s3, tmp_path, case):
+    """A link would publish its target to a bucket every front-end user reads: refused, naming it,
+    with nothing uploaded and the bucket as it was (even with other changes pending)."""
+    bucket, base = bucket_of(synced), synced / "scenarios" / "base"
+    rel, target, named = ESCAPING_LINKS[case]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "credentials").write_text("[default]\naws_secret_access_key = hush\n")
+    (base / "info.json").write_text('{"description": "pending change"}')
+    link = base / rel
+    if link.is_dir():
+        shutil.rmtree(link)
+    else:
+        link.unlink(missing_ok=True)
+    link.symlink_to(target.replace("{outside}", str(outside)))
+    before = snapshot(s3, bucket)
+
+    message = no_raw_controls(failed(invoke(synced, "upload-scenarios", "base", "--yes")))
+
+    assert f"{named}: it is a symbolic link to" in message and "nothing was uploaded" in message
+    assert snapshot(s3, bucket) == before
+
+
+def test_upload_refuses_a_scenario_folder_that_is_a_link(repo, s3, tmp_path):
+    bucket = bucket_of(repo)
+    shutil.copytree(repo / "scenarios" / "base", tmp_path / "elsewhere")
+    (repo / "scenarios" / "linked").symlink_to(tmp_path / "elsewhere")
+
+    message = failed(invoke(repo, "upload-scenarios", "base,linked"))
+
+    assert "scenarios/linked is a symbolic link" in message and "Nothing was transferred" in message
+    assert snapshot(s3, bucket) == {}
+
+
+def test_upload_follows_links_that_stay_inside_the_scenario(synced, s3):
+    """The handler's rule: a link resolving inside the scenario is sent as the file it points to."""
+    bucket, base = bucket_of(synced), synced / "scenarios" / "base"
+    (base / "inputs" / "current").symlink_to("pt")  # a folder link
+    (base / "inputs" / "params-copy.json").symlink_to("params.json")
+
+    ok(invoke(synced, "upload-scenarios", "base", "--yes"))
+
+    remote = remote_files(s3, bucket, "base/")
+    assert remote["inputs/current/links.geojson"] == (base / "inputs" / "pt" / "links.geojson").read_bytes()
+    assert remote["inputs/params-copy.json"] == (base / "inputs" / "params.json").read_bytes()
+
+
+def test_publish_config_refuses_docs_linked_outside(repo, s3, tmp_path):
+    (tmp_path / "notes.md").write_text("# private notes")
+    (repo / "_common" / "docs" / "notes.md").symlink_to(tmp_path / "notes.md")
+
+    message = failed(invoke(repo, "publish-config"))
+
+    assert "docs/notes.md: it is a symbolic link to" in message
+    assert snapshot(s3, bucket_of(repo)) == {}
+
+
+def test_download_refuses_to_write_through_a_local_folder_link(synced, s3, tmp_path):
+    bucket, base = bucket_of(synced), synced / "scenarios" / "base"
+    s3.put_object(Bucket=bucket, Key="base/outputs/volumes.geojson", Body=b"{}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (base / "outputs").symlink_to(elsewhere)
+
+    message = failed(invoke(synced, "download-scenario", "base", "--yes"))
+
+    assert "refusing to download 1 key(s)" in message and "base/outputs/volumes.geojson" in message
+    assert list(elsewhere.iterdir()) == []
+
+    (base / "outputs").unlink()
+    shutil.move(base, tmp_path / "real-base")
+    base.symlink_to(tmp_path / "real-base")
+    assert "scenarios/base is a symbolic link" in failed(invoke(synced, "download-scenario", "base"))
+
+
+def test_keys_with_control_characters_are_refused_and_never_printed_raw(synced, s3):
+    """ESC sequences in a key could rewrite the terminal (or a file name): the download refuses
+    them like '..', and every message shows them escaped."""
+    bucket, base = bucket_of(synced), synced / "scenarios" / "base"
+    hostile = ["base/inputs/\x1b[2Jcleared.csv", "base/outputs/start\x01.csv", "base/logs/del\x7f.txt"]
+    for key in hostile:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    before = local_files(base, with_results=True)
+
+    message = no_raw_controls(failed(invoke(synced, "download-scenario", "base", "--yes")))
+
+    assert "refusing to download 3 key(s)" in message and "\\x1b[2Jcleared.csv" in message
+    assert "start\\x01.csv" in message and "del\\x7f.txt" in message
+    assert local_files(base, with_results=True) == before
+
+    out = no_raw_controls(ok(invoke(synced, "upload-scenarios", "base", "--dry-run")))
+    assert "delete inputs/\\x1b[2Jcleared.csv" in out

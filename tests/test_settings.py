@@ -41,6 +41,8 @@ def test_missing_env_file(baked_repo, aws):
     ("AWS_STATE_MACHINE_NAME", "", "is missing AWS_STATE_MACHINE_NAME"),
     ("LAMBDA_MEMORY_SIZE", "lots", "LAMBDA_MEMORY_SIZE='lots' in .env is not a whole number"),
     ("LAMBDA_TIME_LIMIT", "1200", "LAMBDA_TIME_LIMIT=1200 in .env must be from 1 to 900"),
+    ("LAMBDA_TIME_LIMIT", '"300\\n"', "LAMBDA_TIME_LIMIT='300\\n' in .env is not a whole number"),
+    ("LAMBDA_STORAGE_SIZE", "4_016", "LAMBDA_STORAGE_SIZE='4_016' in .env is not a whole number"),
 ])
 def test_bad_env_values(baked_repo, aws, key, value, message):
     edit_env(baked_repo, key, value)

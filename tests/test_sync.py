@@ -1,5 +1,5 @@
 """The sync engine on its own, against moto in server mode: the cases the scenario tests' small
-files never reach (multipart ETags, keys that would escape the folder)."""
+files never reach (multipart ETags, keys that would escape the folder, files edited mid-sync)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import hashlib
 import pytest
 
 from fixtures.aws import REGION
-from quetzal_deploy.s3sync import S3Prefix, escapes, read_local
+from quetzal_deploy.runtime.paths import unsafe_reason
+from quetzal_deploy.s3sync import S3Prefix, read_local
 
 BUCKET = "sync-engine"
 BIG = 9 * 1024 * 1024  # above s3transfer's 8 MB multipart threshold
@@ -60,15 +61,40 @@ def test_object_without_checksum_metadata_is_replaced_once(s3, tmp_path):
     assert sync(s3, tmp_path).upload == []
 
 
+@pytest.mark.parametrize("size", [100, BIG], ids=["put", "multipart"])
+def test_file_edited_between_plan_and_upload_is_stored_with_the_checksum_of_what_was_sent(s3, tmp_path, size):
+    """The front end skips an upload when the stored checksum matches: it must describe the body."""
+    path = tmp_path / "inputs" / "od.geojson"
+    path.parent.mkdir()
+    path.write_bytes(b"a" * size)
+    target = S3Prefix(s3, BUCKET, "scenario", spool=tmp_path / "spool")
+    plan = target.plan_upload(read_local(tmp_path, everything), everything)
+    path.write_bytes(b"b" * (size + 7))  # the user saves again while the plan is shown
+
+    target.upload(plan, {"user_email": "someone@example.com"})
+
+    body = s3.get_object(Bucket=BUCKET, Key="scenario/inputs/od.geojson")["Body"].read()
+    head = s3.head_object(Bucket=BUCKET, Key="scenario/inputs/od.geojson")
+    assert body == b"b" * (size + 7)
+    assert head["Metadata"]["checksum"] == hashlib.sha256(body).hexdigest()
+    assert list((tmp_path / "spool").glob("*")) == [], "the private copy of a large file is removed"
+
+
 @pytest.mark.parametrize("rel, outside", [
     ("inputs/pt/links.geojson", False),
     ("outputs/a..b.csv", False),
+    ("outputs/carte de Montréal.geojson", False),
     ("../escaped.txt", True),
     ("inputs/../../escaped.txt", True),
     ("inputs//links.geojson", True),
     ("./inputs/x", True),
     ("inputs\\..\\..\\x", True),
     ("C:/Windows/x", True),
+    ("inputs/\x01start-of-heading", True),
+    ("inputs/\x1b[2Jclear-screen", True),
+    ("inputs/delete\x7f", True),
+    ("inputs/c1-control\x9b", True),
+    ("inputs/" + "n" * 256, True),
 ])
 def test_keys_that_would_escape_the_folder(rel, outside):
-    assert escapes(rel) is outside
+    assert (unsafe_reason(rel) is not None) is outside

@@ -14,7 +14,7 @@ from quetzal_deploy.settings import Settings
 
 Out = Callable[[str], None]
 BASE_IMAGE_ENV = "QUETZAL_BASE_IMAGE"
-TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # What goes into the image (see .dockerignore): only these make a build "dirty".
 IMAGE_INPUTS = ("Dockerfile", ".dockerignore", "requirements.txt", "quetzal_deploy/__init__.py",
                 "quetzal_deploy/runtime", "notebooks", "inputs")
@@ -47,7 +47,7 @@ def docker_client():
 
 
 def check_tag(tag: str) -> str:
-    if not TAG.match(tag):
+    if not TAG.fullmatch(tag):
         raise QuetzalError(
             f"{tag!r} is not a valid image tag: use up to 128 letters, digits, '_', '.' or '-', "
             "not starting with '.' or '-'"

@@ -14,14 +14,14 @@ from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, QuetzalError
 from quetzal_deploy.settings import Settings
 
-DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+DURATION = re.compile(r"\s*(\d+)\s*([smhd])\s*")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 FOLLOW_POLL_S = 2.0
 
 
 def parse_since(text: str) -> timedelta:
     """``30s``, ``10m``, ``2h`` or ``1d`` as a duration."""
-    match = DURATION.match(text or "")
+    match = DURATION.fullmatch(text or "")
     if not match:
         raise QuetzalError(f"--since {text!r} is not a duration: use a number and a unit, "
                            "like 30s, 10m, 2h or 1d")

@@ -6,13 +6,22 @@ encrypted ETag that is not the content MD5). Every local file is read (hashed) b
 write, so a local fault aborts with the bucket untouched. Deletions run only after every upload
 succeeded; when an upload fails, the versions the others wrote are deleted again (the model's
 bucket is versioned), so the prefix is left exactly as it was.
+
+Which files and keys may move is ``runtime.paths``'s rule, shared with the Lambda handler: a
+symbolic link is followed only inside the folder, a key never lands outside it (``..``, control
+characters, a local folder link leading elsewhere). A file is read again when it is sent, and its
+``checksum`` metadata is the hash of the bytes sent, even if it was edited since the plan.
 """
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
-from collections.abc import Callable, Iterable, Mapping
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +30,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
 from quetzal_deploy.errors import QuetzalError
-from quetzal_deploy.runtime.checksum import CHECKSUM_ALGORITHM, file_digests
+from quetzal_deploy.runtime.checksum import CHECKSUM_ALGORITHM, CHUNK_BYTES, bytes_checksum, file_digests
+from quetzal_deploy.runtime.errors import StepError, UnsafeKey
+from quetzal_deploy.runtime.paths import safe_relative, shown, target_in, tree_files
 
 CONCURRENCY = 16
 # Files from this size go through boto3's managed transfer (multipart, parallel parts); smaller
@@ -97,55 +108,74 @@ class DownloadPlan:
 
 
 def _names(verb: str, names: list[str], all_names: bool) -> list[str]:
-    shown = names if all_names else names[:SHOWN_NAMES]
-    more = [f"  ... and {len(names) - len(shown)} more"] if len(names) > len(shown) else []
-    return [f"  {verb} {name}" for name in shown] + more
+    listed = names if all_names else names[:SHOWN_NAMES]
+    more = [f"  ... and {len(names) - len(listed)} more"] if len(names) > len(listed) else []
+    return [f"  {verb} {shown(name)}" for name in listed] + more
 
 
 def content_type(rel: str) -> str:
     return mimetypes.guess_type(rel)[0] or "application/octet-stream"
 
 
-def escapes(rel: str) -> bool:
-    """Whether a key (relative to its prefix) would land outside the folder it is downloaded into."""
-    parts = rel.split("/")
-    return "\\" in rel or "\0" in rel or any(p in {"", ".", ".."} for p in parts) or ":" in parts[0]
-
-
 def read_local(folder: Path, include: Callable[[str], bool],
                concurrency: int = CONCURRENCY) -> dict[str, LocalFile]:
-    """Hash every file under ``folder`` that ``include(rel)`` accepts; any unreadable one is an error."""
-    paths = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if not include(rel) or path.is_dir():
-            continue
-        if not path.is_file():
-            raise SyncError(f"{path} is not a regular file (broken link, pipe or device): "
-                            "replace it with a file or remove it, then re-run")
-        paths.append((rel, path))
+    """Hash every file under ``folder`` that ``include(rel)`` accepts (``paths.tree_files``: links
+    leading outside the folder, loops, pipes are errors); any unreadable one is an error."""
+    try:
+        files = tree_files(folder, lambda rel: not include(rel))
+    except StepError as ex:
+        raise SyncError(str(ex)) from ex
+    return digest_files(files, concurrency)
 
-    def digest(item: tuple[str, Path]) -> LocalFile:
-        rel, path = item
+
+def digest_files(files: list[tuple[Path, str]], concurrency: int = CONCURRENCY) -> dict[str, LocalFile]:
+    """``LocalFile`` of each (path, rel), hashed in parallel."""
+
+    def digest(item: tuple[Path, str]) -> LocalFile:
+        path, rel = item
         try:
             md5, checksum = file_digests(path, "md5", CHECKSUM_ALGORITHM)
             return LocalFile(rel, path, path.stat().st_size, md5, checksum)
         except OSError as ex:
-            raise SyncError(f"cannot read {path} ({ex.strerror or ex}): fix or remove it, "
+            raise SyncError(f"cannot read {shown(str(path))} ({ex.strerror or ex}): fix or remove it, "
                             "then re-run; nothing was transferred") from ex
 
     with ThreadPoolExecutor(concurrency) as pool:
-        return {f.rel: f for f in pool.map(digest, paths)}
+        return {f.rel: f for f in pool.map(digest, files)}
+
+
+@contextmanager
+def frozen(path: Path, spool: Path | None) -> Iterator[tuple[bytes | Path, str]]:
+    """The file's content as it is now, and its checksum: bytes below the multipart threshold,
+    else a private copy in ``spool``. What is hashed is what is sent, even if the file changes."""
+    with open(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as stream:
+        head = stream.read(LARGE.multipart_threshold)
+        if len(head) < LARGE.multipart_threshold:
+            yield head, bytes_checksum(head)
+            return
+        digest = hashlib.new(CHECKSUM_ALGORITHM, head)
+        if spool:
+            spool.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="quetzal-upload-", dir=spool) as folder:
+            copy = Path(folder, "body")
+            with copy.open("wb") as out:
+                out.write(head)
+                while chunk := stream.read(CHUNK_BYTES):
+                    digest.update(chunk)
+                    out.write(chunk)
+            yield copy, digest.hexdigest()
 
 
 class S3Prefix:
     """One folder-like prefix of a bucket (``<scenario>/``, ``_common/``), on an injected client."""
 
-    def __init__(self, s3, bucket: str, prefix: str, *, concurrency: int = CONCURRENCY):
+    def __init__(self, s3, bucket: str, prefix: str, *, concurrency: int = CONCURRENCY,
+                 spool: Path | None = None):
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.concurrency = concurrency
+        self.spool = spool  # where large files are copied while they are sent (default: temp)
 
     def list(self) -> dict[str, RemoteObject]:
         """Every object under the prefix (folder markers left out), by relative path."""
@@ -199,17 +229,17 @@ class S3Prefix:
 
         def send(file: LocalFile, progress: Callable[[int], object]) -> str | None:
             """Upload one file; returns the version it created (None in an unversioned bucket)."""
-            extra = {"Metadata": {**metadata, "checksum": file.checksum},
-                     "ContentType": content_type(file.rel)}
             key = self.prefix + file.rel
-            if file.size >= LARGE.multipart_threshold:
-                self.s3.upload_file(str(file.path), self.bucket, key, ExtraArgs=extra,
-                                    Callback=progress, Config=LARGE)
-                return self.s3.head_object(Bucket=self.bucket, Key=key).get("VersionId")
-            with file.path.open("rb") as body:
+            with frozen(file.path, self.spool) as (body, checksum):
+                extra = {"Metadata": {**metadata, "checksum": checksum},
+                         "ContentType": content_type(file.rel)}
+                if isinstance(body, Path):
+                    self.s3.upload_file(str(body), self.bucket, key, ExtraArgs=extra,
+                                        Callback=progress, Config=LARGE)
+                    return self.s3.head_object(Bucket=self.bucket, Key=key).get("VersionId")
                 response = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
-            progress(file.size)
-            return response.get("VersionId")
+                progress(len(body))
+                return response.get("VersionId")
 
         written, failed = self._transfer(plan.upload, send, sum(f.size for f in plan.upload), "upload")
         if failed:
@@ -243,22 +273,21 @@ class S3Prefix:
             if response.get("Errors"):
                 error = response["Errors"][0]
                 raise SyncError(f"could not delete {len(response['Errors'])} object(s) "
-                                f"(first: {error['Key']}: {error.get('Message', error.get('Code'))}); "
+                                f"(first: {shown(error['Key'])}: {error.get('Message', error.get('Code'))}); "
                                 "re-run to retry")
 
     def plan_download(self, folder: Path, include: Callable[[str], bool]) -> DownloadPlan:
-        """Fetch objects missing or different locally; refuse keys that would escape ``folder``."""
+        """Fetch objects missing or different locally; refuse keys that would land outside ``folder``
+        (``paths.safe_relative``, and ``paths.target_in``: a local folder link leading elsewhere)."""
         remote = self.list()
-        unsafe = sorted(rel for rel in remote if escapes(rel))
-        if unsafe:
-            raise SyncError(f"refusing to download keys that would land outside {folder}: "
-                            f"{', '.join(self.prefix + rel for rel in unsafe)}; nothing was written")
+        targets = self.targets(folder, remote)
         remote = {rel: obj for rel, obj in remote.items() if include(rel)}
-        blocked = sorted(rel for rel in remote if (folder / rel).exists() and not (folder / rel).is_file())
+        blocked = sorted(rel for rel in remote if targets[rel].exists() and not targets[rel].is_file())
         if blocked:
-            raise SyncError(f"{', '.join(str(folder / rel) for rel in blocked)} exist(s) locally but are "
-                            "not files: move them away, then re-run; nothing was written")
-        local = read_local(folder, lambda rel: rel in remote, self.concurrency) if folder.is_dir() else {}
+            raise SyncError(f"{', '.join(shown(str(targets[rel])) for rel in blocked)} exist(s) locally "
+                            "but are not files: move them away, then re-run; nothing was written")
+        local = digest_files([(targets[rel], rel) for rel in remote if targets[rel].is_file()],
+                             self.concurrency)
         same = self._same(local, remote)
         plan = DownloadPlan(prefix=self.prefix, folder=folder)
         for rel, obj in sorted(remote.items()):
@@ -266,11 +295,27 @@ class S3Prefix:
         plan.overwrite = sorted(rel for rel in local if rel not in same)
         return plan
 
+    def targets(self, folder: Path, remote: Iterable[str]) -> dict[str, Path]:
+        """The local file of each key, all checked first: one unsafe key and nothing is written."""
+        targets, unsafe = {}, []
+        for rel in remote:
+            try:
+                targets[rel] = target_in(folder, safe_relative(rel))
+            except UnsafeKey:
+                unsafe.append(rel)
+        if unsafe:
+            raise SyncError(f"refusing to download {len(unsafe)} key(s) that would land outside {folder} "
+                            "('..' or empty parts, control characters, or a local symbolic link leading "
+                            f"elsewhere): {', '.join(shown(self.prefix + rel) for rel in sorted(unsafe))}; "
+                            "nothing was written")
+        return targets
+
     def download(self, plan: DownloadPlan) -> None:
         """Fetch each object to a temporary file renamed into place (boto3's managed download)."""
+        targets = self.targets(plan.folder, [obj.rel for obj in plan.fetch])  # links made since the plan
 
         def fetch(obj: RemoteObject, progress: Callable[[int], object]) -> None:
-            target = plan.folder / obj.rel
+            target = targets[obj.rel]
             target.parent.mkdir(parents=True, exist_ok=True)
             self.s3.download_file(self.bucket, self.prefix + obj.rel, str(target),
                                   Callback=progress, Config=LARGE)

@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
 from quetzal_deploy.runtime.checksum import bytes_checksum
+from quetzal_deploy.runtime.paths import shown
 from quetzal_deploy.s3sync import DownloadPlan, S3Prefix, UploadPlan, read_local
 from quetzal_deploy.settings import Settings
 
@@ -74,9 +75,17 @@ def local_scenarios(settings: Settings) -> list[str]:
         if folder.is_dir() else []
 
 
+def not_a_link(folder: Path) -> Path:
+    """``folder``, refused when it is a symbolic link: it would sync whatever it points to."""
+    if folder.is_symlink():
+        raise ConfigError(f"{shown(str(folder))} is a symbolic link (to {shown(os.readlink(folder))}): "
+                          "refusing to sync through it; make it a real folder. Nothing was transferred.")
+    return folder
+
+
 def local_scenario(settings: Settings, name: str) -> Path:
     """``scenarios/<name>/``, or an error listing the scenarios that exist."""
-    folder = settings.scenarios_dir / name
+    folder = not_a_link(settings.scenarios_dir / name)
     if not folder.is_dir():
         existing = ", ".join(local_scenarios(settings)) or "none"
         raise ConfigError(f"no scenario {name!r} in {settings.scenarios_dir} (existing: {existing})")
@@ -111,7 +120,9 @@ class ScenarioStore:
         return self.aws.client("s3")
 
     def prefix(self, name: str) -> S3Prefix:
-        return S3Prefix(self.s3, self.bucket, name)
+        """``name/`` on the bucket; large files are copied under the repo's (gitignored) ``.quetzal/``
+        while they are sent, on the same disk as the scenarios rather than in a RAM-backed /tmp."""
+        return S3Prefix(self.s3, self.bucket, name, spool=self.settings.root / ".quetzal")
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -138,7 +149,7 @@ class ScenarioStore:
 
     def upload(self, plan: UploadPlan, email: str) -> None:
         with self.errors():
-            S3Prefix(self.s3, self.bucket, plan.prefix).upload(plan, {"user_email": email})
+            self.prefix(plan.prefix).upload(plan, {"user_email": email})
 
     def remote_scenarios(self) -> list[str]:
         with self.errors():
@@ -148,16 +159,16 @@ class ScenarioStore:
 
     def plan_download(self, name: str) -> DownloadPlan:
         with self.errors():
-            plan = self.prefix(name).plan_download(self.settings.scenarios_dir / name,
+            plan = self.prefix(name).plan_download(not_a_link(self.settings.scenarios_dir / name),
                                                    lambda rel: not is_hidden(rel))
         if not (plan.fetch or plan.skip):
-            existing = ", ".join(self.remote_scenarios()) or "none"
+            existing = shown(", ".join(self.remote_scenarios())) or "none"
             raise QuetzalError(f"no scenario {name!r} in bucket {self.bucket} (existing: {existing})")
         return plan
 
     def download(self, plan: DownloadPlan) -> None:
         with self.errors():
-            S3Prefix(self.s3, self.bucket, plan.prefix).download(plan)
+            self.prefix(plan.prefix).download(plan)
 
     def locked(self) -> list[str]:
         """The protected scenarios the front end reads; ``["base"]`` when lock.json is absent."""
@@ -204,7 +215,7 @@ class ScenarioStore:
         existing = self.remote_scenarios()
         if name not in existing:
             raise QuetzalError(f"no scenario {name!r} in bucket {self.bucket} "
-                               f"(existing: {', '.join(existing) or 'none'}); upload it first")
+                               f"(existing: {shown(', '.join(existing)) or 'none'}); upload it first")
         self._write_lock([*names, name], etag, email)
         return True
 
@@ -220,7 +231,7 @@ class ScenarioStore:
 
     def plan_config(self) -> UploadPlan:
         """Upload ``_common/modelConfig.json`` and ``_common/docs/``; delete docs gone from the repo."""
-        folder = self.settings.root / COMMON
+        folder = not_a_link(self.settings.root / COMMON)
         if not folder.is_dir():
             raise ConfigError(f"{folder} not found: restore it from git (it holds modelConfig.json)")
         local = read_local(folder, config_files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ REQUIRED = (
     "LAMBDA_TIME_LIMIT",
     "LAMBDA_STORAGE_SIZE",
 )
+DIGITS = re.compile(r"[0-9]{1,6}")
 LIMITS = {
     "LAMBDA_MEMORY_SIZE": (128, 10240),
     "LAMBDA_TIME_LIMIT": (1, 900),
@@ -83,10 +85,9 @@ def find_root(start: Path | None = None) -> Path:
 
 def _integer(values: dict[str, str], key: str) -> int:
     low, high = LIMITS[key]
-    try:
-        number = int(values[key])
-    except ValueError:
-        raise ConfigError(f"{key}={values[key]!r} in .env is not a whole number") from None
+    if not DIGITS.fullmatch(values[key]):  # int() would also take "3_00" and other scripts' digits
+        raise ConfigError(f"{key}={values[key]!r} in .env is not a whole number")
+    number = int(values[key])
     if not low <= number <= high:
         raise ConfigError(f"{key}={number} in .env must be from {low} to {high}")
     return number

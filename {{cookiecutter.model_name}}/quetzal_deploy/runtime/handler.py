@@ -2,7 +2,7 @@
 
 ``handler(event, context)`` is the image's ``CMD``. It builds an ``S3Storage`` on
 ``BUCKET_NAME`` (or, when ``QUETZAL_BUCKET_FOLDER`` is set, a ``FolderStorage`` on that folder:
-``invoke run --local --docker`` mounts one), works in ``QUETZAL_WORKDIR`` (default ``/tmp``),
+``invoke run --local --docker`` mounts one), works in ``QUETZAL_WORKDIR`` (unset or empty: ``/tmp``),
 finds the code in ``LAMBDA_TASK_ROOT`` (or the folder holding ``quetzal_deploy/``), takes the
 deadline from the context and the image tag from ``IMAGE_TAG``, and calls ``run_step``.
 
@@ -217,10 +217,10 @@ def handler(event, context):
     result = run_step(
         event,
         storage=storage_from_environment(),
-        workdir=Path(os.environ.get("QUETZAL_WORKDIR", "/tmp")),
+        workdir=Path(os.environ.get("QUETZAL_WORKDIR") or "/tmp"),  # empty means unset
         task_root=default_task_root(),
         time_left_s=context.get_remaining_time_in_millis() / 1000,
-        image_tag=os.environ.get("IMAGE_TAG", "unknown"),
+        image_tag=os.environ.get("IMAGE_TAG") or "unknown",
         echo=lambda line: print(line, flush=True),
     )
     return result.event

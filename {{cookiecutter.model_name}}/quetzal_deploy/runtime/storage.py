@@ -6,12 +6,14 @@ Both classes have the same methods, so a step runs the same way on Lambda and on
 - ``download_prefix(prefix, dest) -> int``: copy every object under ``prefix`` into ``dest``
   (key ``base/inputs/x`` -> ``dest/inputs/x``); returns the number of files.
 - ``upload_tree(src, prefix, exclude=("inputs/", "logs/"), metadata=None) -> int``: copy the
-  files of ``src`` to ``prefix`` + their relative path, except the excluded top-level folders and
-  symbolic links (they could point anywhere); returns the number of files.
+  files of ``src`` to ``prefix`` + their relative path, except the excluded top-level folders;
+  returns the number of files. Symbolic links follow ``paths.tree_files``: followed inside
+  ``src``, refused (``UnsafeKey``, nothing sent) when they lead outside.
 - ``put_text(key, text, metadata=None)``: write one text object (a log).
 
-Every key is checked before the first byte moves: a key that would land outside ``dest`` (``..``,
-an absolute part, control characters) raises ``UnsafeKey`` and nothing is written.
+Every key is checked before the first byte moves (``paths.safe_relative``): a key that would
+land outside ``dest`` (``..``, an absolute part, control characters) raises ``UnsafeKey`` and
+nothing is written.
 
 ``S3Storage(bucket, client=None)`` transfers files in parallel (s3transfer), skips the
 HeadObject of each download (sizes come from the listing), and stores ``metadata`` as object
@@ -22,10 +24,10 @@ metadata (a local folder has nowhere to store it, and nothing local reads it).
 
 from __future__ import annotations
 
-import os
 import shutil
+from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
 import boto3
@@ -35,7 +37,8 @@ from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from quetzal_deploy.runtime.checksum import bytes_checksum, file_checksum
-from quetzal_deploy.runtime.errors import StorageError, UnsafeKey
+from quetzal_deploy.runtime.errors import StorageError
+from quetzal_deploy.runtime.paths import safe_relative, target_in, tree_files
 
 EXCLUDED = ("inputs/", "logs/")
 WORKERS = 16
@@ -51,47 +54,15 @@ class Storage(Protocol):
     def put_text(self, key: str, text: str, metadata=None) -> None: ...
 
 
-def safe_relative(key: str, prefix: str = "") -> PurePosixPath:
-    """The part of ``key`` after ``prefix``, refused when it could escape a folder."""
-    if not key.startswith(prefix):
-        raise UnsafeKey(f"Key {key!r:.200} is outside the scenario prefix {prefix!r}.")
-    relative = key[len(prefix):]
-    parts = relative.split("/")
-    if (not relative or relative.startswith("/") or any(part in {"", ".", ".."} for part in parts)
-            or any(ord(char) < 32 for char in relative)):
-        raise UnsafeKey(
-            f"Refusing key {key!r:.200}: it would be written outside its folder (empty, '.' or "
-            "'..' parts, a leading '/', or control characters). Rename or delete that object."
-        )
-    return PurePosixPath(relative)
-
-
-def target_in(folder: Path, relative: PurePosixPath) -> Path:
-    """``folder/relative``, checked to stay inside ``folder`` once symbolic links are resolved."""
-    target = folder / relative
-    if not target.resolve().is_relative_to(folder.resolve()):
-        raise UnsafeKey(f"Refusing {relative}: it resolves outside {folder}.")
-    return target
+def excluded(exclude) -> Callable[[str], bool]:
+    """``tree_files``'s ``skip`` for top-level folders like ``inputs/``."""
+    return lambda rel: rel.startswith(tuple(exclude))
 
 
 def download_plan(keys: list[str], prefix: str, dest: Path) -> list[tuple[str, Path]]:
     """(key, local file) for every object under ``prefix``; folder markers are skipped."""
     return [(key, target_in(dest, safe_relative(key, prefix))) for key in keys
             if not key.endswith("/")]
-
-
-def tree_files(src: Path, exclude=EXCLUDED) -> list[tuple[Path, str]]:
-    """(file, relative posix path) of the regular files under ``src``, minus ``exclude``."""
-    files = []
-    for folder, dirs, names in os.walk(src):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(folder, name)
-            relative = path.relative_to(src).as_posix()
-            if path.is_symlink() or relative.startswith(tuple(exclude)):
-                continue
-            files.append((path, relative))
-    return files
 
 
 @lru_cache(maxsize=1)
@@ -167,7 +138,7 @@ class S3Storage:
         return self.run_all("download", submit, plan)
 
     def upload_tree(self, src: Path, prefix: str, exclude=EXCLUDED, metadata=None) -> int:
-        plan = [(prefix + relative, path) for path, relative in tree_files(src, exclude)]
+        plan = [(prefix + relative, path) for path, relative in tree_files(src, excluded(exclude))]
         for key, _ in plan:
             safe_relative(key, prefix)
 
@@ -202,7 +173,7 @@ class FolderStorage:
         base = target_in(self.root, safe_relative(prefix.rstrip("/"))) if prefix else self.root
         if not base.is_dir():
             return []
-        return [prefix + relative for _, relative in tree_files(base, exclude=())]
+        return [prefix + relative for _, relative in tree_files(base)]
 
     def download_prefix(self, prefix: str, dest: Path) -> int:
         plan = download_plan(self.list_keys(prefix), prefix, dest)
@@ -213,7 +184,7 @@ class FolderStorage:
 
     def upload_tree(self, src: Path, prefix: str, exclude=EXCLUDED, metadata=None) -> int:
         plan = [(target_in(self.root, safe_relative(prefix + relative)), path)
-                for path, relative in tree_files(src, exclude)]
+                for path, relative in tree_files(src, excluded(exclude))]
         for target, path in plan:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
