@@ -47,6 +47,7 @@ def registry_tags(registry, repo):
         return set(json.load(response).get("tags") or [])
 
 
+@pytest.mark.docker
 def test_build_layers_contents_and_notebook_only_rebuild(baked_repo, docker_engine, lambda_base_image):
     """Requirements sit below the code: a notebook change rebuilds without reinstalling them."""
     first = run_task(baked_repo, "build", "--tag", "first", env=image_env(lambda_base_image))
@@ -78,6 +79,7 @@ def test_build_layers_contents_and_notebook_only_rebuild(baked_repo, docker_engi
     assert f"# {marker}".encode() in converted
 
 
+@pytest.mark.docker
 def test_default_tag_follows_git(baked_repo, docker_engine, lambda_base_image):
     """Clean tree: the short sha; a notebook edit: <sha>-dirty-<time>; a scenario edit: clean."""
     sha = git(baked_repo, "rev-parse", "--short", "HEAD")
@@ -91,6 +93,7 @@ def test_default_tag_follows_git(baked_repo, docker_engine, lambda_base_image):
     assert f"Built {REPO}:{sha}-dirty-" in dirty.stdout
 
 
+@pytest.mark.docker
 def test_push_update_rollback(baked_repo, boto, docker_engine, lambda_base_image, registry):
     """push --initial (no Lambda yet), then push/update/rollback move the Lambda's image URI."""
     ecr, lam = boto.client("ecr"), boto.client("lambda")
@@ -145,6 +148,7 @@ def test_push_without_lambda_and_without_initial_says_what_to_run(baked_repo, bo
     assert "does not exist" in done.stderr and "invoke push --initial" in done.stderr
 
 
+@pytest.mark.docker
 def test_push_refused_by_registry(baked_repo, boto, docker_engine, lambda_base_image):
     """A registry that cannot be reached: a clear error, and the Lambda is not touched."""
     boto.client("ecr").create_repository(repositoryName=REPO)
@@ -158,6 +162,7 @@ def test_push_refused_by_registry(baked_repo, boto, docker_engine, lambda_base_i
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.docker
 def test_dockerfile_that_fails_to_build(baked_repo, docker_engine, lambda_base_image):
     dockerfile = baked_repo / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + 'RUN python -c "raise SystemExit(\'no such model\')"\n')
@@ -194,6 +199,7 @@ def test_requirements_regenerated_with_pip_chill(baked_repo):
     assert all("==" in line for line in lines if line and not line.startswith("#"))
 
 
+@pytest.mark.docker
 def test_missing_base_image(baked_repo, docker_engine):
     """No image can be pulled here: the failure names the base image step and the option to use."""
     done = run_task(baked_repo, "build", "--base-image", "quetzal-test/no-such-base:1")

@@ -73,6 +73,14 @@ def tree_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def process_state(pid: int) -> str:
+    """The state letter in /proc/<pid>/stat ("Z" for a zombie), "" once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return ""
+
+
 def run_folder(repo: Path) -> Path:
     runs = list((repo / ".quetzal" / "runs").iterdir())
     assert len(runs) == 1, runs
@@ -157,6 +165,8 @@ def test_map_fans_a_step_out_over_a_parameter_list_then_merges(baked_repo, tmp_p
 
 
 def test_step_over_the_time_limit_fails_with_the_timeout_message(baked_repo, tmp_path):
+    """On a busy machine the notebook may be stopped before it prints anything: every assertion
+    holds either way (the log's tail ends with the handler's own line)."""
     write_notebook(baked_repo, "slow", 'print("starting", flush=True)\ntime.sleep(60)\n')
     write_definition(baked_repo, {"slow": lambda_task(step_payload("slow"), End=True)}, "slow")
     (baked_repo / ".env.local").write_text("LAMBDA_TIME_LIMIT=3\n")
@@ -168,7 +178,7 @@ def test_step_over_the_time_limit_fails_with_the_timeout_message(baked_repo, tmp
     assert "Failed state: slow" in done.stdout
     assert "Error: NotebookTimeout" in done.stdout
     assert "before the Lambda time limit" in done.stdout and "LAMBDA_TIME_LIMIT" in done.stdout
-    assert "| starting" in done.stdout  # the log tail
+    assert "  | [quetzal] stopped after " in done.stdout  # the log's tail
     assert any(line.split()[:2] == ["slow", "failed"] for line in done.stdout.splitlines())
     assert tree_hash(baked_repo / "scenarios" / "base") == before
 
@@ -279,16 +289,20 @@ def test_ctrl_c_stops_the_run_and_its_notebook(baked_repo, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "invoke", "run", "--local", "base"], cwd=baked_repo,
                                env=no_aws_environment(tmp_path), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()
-        time.sleep(0.2)
-    notebook_pid = int(pid_file.read_text())
+    try:
+        deadline = time.monotonic() + 180  # an event, bounded generously for a loaded machine
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()
+            time.sleep(0.2)
+        notebook_pid = int(pid_file.read_text())
 
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()  # nothing left behind if an assertion failed
 
     assert process.returncode != 0, output
-    time.sleep(0.5)
-    with pytest.raises(ProcessLookupError):
-        os.kill(notebook_pid, 0)
+    deadline = time.monotonic() + 60  # killed before invoke exits; reaped by init soon after
+    while process_state(notebook_pid) not in {"", "Z"}:
+        assert time.monotonic() < deadline, f"notebook {notebook_pid} still running after Ctrl-C"
+        time.sleep(0.1)

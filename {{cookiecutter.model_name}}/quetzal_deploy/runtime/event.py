@@ -92,7 +92,11 @@ def notebook_file(notebook_path: str, task_root: Path) -> Path:
     resolved = (root / pure).resolve()
     if not resolved.is_relative_to(root):
         raise InvalidEvent(f"notebook_path {shown} resolves outside the task root {root}.")
-    if not resolved.is_file():
+    try:
+        exists = resolved.is_file()
+    except OSError:  # a part longer than a file name may be
+        exists = False
+    if not exists:
         raise InvalidEvent(f"notebook_path {shown} does not exist in the image ({root}): check "
                            "the step's name in step-functions.json and rebuild the image.")
     return resolved
