@@ -227,6 +227,7 @@ def test_timeout_stops_the_notebook_and_keeps_its_log(lambda_env, s3, task_root)
     message = str(error.value)
     assert message.startswith("notebooks/sleeps.ipynb was stopped after ")
     assert "base/logs/sleeps.txt" in message
+    assert "run the step on Fargate" in message and "ecs:runTask.waitForTaskToken" in message
     log = read(s3, "base/logs/sleeps.txt").decode()
     assert "the Lambda time limit was near" in log
     deadline = time.monotonic() + 60

@@ -7,8 +7,9 @@ finds the code in ``LAMBDA_TASK_ROOT`` (or the folder holding ``quetzal_deploy/`
 deadline from the context and the image tag from ``IMAGE_TAG``, and calls ``run_step``.
 
 ``run_step(event, *, storage, workdir, task_root, time_left_s, image_tag, echo=print,
-extra_env=None)`` is the reusable core (the local runner calls it with a ``FolderStorage`` and
-``AWS_EXECUTION_ENV`` in ``extra_env``, which the notebook's process gets):
+extra_env=None, platform="Lambda")`` is the reusable core (the local runner calls it with a
+``FolderStorage`` and ``AWS_EXECUTION_ENV`` in ``extra_env``, which the notebook's process gets;
+``runtime.cli`` calls it on Fargate, where ``platform`` names the limit in a timeout's message):
 
 1. validate the event (``InvalidEvent``) and the working folder (``UnsafeWorkdir``);
 2. clean: empty the working folder; download: the model-wide ``inputs/`` of the task root (when
@@ -51,6 +52,13 @@ from quetzal_deploy.runtime.workdir import PRIVATE, check_workdir, empty_folder,
 # Step Functions limits a state's input/output to 256 KiB; the Lambda invoke wrapper around
 # the payload (status, headers, request id) needs about 1 KiB of it.
 MAX_STATE_BYTES = 256 * 1024 - 4 * 1024
+LAMBDA, FARGATE = "Lambda", "Fargate"
+TIMEOUT_ADVICE = {
+    LAMBDA: "raise LAMBDA_TIME_LIMIT (at most 900 s); past 15 minutes, run the step on Fargate "
+            '("Resource": "arn:aws:states:::ecs:runTask.waitForTaskToken" in step-functions.json, '
+            "see the README's Fargate steps)",
+    FARGATE: "raise the step's TimeoutSeconds in step-functions.json",
+}
 
 
 @dataclass
@@ -83,7 +91,8 @@ def phase(name: str, durations: dict, echo, detail=lambda: ""):
 
 
 def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path,
-               stop_at: float, log_key: str, echo, extra_env: dict | None = None) -> Outcome:
+               stop_at: float, log_key: str, echo, extra_env: dict | None = None,
+               platform: str = LAMBDA) -> Outcome:
     """Run the notebook until ``stop_at`` (``time.monotonic``); upload its log whatever happens."""
     private = workdir / PRIVATE
     log_path = private / f"{step.step_name}.log"
@@ -101,7 +110,7 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
         )
         if outcome.timed_out:
             with log_path.open("a", encoding="utf-8") as log:
-                log.write(f"\n[quetzal] stopped after {outcome.seconds:.1f} s: the Lambda time "
+                log.write(f"\n[quetzal] stopped after {outcome.seconds:.1f} s: the {platform} time "
                           "limit was near.\n")
         return outcome
     except NotebookError as ex:
@@ -112,12 +121,13 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
                          step.metadata)
 
 
-def check_outcome(outcome: Outcome, step: StepEvent, log_key: str, margin_s: float) -> None:
+def check_outcome(outcome: Outcome, step: StepEvent, log_key: str, margin_s: float,
+                  platform: str = LAMBDA) -> None:
     if outcome.timed_out:
         raise NotebookTimeout(
             f"{step.notebook_path} was stopped after {outcome.seconds:.1f} s, {margin_s:.0f} s "
-            f"before the Lambda time limit; its log so far is in {log_key}. Make the step faster, "
-            "split it in two, or raise LAMBDA_TIME_LIMIT (at most 900 s)."
+            f"before the {platform} time limit; its log so far is in {log_key}. Make the step "
+            f"faster, split it in two, or {TIMEOUT_ADVICE[platform]}."
         )
     if outcome.failed:
         raise NotebookError(
@@ -163,7 +173,8 @@ def copy_model_inputs(task_root: Path, workdir: Path) -> int:
 
 
 def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_left_s: float,
-             image_tag: str, echo=print, extra_env: dict | None = None) -> StepResult:
+             image_tag: str, echo=print, extra_env: dict | None = None,
+             platform: str = LAMBDA) -> StepResult:
     """Run one pipeline step; see the module docstring for the phases."""
     deadline = time.monotonic() + time_left_s
     margin_s = safety_margin(time_left_s)
@@ -181,10 +192,10 @@ def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_le
     empty_folder(workdir / PRIVATE)
     with phase("run", times, echo):
         outcome = run_logged(step, storage, workdir, task_root, deadline - margin_s,
-                             result.log_key, echo, extra_env)
+                             result.log_key, echo, extra_env, platform)
     result.peak_memory_mb = outcome.peak_memory_mb
     result.workdir_mb = size_mb(workdir)
-    check_outcome(outcome, step, result.log_key, margin_s)
+    check_outcome(outcome, step, result.log_key, margin_s, platform)
     result.event = returned_event(event, outcome, step)
 
     set_model_tag(workdir / "info.json", image_tag, echo)

@@ -1,0 +1,184 @@
+"""Command-line entry point: one pipeline step outside Lambda (a Fargate task, or ``docker run``).
+
+``python -m quetzal_deploy.runtime.cli [EVENT_JSON] [--time-limit-s N]`` runs the same
+``run_step`` as the Lambda handler, with the same storage, working folder and image tag taken
+from the environment (``BUCKET_NAME`` or ``QUETZAL_BUCKET_FOLDER``, ``QUETZAL_WORKDIR``,
+``IMAGE_TAG``). The event comes from, in order: the argument, ``QUETZAL_EVENT`` (one JSON
+object), or one ``QUETZAL_EVENT__<field>`` variable per field holding that field's JSON value
+(what ``update-steps`` renders into the ECS task's container overrides, since Step Functions
+can turn a path into JSON text but cannot build an object from several paths).
+
+The time limit (``--time-limit-s`` or ``QUETZAL_TIME_LIMIT_S``) counts from the start of this
+process; the notebook is stopped a safety margin before it, its log is uploaded and a
+``NotebookTimeout`` is raised, as on Lambda.
+
+When ``QUETZAL_TASK_TOKEN`` is set (the state's ``$$.Task.Token`` in a ``.waitForTaskToken``
+integration), the outcome goes to Step Functions: ``SendTaskSuccess`` with the merged event
+(the next state's input, as a Lambda step's ``$.Payload``), or ``SendTaskFailure`` with the
+error's class name as ``Error`` and a Lambda-shaped JSON ``Cause`` (``errorMessage``,
+``errorType``, ``stackTrace``), so the front end shows a failed Fargate step as a failed Lambda
+step. A heartbeat is sent every minute while the step runs, so a container that dies without
+reporting fails the state after ``HeartbeatSeconds`` rather than at its time limit.
+The exit code is 0 on success, 1 on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from quetzal_deploy.runtime.errors import InvalidEvent
+from quetzal_deploy.runtime.handler import FARGATE, default_task_root, run_step, storage_from_environment
+
+EVENT_VARIABLE = "QUETZAL_EVENT"
+FIELD_PREFIX = "QUETZAL_EVENT__"
+TOKEN_VARIABLE = "QUETZAL_TASK_TOKEN"
+LIMIT_VARIABLE = "QUETZAL_TIME_LIMIT_S"
+HEARTBEAT_S = 60.0
+# SendTaskFailure limits: Error 256 characters, Cause 32,768.
+MAX_ERROR = 256
+MAX_CAUSE = 32_768
+
+
+def parse_json(text: str, source: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as ex:
+        raise InvalidEvent(f"{source} is not valid JSON ({ex.msg} at character {ex.pos}).") from ex
+
+
+def read_event(argument: str | None, environ) -> dict:
+    """The step's event from the argument, ``QUETZAL_EVENT`` or the ``QUETZAL_EVENT__*`` fields."""
+    if argument:
+        return parse_json(argument, "The event argument")
+    if environ.get(EVENT_VARIABLE):
+        return parse_json(environ[EVENT_VARIABLE], EVENT_VARIABLE)
+    fields = {name[len(FIELD_PREFIX):]: parse_json(value, name)
+              for name, value in environ.items() if name.startswith(FIELD_PREFIX)}
+    if not fields:
+        raise InvalidEvent(f"No event given: pass it as the argument, in {EVENT_VARIABLE}, or as "
+                           f"{FIELD_PREFIX}<field> variables (update-steps renders those).")
+    return fields
+
+
+def time_limit(value: str | float | None) -> float:
+    """The step's time limit in seconds: a positive number."""
+    if value in (None, ""):
+        raise InvalidEvent(f"No time limit: pass --time-limit-s or set {LIMIT_VARIABLE} "
+                           "(update-steps sets it from the step's TimeoutSeconds).")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise InvalidEvent(f"The time limit must be a positive number of seconds, not {value!r}.")
+    return seconds
+
+
+def lambda_shaped_cause(error: BaseException) -> str:
+    """The failure as Lambda reports it; the message is cut in the middle to fit the Cause."""
+    body = {"errorMessage": str(error), "errorType": type(error).__name__, "stackTrace": []}
+    message, keep = body["errorMessage"], MAX_CAUSE // 2
+    while len(cause := json.dumps(body, ensure_ascii=False)) > MAX_CAUSE:
+        keep //= 2  # escaping makes a character up to 6 long: halve until it fits
+        body["errorMessage"] = message[:keep] + "\n[...]\n" + message[-keep:]
+    return cause
+
+
+class Reporter:
+    """Sends the step's outcome and heartbeats for one task token (nothing without a token)."""
+
+    def __init__(self, token: str | None, client=None, echo=print):
+        self.token = token
+        self.client = client if client or not token else boto3.client("stepfunctions")
+        self.echo = echo
+
+    def call(self, method: str, **kwargs) -> bool:
+        if not self.token:
+            return True
+        try:
+            getattr(self.client, method)(taskToken=self.token, **kwargs)
+            return True
+        except (BotoCoreError, ClientError) as ex:
+            self.echo(f"[quetzal] {method} failed: {ex}")
+            return False
+
+    def success(self, event: dict) -> bool:
+        return self.call("send_task_success", output=json.dumps(event, ensure_ascii=False))
+
+    def failure(self, error: BaseException) -> bool:
+        return self.call("send_task_failure", error=type(error).__name__[:MAX_ERROR],
+                         cause=lambda_shaped_cause(error))
+
+    @contextmanager
+    def heartbeat(self, every_s: float = HEARTBEAT_S):
+        """Send a heartbeat every ``every_s`` seconds while the block runs."""
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(every_s):
+                self.call("send_task_heartbeat")
+
+        thread = threading.Thread(target=beat, daemon=True)
+        if self.token:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+
+
+def run(argument: str | None, limit_s: str | float | None, environ, reporter: Reporter,
+        echo=print) -> int:
+    """Run the step and report it; 0 when it succeeded and was reported, else 1."""
+    started = time.monotonic()
+    try:
+        event = read_event(argument, environ)
+        seconds = time_limit(limit_s if limit_s is not None else environ.get(LIMIT_VARIABLE))
+        with reporter.heartbeat():
+            result = run_step(
+                event,
+                storage=storage_from_environment(),
+                workdir=Path(environ.get("QUETZAL_WORKDIR", "/tmp")),
+                task_root=default_task_root(),
+                time_left_s=seconds - (time.monotonic() - started),
+                image_tag=environ.get("IMAGE_TAG", "unknown"),
+                echo=echo,
+                platform=FARGATE,
+            )
+    except Exception as ex:  # every failure must reach Step Functions, or the state waits
+        echo(f"[quetzal] step failed: {type(ex).__name__}: {ex}")
+        if not isinstance(ex, InvalidEvent) and not type(ex).__module__.startswith("quetzal_deploy"):
+            echo(traceback.format_exc())
+        reporter.failure(ex)
+        return 1
+    return 0 if reporter.success(result.event) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m quetzal_deploy.runtime.cli",
+                                     description="Run one pipeline step (one notebook).")
+    parser.add_argument("event", nargs="?", help="the step's event as JSON (default: from the environment)")
+    parser.add_argument("--time-limit-s", type=float, default=None,
+                        help=f"stop the notebook before this many seconds (default: ${LIMIT_VARIABLE})")
+    args = parser.parse_args(argv)
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    reporter = Reporter(os.environ.get(TOKEN_VARIABLE), echo=echo)
+    return run(args.event, args.time_limit_s, os.environ, reporter, echo=echo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
