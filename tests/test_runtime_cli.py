@@ -92,7 +92,7 @@ def test_success_sends_the_merged_event_as_task_output(lambda_env, s3, sfn_calls
     assert done.returncode == 0, done.stdout + done.stderr
     operation, body = only_call(sfn_calls.calls)
     assert operation == "SendTaskSuccess" and body["taskToken"] == TOKEN
-    output = json.loads(body["output"])
+    output = json.loads(body["output"])["Payload"]  # the Lambda invoke integration's shape
     assert {key: output[key] for key in event} == event
     assert output["first"] == 1 and output["second"] == [2]
     assert b"wrote" in read(s3, "base/logs/writes_outputs.txt")
@@ -143,11 +143,14 @@ def test_a_bad_invocation_is_reported_to_step_functions(lambda_env, sfn_calls, e
     assert expected in json.loads(body["cause"])["errorMessage"]
 
 
-def test_without_a_token_nothing_is_sent(lambda_env, s3, sfn_calls):
-    done = run_cli(json.dumps(make_event()), "--time-limit-s", "600", env={})
+def test_without_a_token_nothing_is_sent_and_the_output_file_has_the_outcome(lambda_env, s3, sfn_calls,
+                                                                              tmp_path):
+    outcome = tmp_path / "outcome.json"
+    done = run_cli(json.dumps(make_event()), "--time-limit-s", "600", "--output", str(outcome), env={})
 
     assert done.returncode == 0, done.stderr
     assert sfn_calls.calls == []
+    assert json.loads(outcome.read_text())["output"]["Payload"]["first"] == 1
     assert b"wrote" in read(s3, "base/logs/writes_outputs.txt")
 
 

@@ -16,6 +16,20 @@ from quetzal_deploy.errors import QuetzalError
 
 PLACEHOLDER = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+ECS_RUN_TASK = "arn:aws:states:::ecs:runTask.waitForTaskToken"
+# The Fargate part of the Terraform module: task definition family "<model>-step" (never
+# "<model>-task...", which switches the front end's backend to its whole-model ECS mode),
+# container "step", cluster "<model>-steps" unless an existing one is named.
+FARGATE_CONTAINER = "step"
+FARGATE_FAMILY_SUFFIX = "-step"
+FARGATE_CLUSTER_SUFFIX = "-steps"
+FARGATE_DEFAULT_LIMIT_S = 4 * 3600
+FARGATE_START_ALLOWANCE_S = 900  # provisioning and image pull, before the step's own clock starts
+FARGATE_HEARTBEAT_S = 900  # the container beats every minute: a dead one fails the state after this
+EVENT_FIELD = "QUETZAL_EVENT__"  # runtime.cli reads one JSON value per event field from these
+FIELD_SEPARATOR = "__"
+ECS_RETRY = [{"ErrorEquals": ["ECS.AmazonECSException"], "IntervalSeconds": 10, "MaxAttempts": 3,
+              "BackoffRate": 2.0}]
 
 
 class DefinitionError(QuetzalError):
@@ -101,11 +115,10 @@ def front_end_warnings(definition: Mapping[str, Any]) -> list[str]:
 
 
 def notebook_paths(definition: Mapping[str, Any]) -> list[str]:
-    """The ``notebook_path`` of every Task that invokes the model's Lambda, in order."""
+    """The ``notebook_path`` of every Task that runs a notebook (Lambda or Fargate), in order."""
     paths = []
     for name, state in iter_states(definition["States"]):
-        parameters = state.get("Parameters")
-        payload = parameters.get("Payload") if isinstance(parameters, dict) else None
+        payload = step_payload(state)
         if state.get("Type") != "Task" or not isinstance(payload, dict) or "notebook_path" not in payload:
             continue
         if not isinstance(payload["notebook_path"], str):
@@ -113,6 +126,109 @@ def notebook_paths(definition: Mapping[str, Any]) -> list[str]:
                                   f"(like notebooks/prep.ipynb), not {payload['notebook_path']!r}")
         paths.append(payload["notebook_path"])
     return paths
+
+
+def step_payload(state: Mapping[str, Any]) -> Any:
+    """The event a Task sends: its ``Payload``, or for a rendered Fargate step the event fields
+    of its container's environment (static values only)."""
+    parameters = state.get("Parameters", {})
+    if not isinstance(parameters, dict):
+        return {}
+    if "Payload" in parameters or state.get("Resource") != ECS_RUN_TASK:
+        return parameters.get("Payload", {})
+    overrides = parameters.get("Overrides", {}).get("ContainerOverrides", [{}])
+    return {item["Name"][len(EVENT_FIELD):]: json.loads(item["Value"])
+            for item in overrides[0].get("Environment", [])
+            if item.get("Name", "").startswith(EVENT_FIELD) and "Value" in item
+            and FIELD_SEPARATOR not in item["Name"][len(EVENT_FIELD):]}
+
+
+def is_fargate_step(state: Mapping[str, Any]) -> bool:
+    """A Task marked for Fargate: the ECS ``.waitForTaskToken`` resource with a Lambda-style
+    ``Payload`` (rendered states have ``Overrides`` instead)."""
+    return (state.get("Type") == "Task" and state.get("Resource") == ECS_RUN_TASK
+            and isinstance(state.get("Parameters"), dict) and "Payload" in state["Parameters"])
+
+
+def has_paths(value: Any) -> bool:
+    return isinstance(value, dict) and any(key.endswith(".$") or has_paths(item)
+                                           for key, item in value.items())
+
+
+def container_variables(payload: Mapping[str, Any], where: str, prefix: str = EVENT_FIELD) -> list[dict]:
+    """The event's fields as container environment variables, each holding its JSON text.
+
+    A ``.$`` path becomes ``States.JsonToString(path)``; an object holding paths is split into one
+    variable per field, ``__`` joining the names (``QUETZAL_EVENT__launcher_arg__demand``).
+    """
+    variables = []
+    for key, value in payload.items():
+        field = key.removesuffix(".$")
+        if FIELD_SEPARATOR in field or not field:
+            raise DefinitionError(f"{where}: Payload field {field!r} must be a non-empty name without "
+                                  f"{FIELD_SEPARATOR!r} (it joins nested names on Fargate).")
+        name = prefix + field
+        if key.endswith(".$"):
+            variables.append({"Name": name, "Value.$": f"States.JsonToString({value})"})
+        elif has_paths(value):
+            variables.extend(container_variables(value, where, name + FIELD_SEPARATOR))
+        else:
+            variables.append({"Name": name, "Value": json.dumps(value, ensure_ascii=False)})
+    return variables
+
+
+def fargate_state(state: Mapping[str, Any], name: str, network: Mapping[str, Any]) -> dict[str, Any]:
+    """The ECS ``runTask.waitForTaskToken`` state that runs a Fargate step's event in the image."""
+    payload = state["Parameters"]["Payload"]
+    if not isinstance(payload, dict):
+        raise DefinitionError(f"Fargate step {name!r}: Payload must be an object of event fields.")
+    limit = state.get("TimeoutSeconds", FARGATE_DEFAULT_LIMIT_S)
+    environment = [
+        {"Name": "QUETZAL_TASK_TOKEN", "Value.$": "$$.Task.Token"},
+        {"Name": "QUETZAL_TIME_LIMIT_S", "Value": str(limit)},
+        *container_variables(payload, f"Fargate step {name!r}"),
+    ]
+    rendered = {key: value for key, value in state.items()
+                if key not in {"Parameters", "TimeoutSeconds", "HeartbeatSeconds", "Retry"}}
+    rendered.update({
+        "Parameters": {
+            "LaunchType": "FARGATE",
+            "Cluster": "arn:aws:ecs:${region}:${account_id}:cluster/${fargate_cluster}",
+            "TaskDefinition": "${fargate_task_definition}",
+            "NetworkConfiguration": {"AwsvpcConfiguration": {
+                "Subnets": list(network["subnets"]),
+                "SecurityGroups": list(network["security_groups"]),
+                "AssignPublicIp": "ENABLED" if network["assign_public_ip"] else "DISABLED",
+            }},
+            "Overrides": {"ContainerOverrides": [{"Name": FARGATE_CONTAINER, "Environment": environment}]},
+        },
+        "TimeoutSeconds": limit + FARGATE_START_ALLOWANCE_S,
+        "HeartbeatSeconds": FARGATE_HEARTBEAT_S,
+        "Retry": state.get("Retry", ECS_RETRY),
+    })
+    return rendered
+
+
+def expand_fargate(states: Mapping[str, Any], network: Mapping[str, Any]) -> dict[str, Any]:
+    """The states with every Fargate step rendered, nested Map and Parallel states included."""
+    expanded = {}
+    for name, state in states.items():
+        state = dict(state)
+        if is_fargate_step(state):
+            state = fargate_state(state, name, network)
+        if "Branches" in state:
+            state["Branches"] = [dict(branch, States=expand_fargate(branch["States"], network))
+                                 for branch in state["Branches"]]
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                state[key] = dict(state[key], States=expand_fargate(state[key]["States"], network))
+        expanded[name] = state
+    return expanded
+
+
+def fargate_steps(definition: Mapping[str, Any]) -> list[str]:
+    """The names of the states marked for Fargate."""
+    return [name for name, state in iter_states(definition["States"]) if is_fargate_step(state)]
 
 
 def placeholders(definition: Mapping[str, Any]) -> set[str]:
@@ -133,6 +249,14 @@ def render(definition: Mapping[str, Any], values: Mapping[str, str]) -> dict[str
     return json.loads(text)
 
 
+def deployable(definition: Mapping[str, Any], settings, account_id: str) -> dict[str, Any]:
+    """The definition as deployed: Fargate steps rendered, then every placeholder filled."""
+    network = {"subnets": settings.fargate_subnets, "security_groups": settings.fargate_security_groups,
+               "assign_public_ip": settings.fargate_assign_public_ip}
+    expanded = dict(definition, States=expand_fargate(definition["States"], network))
+    return render(expanded, placeholder_values(settings, account_id))
+
+
 def placeholder_values(settings, account_id: str) -> dict[str, str]:
     """The values ``${...}`` placeholders take for this model."""
     return {
@@ -143,4 +267,6 @@ def placeholder_values(settings, account_id: str) -> dict[str, str]:
         "bucket": settings.bucket,
         "auth_function_name": settings.auth_function,
         "state_machine": settings.state_machine,
+        "fargate_cluster": settings.fargate_cluster or settings.model_name + FARGATE_CLUSTER_SUFFIX,
+        "fargate_task_definition": settings.model_name + FARGATE_FAMILY_SUFFIX,
     }

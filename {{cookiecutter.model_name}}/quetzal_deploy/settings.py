@@ -28,7 +28,10 @@ LIMITS = {
     "LAMBDA_MEMORY_SIZE": (128, 10240),
     "LAMBDA_TIME_LIMIT": (1, 900),
     "LAMBDA_STORAGE_SIZE": (512, 10240),
+    "FARGATE_MEMORY": (512, 122880),
+    "FARGATE_STORAGE": (21, 200),
 }
+FARGATE_DEFAULTS = {"FARGATE_MEMORY": "16384", "FARGATE_STORAGE": "21"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,12 @@ class Settings:
     config_bucket: str = ""
     profile: str | None = None
     user_pool_id: str = ""
+    fargate_cluster: str = ""
+    fargate_subnets: tuple[str, ...] = ()
+    fargate_security_groups: tuple[str, ...] = ()
+    fargate_assign_public_ip: bool = False
+    fargate_memory_mb: int = 16384
+    fargate_storage_gb: int = 21
 
     @property
     def scenarios_dir(self) -> Path:
@@ -93,6 +102,27 @@ def _integer(values: dict[str, str], key: str) -> int:
     return number
 
 
+def _names(values: dict[str, str], key: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in values.get(key, "").split(",") if name.strip())
+
+
+def fargate_settings(values: dict[str, str]) -> dict:
+    """Where Fargate steps run (an existing cluster or the module's, subnets, security groups) and
+    their size (memory MB, ephemeral storage GiB), as the module's fargate_* variables set them."""
+    values = {**FARGATE_DEFAULTS, **{k: v for k, v in values.items() if v.strip()}}
+    public = values.get("FARGATE_ASSIGN_PUBLIC_IP", "no").strip().lower()
+    if public not in {"yes", "no"}:
+        raise ConfigError(f"FARGATE_ASSIGN_PUBLIC_IP={public!r} in .env must be yes or no")
+    return {
+        "fargate_cluster": values.get("FARGATE_CLUSTER", "").strip(),
+        "fargate_subnets": _names(values, "FARGATE_SUBNETS"),
+        "fargate_security_groups": _names(values, "FARGATE_SECURITY_GROUPS"),
+        "fargate_assign_public_ip": public == "yes",
+        "fargate_memory_mb": _integer(values, "FARGATE_MEMORY"),
+        "fargate_storage_gb": _integer(values, "FARGATE_STORAGE"),
+    }
+
+
 def load_settings(
     root: Path | None = None, *, profile: str | None = None, region: str | None = None
 ) -> Settings:
@@ -126,6 +156,7 @@ def load_settings(
         config_bucket=values.get("CONFIG_BUCKET_NAME", ""),
         profile=values.get("AWS_PROFILE") or None,
         user_pool_id=values.get("COGNITO_USER_POOL_ID", ""),
+        **fargate_settings(values),
     )
     overrides = {k: v for k, v in (("profile", profile), ("region", region)) if v}
     return replace(settings, **overrides) if overrides else settings

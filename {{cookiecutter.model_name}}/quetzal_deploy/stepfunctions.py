@@ -15,12 +15,12 @@ from statelint.linter import Linter
 from quetzal_deploy.aws import Aws, explain
 from quetzal_deploy.definition import (
     DefinitionError,
+    deployable,
     duplicate_state_names,
+    fargate_steps,
     front_end_warnings,
     load_definition,
     notebook_paths,
-    placeholder_values,
-    render,
 )
 from quetzal_deploy.errors import AwsError
 from quetzal_deploy.settings import Settings
@@ -110,7 +110,14 @@ def validated_definition(settings: Settings, account_id: str) -> dict[str, Any]:
             f"step-functions.json runs notebook(s) that do not exist: {', '.join(missing)}; "
             f"add them under {settings.notebooks_dir.name}/ or fix their notebook_path."
         )
-    rendered = render(definition, placeholder_values(settings, account_id))
+    fargate = fargate_steps(definition)
+    if fargate and not (settings.fargate_subnets and settings.fargate_security_groups):
+        raise DefinitionError(
+            f"step-functions.json runs {', '.join(fargate)} on Fargate, but FARGATE_SUBNETS and "
+            "FARGATE_SECURITY_GROUPS in .env are not both set: name the existing subnets and "
+            "security groups the tasks run in (the same as the module's fargate_* variables)."
+        )
+    rendered = deployable(definition, settings, account_id)
     problems = asl_problems(rendered)
     if problems:
         raise DefinitionError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from quetzal_deploy.definition import LAMBDA_INVOKE
+from quetzal_deploy.definition import ECS_RUN_TASK, LAMBDA_INVOKE
 from quetzal_deploy.local.choice import matches
 from quetzal_deploy.local.errors import UNCATCHABLE, StatesError, runtime_error
 from quetzal_deploy.local.intrinsics import evaluate
@@ -41,13 +42,18 @@ STATE_EVENTS, TASK_EVENTS, FAN_OUT_EVENTS, ITEM_EVENTS = 2, 3, 2, 2
 
 @dataclass(frozen=True)
 class TaskCall:
-    """One Task to run: the state, the Lambda function, its payload and time limit."""
+    """One Task to run: the state, the Lambda function, its payload and time limit.
+
+    A Fargate step (``platform`` "Fargate") names its task definition as ``function`` and
+    carries its container's environment (``{name: value}``) as ``payload``.
+    """
 
     state: str
     label: str
     function: str
     payload: Any
     timeout_s: float | None
+    platform: str = "Lambda"
 
 
 @dataclass
@@ -226,6 +232,8 @@ class Interpreter:
         if kind == "Map":
             result = self.run_map(name, state, effective, context, scope)
         else:
+            if kind == "Task" and state.get("Resource") == ECS_RUN_TASK:
+                context = {**context, "Task": {"Token": f"local-token-{secrets.token_hex(8)}"}}
             if "Parameters" in state:
                 effective = fill(state["Parameters"], effective, context)
             if kind == "Pass":
@@ -251,6 +259,8 @@ class Interpreter:
     def run_task(self, name, state, payload, scope) -> Any:
         if self.invoke_task is None:
             raise runtime_error(f"Task '{name}' cannot run: this interpreter has no task runner")
+        if state["Resource"] == ECS_RUN_TASK:
+            return self.invoke_task(fargate_call(name, f"{scope.label}{name}", payload, state))
         integrated = state["Resource"] == LAMBDA_INVOKE
         if integrated and not (isinstance(payload, dict) and "FunctionName" in payload):
             raise runtime_error(f"Task '{name}': Parameters need FunctionName for {LAMBDA_INVOKE}")
@@ -311,6 +321,18 @@ class Interpreter:
                     for future in futures:
                         future.cancel()
         return [future.result() for future in futures]
+
+
+def fargate_call(name: str, label: str, parameters: Any, state: Mapping[str, Any]) -> TaskCall:
+    """A rendered Fargate step: its task definition and its container's environment."""
+    try:
+        overrides = parameters["Overrides"]["ContainerOverrides"][0]
+        environment = {item["Name"]: item["Value"] for item in overrides.get("Environment", [])}
+        return TaskCall(state=name, label=label, function=parameters["TaskDefinition"],
+                        payload=environment, timeout_s=state.get("TimeoutSeconds"), platform="Fargate")
+    except (KeyError, IndexError, TypeError) as ex:
+        raise runtime_error(f"Task '{name}': {ECS_RUN_TASK} needs TaskDefinition and "
+                            f"Overrides.ContainerOverrides[0].Environment ({ex!r} missing)") from ex
 
 
 def first_match(handlers: list, error: str) -> int | None:

@@ -5,7 +5,9 @@ The scenario is copied into a run folder (``.quetzal/runs/<run>/bucket/<scenario
 machine runs in the local interpreter; each Lambda Task runs the handler's ``run_step`` (same
 event, same ``RETURN:`` merging, same logs) in its own working folder, with the model's Lambda
 limits: the time limit is enforced by the handler, memory and ``/tmp`` size are checked from the
-step's figures and fail the step as Lambda would.
+step's figures and fail the step as Lambda would. A Fargate step runs the same way from its
+rendered ECS state (the event read back from its container's environment, as ``runtime.cli``
+reads it), with Fargate's limits: its own time limit, the task's memory and storage.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from quetzal_deploy.definition import (
+    ECS_RUN_TASK,
+    FARGATE_FAMILY_SUFFIX,
+    deployable,
     front_end_warnings,
     iter_states,
     load_definition,
     notebook_paths,
-    placeholder_values,
-    render,
 )
 from quetzal_deploy.executions import execution_input, readable_cause
 from quetzal_deploy.local.container import ContainerTasks
@@ -45,9 +48,10 @@ from quetzal_deploy.params import (
     merge_params,
     params_file_entries,
 )
+from quetzal_deploy.runtime.cli import LIMIT_VARIABLE, read_event, task_output, time_limit
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StepError
-from quetzal_deploy.runtime.handler import run_step
+from quetzal_deploy.runtime.handler import FARGATE, LAMBDA, run_step
 from quetzal_deploy.runtime.notebook import CHILDREN, log_name
 from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.workdir import size_mb
@@ -74,7 +78,7 @@ def limit_error(error: str, message: str) -> StatesError:
 def local_definition(settings: Settings) -> dict[str, Any]:
     """step-functions.json with its placeholders filled for this machine."""
     definition = load_definition(settings.definition_path)
-    return render(definition, placeholder_values(settings, LOCAL_ACCOUNT))
+    return deployable(definition, settings, LOCAL_ACCOUNT)
 
 
 def check_functions(definition: Mapping[str, Any], settings: Settings) -> None:
@@ -84,6 +88,12 @@ def check_functions(definition: Mapping[str, Any], settings: Settings) -> None:
         if state.get("Type") != "Task":
             continue
         parameters = state.get("Parameters") if isinstance(state.get("Parameters"), dict) else {}
+        if state.get("Resource") == ECS_RUN_TASK:
+            if parameters.get("TaskDefinition") != settings.model_name + FARGATE_FAMILY_SUFFIX:
+                raise RunError(f"Task '{name}' runs the ECS task definition "
+                               f"{parameters.get('TaskDefinition')!r}; locally only the model's Fargate "
+                               "steps run: mark a step with the Fargate resource and a Payload.")
+            continue
         target = parameters.get("FunctionName", parameters.get("FunctionName.$", state["Resource"]))
         if not isinstance(target, str) or function_name(target) not in known:
             raise RunError(
@@ -161,16 +171,18 @@ class LocalRun:
             self.out(f"  {call.label}: skipped locally (the shared authorization function runs on AWS only)")
             self.records.append(StepRecord(call.label, status="skipped"))
             return call.payload
-        notebook = call.payload.get("notebook_path") if isinstance(call.payload, dict) else None
-        record = StepRecord(call.label, notebook=notebook)
+        payload, limit = self.step_input(call)
+        notebook = payload.get("notebook_path") if isinstance(payload, dict) else None
+        record = StepRecord(call.label, notebook=notebook, platform=call.platform)
         self.records.append(record)
-        limit = min(self.settings.timeout_s, call.timeout_s or math.inf)
         started = time.monotonic()
         try:
-            if self.container is not None:
+            if self.container is not None and call.platform == FARGATE:
+                event = self.container.run_task(call.payload, call.label, limit)
+            elif self.container is not None:
                 event = self.container.invoke(call.payload, call.label)
             else:
-                event = self.run_handler(call, record, limit)
+                event = self.run_handler(call, payload, record, limit)
         except StatesError:
             record.status = "failed"
             raise
@@ -179,19 +191,29 @@ class LocalRun:
         record.outputs_mb = size_mb(self.scenario_folder / "outputs")
         record.state_kb = state_size(event) / 1024
         record.status = "ok"
-        return event
+        return task_output(event) if call.platform == FARGATE else event
 
-    def run_handler(self, call: TaskCall, record: StepRecord, limit: float) -> Any:
+    def step_input(self, call: TaskCall) -> tuple[Any, float]:
+        """The step's event and time limit: a Lambda's payload, or a Fargate container's environment."""
+        if call.platform != FARGATE:
+            return call.payload, min(self.settings.timeout_s, call.timeout_s or math.inf)
+        try:
+            return read_event(None, call.payload), time_limit(call.payload.get(LIMIT_VARIABLE))
+        except StepError as ex:
+            raise StatesError(type(ex).__name__, lambda_cause(type(ex).__name__, str(ex))) from ex
+
+    def run_handler(self, call: TaskCall, payload: Any, record: StepRecord, limit: float) -> Any:
         """The handler's core in this process, in a working folder of its own."""
         safe_label = "".join(c if c.isalnum() or c in "-_" else "." for c in call.label)
         workdir = Path(tempfile.mkdtemp(prefix=f"{safe_label}-", dir=self.work))
         try:
-            result = run_step(call.payload, storage=FolderStorage(self.bucket), workdir=workdir,
+            result = run_step(payload, storage=FolderStorage(self.bucket), workdir=workdir,
                               task_root=self.settings.root, time_left_s=limit, image_tag="local",
                               echo=lambda line: self.out(f"    {call.label} | {line}"),
-                              extra_env={"AWS_EXECUTION_ENV": self.settings.execution_env})
+                              extra_env={"AWS_EXECUTION_ENV": self.settings.execution_env},
+                              platform=call.platform)
         except NotebookTimeout as ex:
-            if limit < self.settings.timeout_s:  # the state's TimeoutSeconds, not the Lambda's limit
+            if call.platform == LAMBDA and limit < self.settings.timeout_s:  # the state's TimeoutSeconds
                 raise StatesError("States.Timeout", f"{call.label} did not finish within the Task's "
                                   f"TimeoutSeconds ({limit:g} s)") from ex
             raise StatesError("NotebookTimeout", lambda_cause("NotebookTimeout", str(ex))) from ex
@@ -205,23 +227,33 @@ class LocalRun:
         return result.event
 
     def check_limits(self, record: StepRecord, call: TaskCall) -> None:
-        """Fail a step that used more memory or /tmp than the Lambda has, as Lambda would."""
-        memory, storage = self.settings.memory_mb, self.settings.storage_mb
+        """Fail a step that used more memory or /tmp than its Lambda or Fargate task has, as AWS would."""
+        if call.platform == FARGATE:
+            memory, storage = self.settings.fargate_memory_mb, self.settings.fargate_storage_gb * 1024
+            where, memory_key, storage_key = "Fargate task", "FARGATE_MEMORY", "FARGATE_STORAGE (GiB)"
+            bigger = "Raise {} in .env and the module's fargate_* sizes (at most {})"
+            maxima = ("122880", "200")
+        else:
+            memory, storage = self.settings.memory_mb, self.settings.storage_mb
+            where, memory_key, storage_key = "Lambda", "LAMBDA_MEMORY_SIZE", "LAMBDA_STORAGE_SIZE"
+            bigger = "Raise {} in .env (at most {}), or run the step on Fargate (see the README),"
+            maxima = ("10240", "10240")
         if record.peak_memory_mb is not None and record.peak_memory_mb > memory:
             raise limit_error("Runtime.OutOfMemory", (
-                f"{call.label} peaked at {record.peak_memory_mb:.0f} MB but the Lambda has "
-                f"LAMBDA_MEMORY_SIZE={memory} MB: on AWS it is killed (Runtime exited with error: "
-                "signal: killed). Raise LAMBDA_MEMORY_SIZE in .env (at most 10240) or use less memory."))
+                f"{call.label} peaked at {record.peak_memory_mb:.0f} MB but the {where} has "
+                f"{memory_key}={memory} MB: on AWS it is killed (signal: killed). "
+                f"{bigger.format(memory_key, maxima[0])} or use less memory."))
         if record.tmp_mb is not None and record.tmp_mb > storage:
             raise limit_error("NotebookError", (
-                f"{call.label} used {record.tmp_mb:.0f} MB of its working folder but the Lambda's /tmp "
-                f"is LAMBDA_STORAGE_SIZE={storage} MB: on AWS it fails with 'OSError: [Errno 28] No "
-                "space left on device'. Raise LAMBDA_STORAGE_SIZE in .env (at most 10240) or write less."))
+                f"{call.label} used {record.tmp_mb:.0f} MB of its working folder but the {where} has "
+                f"{storage} MB ({storage_key}): on AWS it fails with 'OSError: [Errno 28] No space left "
+                f"on device'. {bigger.format(storage_key, maxima[1])} or write less."))
 
     def report(self, error: StatesError | None) -> None:
         self.out("")
         for line in summary(self.records, self.settings.memory_mb, self.settings.storage_mb,
-                            self.settings.timeout_s):
+                            self.settings.timeout_s, fargate=(self.settings.fargate_memory_mb,
+                                                              self.settings.fargate_storage_gb * 1024)):
             self.out(line)
         self.out("")
         self.out(f"Outputs: {self.scenario_folder / 'outputs'}")

@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from quetzal_deploy.definition import LAMBDA_INVOKE, DefinitionError, duplicate_state_names
+from quetzal_deploy.definition import ECS_RUN_TASK, LAMBDA_INVOKE, DefinitionError, duplicate_state_names
 from quetzal_deploy.local.choice import rule_problems
 from quetzal_deploy.local.intrinsics import parse_call
 from quetzal_deploy.local.jsonpaths import check_path, check_reference_path
@@ -19,7 +19,7 @@ IO = {"InputPath", "OutputPath"}
 RESULT = IO | {"Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"}
 FIELDS = {
     "Pass": FLOW | IO | {"Parameters", "Result", "ResultPath"},
-    "Task": FLOW | RESULT | {"Resource", "TimeoutSeconds"},
+    "Task": FLOW | RESULT | {"Resource", "TimeoutSeconds", "HeartbeatSeconds"},
     "Choice": {"Type", "Comment", "Choices", "Default"} | IO,
     "Wait": FLOW | IO | {"Seconds", "SecondsPath", "Timestamp", "TimestampPath"},
     "Succeed": {"Type", "Comment"} | IO,
@@ -59,6 +59,7 @@ MAX_SECONDS = 99_999_999  # Step Functions' ceiling for TimeoutSeconds, Seconds,
 WHOLE_NUMBERS = {  # field: (lowest, highest), as Step Functions accepts them
     "MaxConcurrency": (0, MAX_SECONDS), "TimeoutSeconds": (1, MAX_SECONDS), "Seconds": (0, MAX_SECONDS),
     "IntervalSeconds": (1, MAX_SECONDS), "MaxAttempts": (0, MAX_SECONDS), "MaxDelaySeconds": (1, 31_622_401),
+    "HeartbeatSeconds": (1, MAX_SECONDS),
 }
 
 
@@ -94,8 +95,9 @@ def short(value: Any, limit: int = 60) -> str:
 
 
 def is_lambda_resource(resource: Any) -> bool:
-    """A Task resource the runner can run: the lambda:invoke integration or a function ARN."""
-    return isinstance(resource, str) and (resource == LAMBDA_INVOKE or resource.startswith(LAMBDA_ARN_PREFIX))
+    """A Task resource the runner can run: lambda:invoke, a function ARN, or a Fargate step."""
+    return isinstance(resource, str) and (resource in (LAMBDA_INVOKE, ECS_RUN_TASK)
+                                          or resource.startswith(LAMBDA_ARN_PREFIX))
 
 
 def machine_problems(machine: Any, where: str, top: bool = False) -> Iterator[str]:
@@ -161,7 +163,7 @@ def kind_problems(where: str, kind: str, state: dict, siblings: Mapping[str, Any
     """What a Task's resource, a Choice's rules, a Parallel's branches or a Map's processor lacks."""
     if kind == "Task" and not is_lambda_resource(state.get("Resource")):
         yield (f"{where}: Resource {short(state.get('Resource'))} is not supported locally "
-               f"(only {LAMBDA_INVOKE} and Lambda function ARNs)")
+               f"(only {LAMBDA_INVOKE}, Lambda function ARNs and Fargate steps)")
     if kind == "Choice":
         if not state.get("Choices"):
             yield f"{where} needs at least one rule in Choices"

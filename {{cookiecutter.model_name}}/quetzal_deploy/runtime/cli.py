@@ -4,22 +4,26 @@
 ``run_step`` as the Lambda handler, with the same storage, working folder and image tag taken
 from the environment (``BUCKET_NAME`` or ``QUETZAL_BUCKET_FOLDER``, ``QUETZAL_WORKDIR``,
 ``IMAGE_TAG``). The event comes from, in order: the argument, ``QUETZAL_EVENT`` (one JSON
-object), or one ``QUETZAL_EVENT__<field>`` variable per field holding that field's JSON value
-(what ``update-steps`` renders into the ECS task's container overrides, since Step Functions
-can turn a path into JSON text but cannot build an object from several paths).
+object), or one ``QUETZAL_EVENT__<field>`` variable per field holding that field's JSON value,
+``__`` separating nested names (what ``update-steps`` renders into the ECS task's container
+overrides, since Step Functions can turn a path into JSON text but cannot build an object from
+several paths).
 
 The time limit (``--time-limit-s`` or ``QUETZAL_TIME_LIMIT_S``) counts from the start of this
 process; the notebook is stopped a safety margin before it, its log is uploaded and a
 ``NotebookTimeout`` is raised, as on Lambda.
 
 When ``QUETZAL_TASK_TOKEN`` is set (the state's ``$$.Task.Token`` in a ``.waitForTaskToken``
-integration), the outcome goes to Step Functions: ``SendTaskSuccess`` with the merged event
-(the next state's input, as a Lambda step's ``$.Payload``), or ``SendTaskFailure`` with the
+integration), the outcome goes to Step Functions: ``SendTaskSuccess`` with ``{"Payload": event}``
+(the merged event, shaped as the Lambda invoke integration's result, so ``"OutputPath":
+"$.Payload"`` works for both kinds of step), or ``SendTaskFailure`` with the
 error's class name as ``Error`` and a Lambda-shaped JSON ``Cause`` (``errorMessage``,
 ``errorType``, ``stackTrace``), so the front end shows a failed Fargate step as a failed Lambda
 step. A heartbeat is sent every minute while the step runs, so a container that dies without
 reporting fails the state after ``HeartbeatSeconds`` rather than at its time limit.
-The exit code is 0 on success, 1 on failure.
+``--output FILE`` also writes the outcome as JSON (``{"output": ...}`` or ``{"error", "cause"}``):
+``invoke run --local --docker`` reads it, having no Step Functions. The exit code is 0 on
+success, 1 on failure.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from quetzal_deploy.runtime.handler import FARGATE, default_task_root, run_step,
 
 EVENT_VARIABLE = "QUETZAL_EVENT"
 FIELD_PREFIX = "QUETZAL_EVENT__"
+FIELD_SEPARATOR = "__"  # QUETZAL_EVENT__launcher_arg__demand: field demand of launcher_arg
 TOKEN_VARIABLE = "QUETZAL_TASK_TOKEN"
 LIMIT_VARIABLE = "QUETZAL_TIME_LIMIT_S"
 HEARTBEAT_S = 60.0
@@ -63,8 +68,15 @@ def read_event(argument: str | None, environ) -> dict:
         return parse_json(argument, "The event argument")
     if environ.get(EVENT_VARIABLE):
         return parse_json(environ[EVENT_VARIABLE], EVENT_VARIABLE)
-    fields = {name[len(FIELD_PREFIX):]: parse_json(value, name)
-              for name, value in environ.items() if name.startswith(FIELD_PREFIX)}
+    fields: dict = {}
+    for name in sorted(name for name in environ if name.startswith(FIELD_PREFIX)):
+        *parents, last = name[len(FIELD_PREFIX):].split(FIELD_SEPARATOR)
+        target = fields
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise InvalidEvent(f"{name} sets a field inside {parent}, which is not an object.")
+        target[last] = parse_json(environ[name], name)
     if not fields:
         raise InvalidEvent(f"No event given: pass it as the argument, in {EVENT_VARIABLE}, or as "
                            f"{FIELD_PREFIX}<field> variables (update-steps renders those).")
@@ -85,6 +97,11 @@ def time_limit(value: str | float | None) -> float:
     return seconds
 
 
+def task_output(event: dict) -> dict:
+    """A Fargate step's result, shaped as the Lambda invoke integration's."""
+    return {"Payload": event}
+
+
 def lambda_shaped_cause(error: BaseException) -> str:
     """The failure as Lambda reports it; the message is cut in the middle to fit the Cause."""
     body = {"errorMessage": str(error), "errorType": type(error).__name__, "stackTrace": []}
@@ -98,10 +115,15 @@ def lambda_shaped_cause(error: BaseException) -> str:
 class Reporter:
     """Sends the step's outcome and heartbeats for one task token (nothing without a token)."""
 
-    def __init__(self, token: str | None, client=None, echo=print):
+    def __init__(self, token: str | None, client=None, echo=print, output: Path | None = None):
         self.token = token
         self.client = client if client or not token else boto3.client("stepfunctions")
         self.echo = echo
+        self.output = output
+
+    def write(self, outcome: dict) -> None:
+        if self.output is not None:
+            self.output.write_text(json.dumps(outcome, ensure_ascii=False), encoding="utf-8")
 
     def call(self, method: str, **kwargs) -> bool:
         if not self.token:
@@ -114,11 +136,13 @@ class Reporter:
             return False
 
     def success(self, event: dict) -> bool:
-        return self.call("send_task_success", output=json.dumps(event, ensure_ascii=False))
+        self.write({"output": task_output(event)})
+        return self.call("send_task_success", output=json.dumps(task_output(event), ensure_ascii=False))
 
     def failure(self, error: BaseException) -> bool:
-        return self.call("send_task_failure", error=type(error).__name__[:MAX_ERROR],
-                         cause=lambda_shaped_cause(error))
+        outcome = {"error": type(error).__name__[:MAX_ERROR], "cause": lambda_shaped_cause(error)}
+        self.write(outcome)
+        return self.call("send_task_failure", **outcome)
 
     @contextmanager
     def heartbeat(self, every_s: float = HEARTBEAT_S):
@@ -171,12 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("event", nargs="?", help="the step's event as JSON (default: from the environment)")
     parser.add_argument("--time-limit-s", type=float, default=None,
                         help=f"stop the notebook before this many seconds (default: ${LIMIT_VARIABLE})")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="also write the outcome to this file as JSON")
     args = parser.parse_args(argv)
 
     def echo(line: str) -> None:
         print(line, flush=True)
 
-    reporter = Reporter(os.environ.get(TOKEN_VARIABLE), echo=echo)
+    reporter = Reporter(os.environ.get(TOKEN_VARIABLE), echo=echo, output=args.output)
     return run(args.event, args.time_limit_s, os.environ, reporter, echo=echo)
 
 
