@@ -18,10 +18,10 @@ from test_run_local import invoke, lambda_task, run_folder, step_payload, write_
 from fixtures.tasks import run_task
 from quetzal_deploy.definition import (
     ECS_RUN_TASK,
-    FARGATE_FAMILY_SUFFIX,
     FARGATE_START_ALLOWANCE_S,
     DefinitionError,
     deployable,
+    family_of,
     notebook_paths,
 )
 from quetzal_deploy.runtime.cli import read_event
@@ -137,11 +137,22 @@ def test_a_field_name_holding_the_separator_is_refused(settings):
         deployable({"StartAt": "one", "States": states}, settings, "123456789012")
 
 
-@pytest.mark.parametrize("model", ["paris", "a-task", "task", "quetzal-paris-2030", "x" * 57])
+@pytest.mark.parametrize("model", ["paris", "task", "quetzal-paris-2030", "x" * 57])
 def test_the_task_definition_family_never_switches_the_front_end_to_whole_model_ecs(model):
-    """Quenedi's backend runs a model in its ECS mode when a family starting with <model>-task exists."""
-    family = model + FARGATE_FAMILY_SUFFIX
-    assert not family.startswith(f"{model}-task")
+    """Quenedi's backend runs a model in its ECS mode when a family starting with <model>-task exists:
+    ours must not start so, for this model nor for any model whose name is a start of ours."""
+    family = family_of(model)
+    assert not any(family.startswith(f"{family[:end]}-task") for end in range(1, len(family)))
+
+
+def test_a_model_name_holding_task_cannot_have_fargate_steps(settings):
+    """paris-tasks-step would switch a model named paris to the front end's whole-model ECS mode."""
+    named = replace(settings, model_name="paris-tasks")
+    states = {"one": fargate_task(step_payload("one"), End=True)}
+    with pytest.raises(DefinitionError, match="without '-task'"):
+        deployable({"StartAt": "one", "States": states}, named, "1")
+    lambda_only = {"one": lambda_task(step_payload("one"), End=True)}
+    assert deployable({"StartAt": "one", "States": lambda_only}, named, "1")
 
 
 # --- update-steps against moto server -------------------------------------------------------

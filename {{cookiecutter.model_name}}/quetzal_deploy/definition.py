@@ -249,8 +249,19 @@ def render(definition: Mapping[str, Any], values: Mapping[str, str]) -> dict[str
     return json.loads(text)
 
 
+def family_of(model_name: str) -> str:
+    """The Fargate steps' task definition family (the Terraform module's ``<name>-step``)."""
+    return model_name + FARGATE_FAMILY_SUFFIX
+
+
 def deployable(definition: Mapping[str, Any], settings, account_id: str) -> dict[str, Any]:
     """The definition as deployed: Fargate steps rendered, then every placeholder filled."""
+    family = family_of(settings.model_name)
+    if fargate_steps(definition) and "-task" in family:
+        raise DefinitionError(
+            f"Fargate steps run the task definition {family}, and a family holding '-task' switches "
+            "the front end's backend to its whole-model ECS mode (for this model or one named like "
+            "its start): Fargate steps need a model name without '-task'.")
     network = {"subnets": settings.fargate_subnets, "security_groups": settings.fargate_security_groups,
                "assign_public_ip": settings.fargate_assign_public_ip}
     expanded = dict(definition, States=expand_fargate(definition["States"], network))
@@ -268,5 +279,5 @@ def placeholder_values(settings, account_id: str) -> dict[str, str]:
         "auth_function_name": settings.auth_function,
         "state_machine": settings.state_machine,
         "fargate_cluster": settings.fargate_cluster or settings.model_name + FARGATE_CLUSTER_SUFFIX,
-        "fargate_task_definition": settings.model_name + FARGATE_FAMILY_SUFFIX,
+        "fargate_task_definition": family_of(settings.model_name),
     }

@@ -1,0 +1,139 @@
+"""The module's optional Fargate part (terraform/fargate.tf): parsed with python-hcl2, validated
+and planned by the real terraform binary (provider from the machine's mirror, AWS = moto server).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_terraform_module import MODULE, accepts, parse_folder, unquote
+
+from fixtures.parts import missing_part
+from quetzal_deploy.sizing import FARGATE_SIZES
+
+PROVIDER_MIRROR = Path(os.environ.get("QUETZAL_TF_PLUGINS", "/opt/tf-plugins"))
+
+
+def fargate_blocks() -> dict:
+    return parse_folder(MODULE)
+
+
+@pytest.mark.parametrize(("variable", "value", "valid"), [
+    ("fargate_cpu", 4096, True), ("fargate_cpu", 3000, False),
+    ("fargate_memory", 16384, True), ("fargate_memory", 256, False), ("fargate_memory", 123904, False),
+    ("fargate_memory", 1000, False),
+    ("fargate_ephemeral_storage", 21, True), ("fargate_ephemeral_storage", 200, True),
+    ("fargate_ephemeral_storage", 20, False), ("fargate_ephemeral_storage", 201, False),
+])
+def test_fargate_sizes_are_validated(variable, value, valid):
+    assert accepts(variable, value) is valid
+
+
+def test_cpu_memory_pairs_match_the_local_sizing():
+    """terraform/fargate.tf and quetzal_deploy/sizing.py list the same pairs Fargate accepts."""
+    text = (MODULE / "fargate.tf").read_text(encoding="utf-8")
+    block = text.split("fargate_memory_choices = {", 1)[1].split("}", 1)[0]
+    pairs = []
+    for cpu, choices in re.findall(r'"(\d+)"\s*=\s*(\S.*)', block):
+        if choices.startswith("range("):
+            low, high, step = (int(n) for n in re.findall(r"\d+", choices))
+            pairs += [(int(cpu), memory) for memory in range(low, high, step)]
+        else:
+            pairs += [(int(cpu), int(memory)) for memory in re.findall(r"\d+", choices)]
+    assert pairs == FARGATE_SIZES
+
+
+def test_the_state_machine_gets_only_run_task_and_pass_role():
+    documents = {unquote(name): body for block in fargate_blocks()["data"]
+                 for kind, bodies in block.items() if unquote(kind) == "aws_iam_policy_document"
+                 for name, body in bodies.items()}
+    statements = documents["states_fargate"]["statement"]
+    actions = sorted(action for statement in statements for action in unquote(statement["actions"]))
+    assert actions == ["ecs:RunTask", "iam:PassRole"]
+    run_task = next(s for s in statements if unquote(s["actions"]) == ["ecs:RunTask"])
+    assert unquote(run_task["resources"])[0].endswith(":task-definition/${local.fargate_family}:*")
+
+
+def test_the_task_definition_family_is_model_step():
+    locals_ = {key: unquote(value) for block in fargate_blocks()["locals"] for key, value in block.items()}
+    assert locals_["fargate_family"] == "${var.name}-step"
+
+
+# --- the real terraform binary ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def terraform_module(tmp_path_factory):
+    """The module copied beside an `infra` root using it, `terraform init` from the mirror."""
+    binary = shutil.which("terraform")
+    if binary is None or not PROVIDER_MIRROR.is_dir():
+        missing_part(f"terraform and its provider mirror ({PROVIDER_MIRROR}) are needed")
+    root = tmp_path_factory.mktemp("tf-fargate")
+    shutil.copytree(MODULE, root / "module", ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
+    (root / "cli.tfrc").write_text(
+        f'provider_installation {{\n  filesystem_mirror {{\n    path = "{PROVIDER_MIRROR}"\n  }}\n}}\n')
+    (root / "main.tf").write_text(
+        'variable "name" {\n  type = string\n}\nvariable "cpu" {\n  type = number\n}\n'
+        'variable "memory" {\n  type = number\n}\n'
+        'provider "aws" {\n  max_retries = 1\n  skip_credentials_validation = true\n'
+        '  skip_requesting_account_id = false\n}\n'
+        'module "model" {\n  source = "./module"\n  name = var.name\n  cors_allowed_origins = ["*"]\n'
+        '  image_tag = "v1"\n  create_fargate = true\n'
+        '  fargate_cpu = var.cpu\n  fargate_memory = var.memory\n'
+        '  fargate_subnet_ids = ["subnet-0a1b2c3d"]\n  fargate_security_group_ids = ["sg-0a1b2c3d"]\n}\n')
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(root / "cli.tfrc"), "TF_IN_AUTOMATION": "1"}
+    done = subprocess.run([binary, "init", "-backend=false", "-input=false"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return binary, root, env
+
+
+def terraform(module, *args, env=None):
+    binary, root, base = module
+    return subprocess.run([binary, *args], cwd=root, env={**base, **(env or {})}, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_terraform_validate_accepts_the_module(terraform_module):
+    done = terraform(terraform_module, "validate", "-json")
+    assert json.loads(done.stdout)["valid"] is True, done.stdout
+
+
+FARGATE_PART = ("aws_ecs_cluster.steps", "aws_ecs_task_definition.step",
+                "aws_iam_role_policy.fargate_execution", "aws_iam_role_policy.fargate_task",
+                "aws_iam_role_policy.states_fargate")
+
+
+def plan(terraform_module, aws, name: str, cpu: int, memory: int):
+    """A plan of the Fargate part only: moto lacks ValidateStateMachineDefinition, which planning
+    the state machine calls (the module's other resources are planned by their own tests)."""
+    env = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
+    targets = [f"-target=module.model.{address}" for address in FARGATE_PART]
+    return terraform(terraform_module, "plan", "-input=false", "-no-color", "-refresh=false", *targets,
+                     f"-var=name={name}", f"-var=cpu={cpu}", f"-var=memory={memory}", env=env)
+
+
+def test_plan_creates_the_fargate_part(terraform_module, aws):
+    done = plan(terraform_module, aws, "quetzal-paris", 4096, 16384)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for address in ("aws_ecs_cluster.steps[0]", "aws_ecs_task_definition.step[0]",
+                    "aws_iam_role.fargate_execution[0]", "aws_iam_role.fargate_task[0]",
+                    "aws_iam_role_policy.states_fargate[0]", "aws_cloudwatch_log_group.fargate[0]"):
+        assert f"module.model.{address} will be created" in done.stdout, address
+    assert '"quetzal-paris-step"' in done.stdout and "quetzal-paris-task" not in done.stdout
+
+
+@pytest.mark.parametrize(("name", "cpu", "memory", "message"), [
+    ("quetzal-paris", 1024, 16384,
+     "Fargate does not accept fargate_memory = 16384 MB with fargate_cpu = 1024"),
+    ("paris-tasks", 4096, 16384, "front end would switch a model to its whole-model ECS mode"),
+])
+def test_plan_refuses_what_fargate_or_the_front_end_would_refuse(terraform_module, aws, name, cpu, memory,
+                                                                 message):
+    done = plan(terraform_module, aws, name, cpu, memory)
+    assert done.returncode == 1
+    assert message in " ".join((done.stdout + done.stderr).split()), done.stdout + done.stderr
