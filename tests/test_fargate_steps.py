@@ -26,6 +26,7 @@ from quetzal_deploy.definition import (
 )
 from quetzal_deploy.runtime.cli import read_event
 from quetzal_deploy.settings import load_settings
+from quetzal_deploy.sizing import FARGATE_SIZES, suggest
 
 MODEL = "quetzal-test"
 SUBNETS = "subnet-0a1b2c3d,subnet-4e5f6a7b"
@@ -217,6 +218,10 @@ def check_mixed_run(repo: Path, done) -> None:
                 "Fargate" if "Fargate" in cells else "Lambda" if "Lambda" in cells else "?"
     assert platforms == {"prepare": "Lambda", "assign": "Fargate", "Fan[0] > period": "Fargate",
                          "Fan[1] > period": "Fargate", "report": "Lambda"}, done.stdout
+    header = next(line for line in done.stdout.splitlines() if line.startswith("step "))
+    assert header.split()[-6:] == ["ran", "on", "suggested", "(peak", "+", "20%)"], header
+    prepare = next(line for line in done.stdout.splitlines() if line.startswith("prepare "))
+    assert re.search(r"Lambda  +Lambda \d+ MB, /tmp 512 MB$", prepare), prepare
 
 
 def test_local_run_mixes_lambda_and_fargate_steps_and_state_flows_through_return(baked_repo, tmp_path):
@@ -279,3 +284,52 @@ def test_docker_run_starts_fargate_steps_with_the_command_line_entry_point(
     assert "prepare | START RequestId" in done.stdout  # Lambda steps behind the emulator
     assert "assign | [quetzal] notebooks/assign.ipynb on base/" in done.stdout  # the entry point's log
     assert "assign | START RequestId" not in done.stdout
+
+
+@pytest.mark.parametrize(("seconds", "memory_mb", "tmp_mb", "expected"), [
+    (60, 3000, 100, "Lambda 3600 MB, /tmp 512 MB"),
+    (60, 50, 1000, "Lambda 128 MB, /tmp 1200 MB"),
+    (1200, 3000, 100, "Fargate 0.5 vCPU, 4096 MB, 21 GiB"),  # too long for Lambda
+    (60, 20000, 100, "Fargate 4 vCPU, 24576 MB, 21 GiB"),  # too big for Lambda
+    (60, 1000, 150 * 1024, "Fargate 0.25 vCPU, 2048 MB, 180 GiB"),
+    (60, 110 * 1024, 100, "too big for Fargate: split the step"),
+    (None, None, None, "-"),
+])
+def test_sizing_suggests_the_smallest_allowed_size_with_headroom(seconds, memory_mb, tmp_mb, expected):
+    assert suggest(seconds, memory_mb, tmp_mb).text == expected
+
+
+def test_fargate_sizes_are_the_pairs_ecs_accepts():
+    assert (256, 512) in FARGATE_SIZES and (16384, 122880) in FARGATE_SIZES
+    assert (1024, 16384) not in FARGATE_SIZES and (8192, 18432) not in FARGATE_SIZES
+    assert len(FARGATE_SIZES) == len(set(FARGATE_SIZES)) == 3 + 4 + 7 + 13 + 23 + 12 + 12
+
+
+def test_rollback_points_the_fargate_steps_at_the_same_image(baked_repo, boto):
+    """push, update and rollback register a task definition revision running the Lambda's new image."""
+    ecr, lam, ecs = boto.client("ecr"), boto.client("lambda"), boto.client("ecs")
+    repository_uri = ecr.create_repository(repositoryName=MODEL)["repository"]["repositoryUri"]
+    for tag in ("v1", "v2"):
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {"digest": f"sha256:{tag * 32}", "size": 1}, "layers": []}
+        ecr.put_image(repositoryName=MODEL, imageManifest=json.dumps(manifest), imageTag=tag)
+    role = boto.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam.create_function(FunctionName=MODEL, Role=role, PackageType="Image",
+                        Code={"ImageUri": f"{repository_uri}:v2"})
+    ecs.register_task_definition(
+        family=f"{MODEL}-step", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="4096",
+        memory="16384", executionRoleArn=role, taskRoleArn=role, tags=[{"key": "model", "value": MODEL}],
+        containerDefinitions=[{"name": "step", "image": f"{repository_uri}:v2", "essential": True,
+                               "entryPoint": ["python", "-m", "quetzal_deploy.runtime.cli"]}])
+
+    done = run_task(baked_repo, "rollback", "--to", "v1")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert lam.get_function(FunctionName=MODEL)["Code"]["ImageUri"] == f"{repository_uri}:v1"
+    latest = ecs.describe_task_definition(taskDefinition=f"{MODEL}-step", include=["TAGS"])
+    definition = latest["taskDefinition"]
+    assert definition["revision"] == 2 and f"Fargate steps ({MODEL}-step:2) now run v1" in done.stdout
+    assert definition["containerDefinitions"][0]["image"] == f"{repository_uri}:v1"
+    assert definition["containerDefinitions"][0]["entryPoint"][-1] == "quetzal_deploy.runtime.cli"
+    assert (definition["cpu"], definition["memory"], definition["taskRoleArn"]) == ("4096", "16384", role)
+    assert latest["tags"] == [{"key": "model", "value": MODEL}]

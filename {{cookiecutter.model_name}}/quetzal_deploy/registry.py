@@ -1,4 +1,5 @@
-"""Ship the model's image: ECR login, push with progress, point the Lambda at a tag.
+"""Ship the model's image: ECR login, push with progress, point the Lambda (and the Fargate
+steps' task definition, when there is one) at a tag.
 
 ``QUETZAL_REGISTRY`` (host[:port]) sends the layers to another registry (a mirror, or a local
 one in tests) while ECR and Lambda stay the APIs of record: the pushed manifest is then
@@ -18,6 +19,7 @@ from datetime import datetime
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from quetzal_deploy.aws import Aws, error_code, explain
+from quetzal_deploy.definition import FARGATE_CONTAINER, family_of
 from quetzal_deploy.errors import AwsError, QuetzalError
 from quetzal_deploy.images import (
     DockerError,
@@ -146,6 +148,38 @@ class LambdaFunction:
             raise explain(ex, self.profile) from ex
 
 
+class FargateTask:
+    """The task definition of the model's Fargate steps (``<model>-step``), when the module made one."""
+
+    # What register_task_definition takes back from describe_task_definition.
+    REGISTERED = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "volumes",
+                  "placementConstraints", "requiresCompatibilities", "cpu", "memory", "ephemeralStorage",
+                  "runtimePlatform", "pidMode", "ipcMode", "proxyConfiguration")
+
+    def __init__(self, client, family: str, profile: str | None = None):
+        self.client, self.family, self.profile = client, family, profile
+
+    def point_to(self, image_uri: str) -> int | None:
+        """Register a revision running ``image_uri`` (RunTask on the family takes the latest);
+        returns its number, or None when there is no such task definition (no Fargate steps)."""
+        try:
+            described = self.client.describe_task_definition(taskDefinition=self.family, include=["TAGS"])
+            current = described["taskDefinition"]
+            containers = [dict(container, image=image_uri) if container["name"] == FARGATE_CONTAINER
+                          else container for container in current["containerDefinitions"]]
+            fields = {key: current[key] for key in self.REGISTERED if key in current}
+            if described.get("tags"):
+                fields["tags"] = described["tags"]
+            registered = self.client.register_task_definition(**fields, containerDefinitions=containers)
+        except ClientError as ex:
+            if ex.operation_name == "DescribeTaskDefinition" and error_code(ex) == "ClientException":
+                return None  # no task definition: the model has no Fargate part
+            raise explain(ex, self.profile) from ex
+        except BotoCoreError as ex:
+            raise explain(ex, self.profile) from ex
+        return registered["taskDefinition"]["revision"]
+
+
 class PushProgress:
     """One tqdm bar over all the layers of a ``docker push`` stream."""
 
@@ -221,6 +255,10 @@ def lambda_for(settings: Settings, aws: Aws) -> LambdaFunction:
     return LambdaFunction(aws.client("lambda"), settings.function_name, settings.profile)
 
 
+def fargate_for(settings: Settings, aws: Aws) -> FargateTask:
+    return FargateTask(aws.client("ecs"), family_of(settings.model_name), settings.profile)
+
+
 def ecr_for(settings: Settings, aws: Aws) -> Ecr:
     return Ecr(aws.client("ecr"), settings.ecr_repo, settings.profile)
 
@@ -247,7 +285,7 @@ def push(settings: Settings, aws: Aws, tag: str | None = None, initial: bool = F
         record_in_ecr(ecr, registry, tag, echo)
     image_uri = f"{repository_uri}:{tag}"
     if exists:
-        point(function, image_uri, echo)
+        point(function, image_uri, echo, fargate_for(settings, aws))
     else:
         echo(f"Lambda function {settings.function_name} does not exist yet: the image is in ECR. "
              "Next: run `invoke infra` to create it with this image (or `invoke deploy`).")
@@ -263,10 +301,13 @@ def record_in_ecr(ecr: Ecr, registry: str, tag: str, echo: Out) -> None:
              "will not offer it.")
 
 
-def point(function: LambdaFunction, image_uri: str, echo: Out) -> None:
+def point(function: LambdaFunction, image_uri: str, echo: Out, fargate: FargateTask | None = None) -> None:
     echo(f"Pointing Lambda {function.name} at {image_uri} ...")
     function.point_to(image_uri)
     echo(f"Lambda {function.name} now runs {tag_of(image_uri)}")
+    revision = fargate.point_to(image_uri) if fargate else None
+    if revision is not None:
+        echo(f"Fargate steps ({fargate.family}:{revision}) now run {tag_of(image_uri)}")
 
 
 def rollback(settings: Settings, aws: Aws, to: str | None = None, echo: Out = print) -> str:
@@ -289,5 +330,5 @@ def rollback(settings: Settings, aws: Aws, to: str | None = None, echo: Out = pr
         raise QuetzalError(f"Tag {to!r} is not in ECR repository {settings.ecr_repo} "
                            f"(recent tags: {listed}).")
     image_uri = f"{ecr.repository_uri()}:{to}"
-    point(function, image_uri, echo)
+    point(function, image_uri, echo, fargate_for(settings, aws))
     return image_uri
