@@ -1,5 +1,7 @@
-"""The module's optional Fargate part (terraform/fargate.tf): parsed with python-hcl2, validated
-and planned by the real terraform binary (provider from the machine's mirror, AWS = moto server).
+"""The module's optional Fargate part (terraform/fargate.tf): parsed with python-hcl2, validated,
+planned, applied and destroyed by the real terraform binary (provider from the machine's mirror,
+AWS = moto server). Plans and applies target the Fargate part (and what it depends on): moto lacks
+ValidateStateMachineDefinition, which the state machine's resource calls.
 """
 
 import json
@@ -98,6 +100,7 @@ def terraform(module, *args, env=None):
                           text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_terraform_validate_accepts_the_module(terraform_module):
     done = terraform(terraform_module, "validate", "-json")
     assert json.loads(done.stdout)["valid"] is True, done.stdout
@@ -109,24 +112,54 @@ FARGATE_PART = ("aws_ecs_cluster.steps", "aws_ecs_task_definition.step",
 
 
 def plan(terraform_module, aws, name: str, cpu: int, memory: int):
-    """A plan of the Fargate part only: moto lacks ValidateStateMachineDefinition, which planning
-    the state machine calls (the module's other resources are planned by their own tests)."""
+    """A plan of the Fargate part only (see the module docstring)."""
     env = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
     targets = [f"-target=module.model.{address}" for address in FARGATE_PART]
     return terraform(terraform_module, "plan", "-input=false", "-no-color", "-refresh=false", *targets,
                      f"-var=name={name}", f"-var=cpu={cpu}", f"-var=memory={memory}", env=env)
 
 
-def test_plan_creates_the_fargate_part(terraform_module, aws):
-    done = plan(terraform_module, aws, "quetzal-paris", 4096, 16384)
+@pytest.mark.slow
+def test_apply_creates_the_fargate_part_for_real_and_destroy_removes_it(terraform_module, aws, boto):
+    """A real apply (moto server) of the Fargate part and what it depends on (bucket, repository,
+    state machine role), checked through boto3, then a real destroy."""
+    done = apply(terraform_module, "apply", "quetzal-paris", 4096, 16384)
     assert done.returncode == 0, done.stdout + done.stderr
-    for address in ("aws_ecs_cluster.steps[0]", "aws_ecs_task_definition.step[0]",
-                    "aws_iam_role.fargate_execution[0]", "aws_iam_role.fargate_task[0]",
-                    "aws_iam_role_policy.states_fargate[0]", "aws_cloudwatch_log_group.fargate[0]"):
-        assert f"module.model.{address} will be created" in done.stdout, address
-    assert '"quetzal-paris-step"' in done.stdout and "quetzal-paris-task" not in done.stdout
+
+    ecs, iam = boto.client("ecs"), boto.client("iam")
+    definition = ecs.describe_task_definition(taskDefinition="quetzal-paris-step")["taskDefinition"]
+    assert (definition["cpu"], definition["memory"], definition["ephemeralStorage"]) == (
+        "4096", "16384", {"sizeInGiB": 21})
+    container = definition["containerDefinitions"][0]
+    assert container["name"] == "step" and container["image"].endswith("/quetzal-paris:v1")
+    assert container["entryPoint"] == ["python", "-m", "quetzal_deploy.runtime.cli"]
+    assert container["readonlyRootFilesystem"] is True
+    families = ecs.list_task_definition_families(familyPrefix="quetzal-paris-task")["families"]
+    assert families == []  # the front end's backend would switch the model to its ECS mode
+    assert ecs.describe_clusters(clusters=["quetzal-paris-steps"])["clusters"][0]["status"] == "ACTIVE"
+    policy = iam.get_role_policy(RoleName="quetzal-paris-states", PolicyName="quetzal-paris-states-fargate")
+    actions = sorted(action for statement in policy["PolicyDocument"]["Statement"]
+                     for action in ([statement["Action"]] if isinstance(statement["Action"], str)
+                                    else statement["Action"]))
+    assert actions == ["ecs:RunTask", "iam:PassRole"]
+    task_policy = iam.get_role_policy(RoleName="quetzal-paris-step", PolicyName="quetzal-paris-step")
+    granted = json.dumps(task_policy["PolicyDocument"])
+    assert "s3:PutObject" in granted and "states:SendTaskSuccess" in granted
+
+    destroyed = apply(terraform_module, "destroy", "quetzal-paris", 4096, 16384)
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    active = ecs.list_task_definitions(familyPrefix="quetzal-paris-step", status="ACTIVE")
+    assert active["taskDefinitionArns"] == []
 
 
+def apply(terraform_module, command: str, name: str, cpu: int, memory: int):
+    env = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
+    targets = [f"-target=module.model.{address}" for address in FARGATE_PART]
+    return terraform(terraform_module, command, "-auto-approve", "-input=false", "-no-color", *targets,
+                     f"-var=name={name}", f"-var=cpu={cpu}", f"-var=memory={memory}", env=env)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "cpu", "memory", "message"), [
     ("quetzal-paris", 1024, 16384,
      "Fargate does not accept fargate_memory = 16384 MB with fargate_cpu = 1024"),
