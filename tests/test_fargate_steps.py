@@ -333,3 +333,22 @@ def test_rollback_points_the_fargate_steps_at_the_same_image(baked_repo, boto):
     assert definition["containerDefinitions"][0]["entryPoint"][-1] == "quetzal_deploy.runtime.cli"
     assert (definition["cpu"], definition["memory"], definition["taskRoleArn"]) == ("4096", "16384", role)
     assert latest["tags"] == [{"key": "model", "value": MODEL}]
+
+
+@pytest.mark.parametrize("broken", [
+    {"one": 5},
+    {"one": {"Type": "Map", "Iterator": 7, "End": True}},
+    {"one": {"Type": "Parallel", "Branches": [3, {"States": None}], "End": True}},
+    {"one": {"Type": "Task", "Resource": ECS_RUN_TASK, "Parameters": {"Overrides": 1}, "End": True}},
+])
+def test_malformed_states_are_left_for_validation_to_report(settings, broken):
+    states = {**broken, "far": fargate_task(step_payload("far"), End=True)}
+    rendered = deployable({"StartAt": "one", "States": states}, settings, "1")
+    assert rendered["States"]["one"] == broken["one"]
+    assert notebook_paths(rendered) == ["notebooks/far.ipynb"]
+
+
+def test_a_fargate_time_limit_must_be_whole_seconds(settings):
+    states = {"one": fargate_task(step_payload("one"), TimeoutSeconds="4h", End=True)}
+    with pytest.raises(DefinitionError, match="TimeoutSeconds, its time limit, must be a whole number"):
+        deployable({"StartAt": "one", "States": states}, settings, "1")

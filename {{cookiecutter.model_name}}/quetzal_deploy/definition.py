@@ -136,11 +136,13 @@ def step_payload(state: Mapping[str, Any]) -> Any:
         return {}
     if "Payload" in parameters or state.get("Resource") != ECS_RUN_TASK:
         return parameters.get("Payload", {})
-    overrides = parameters.get("Overrides", {}).get("ContainerOverrides", [{}])
-    return {item["Name"][len(EVENT_FIELD):]: json.loads(item["Value"])
-            for item in overrides[0].get("Environment", [])
-            if item.get("Name", "").startswith(EVENT_FIELD) and "Value" in item
-            and FIELD_SEPARATOR not in item["Name"][len(EVENT_FIELD):]}
+    try:
+        environment = parameters["Overrides"]["ContainerOverrides"][0]["Environment"]
+        return {item["Name"][len(EVENT_FIELD):]: json.loads(item["Value"]) for item in environment
+                if item["Name"].startswith(EVENT_FIELD) and "Value" in item
+                and FIELD_SEPARATOR not in item["Name"][len(EVENT_FIELD):]}
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        return {}  # not one of ours: an ECS task the definition's author wrote
 
 
 def is_fargate_step(state: Mapping[str, Any]) -> bool:
@@ -183,6 +185,9 @@ def fargate_state(state: Mapping[str, Any], name: str, network: Mapping[str, Any
     if not isinstance(payload, dict):
         raise DefinitionError(f"Fargate step {name!r}: Payload must be an object of event fields.")
     limit = state.get("TimeoutSeconds", FARGATE_DEFAULT_LIMIT_S)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise DefinitionError(f"Fargate step {name!r}: TimeoutSeconds, its time limit, must be a whole "
+                              f"number of seconds, not {limit!r}.")
     environment = [
         {"Name": "QUETZAL_TASK_TOKEN", "Value.$": "$$.Task.Token"},
         {"Name": "QUETZAL_TIME_LIMIT_S", "Value": str(limit)},
@@ -209,26 +214,33 @@ def fargate_state(state: Mapping[str, Any], name: str, network: Mapping[str, Any
     return rendered
 
 
-def expand_fargate(states: Mapping[str, Any], network: Mapping[str, Any]) -> dict[str, Any]:
-    """The states with every Fargate step rendered, nested Map and Parallel states included."""
+def expand_fargate(states: Any, network: Mapping[str, Any]) -> Any:
+    """The states with every Fargate step rendered, nested Map and Parallel states included
+    (anything malformed is left as it is, for validation to report)."""
+    if not isinstance(states, dict):
+        return states
     expanded = {}
     for name, state in states.items():
-        state = dict(state)
-        if is_fargate_step(state):
-            state = fargate_state(state, name, network)
-        if "Branches" in state:
-            state["Branches"] = [dict(branch, States=expand_fargate(branch["States"], network))
-                                 for branch in state["Branches"]]
-        for key in ("Iterator", "ItemProcessor"):
-            if key in state:
-                state[key] = dict(state[key], States=expand_fargate(state[key]["States"], network))
+        if isinstance(state, dict):
+            state = fargate_state(state, name, network) if is_fargate_step(state) else dict(state)
+            if isinstance(state.get("Branches"), list):
+                state["Branches"] = [expand_machine(branch, network) for branch in state["Branches"]]
+            for key in ("Iterator", "ItemProcessor"):
+                if key in state:
+                    state[key] = expand_machine(state[key], network)
         expanded[name] = state
     return expanded
 
 
+def expand_machine(machine: Any, network: Mapping[str, Any]) -> Any:
+    if not isinstance(machine, dict) or "States" not in machine:
+        return machine
+    return dict(machine, States=expand_fargate(machine["States"], network))
+
+
 def fargate_steps(definition: Mapping[str, Any]) -> list[str]:
     """The names of the states marked for Fargate."""
-    return [name for name, state in iter_states(definition["States"]) if is_fargate_step(state)]
+    return [name for name, state in iter_states(definition.get("States")) if is_fargate_step(state)]
 
 
 def placeholders(definition: Mapping[str, Any]) -> set[str]:
@@ -257,15 +269,16 @@ def family_of(model_name: str) -> str:
 def deployable(definition: Mapping[str, Any], settings, account_id: str) -> dict[str, Any]:
     """The definition as deployed: Fargate steps rendered, then every placeholder filled."""
     family = family_of(settings.model_name)
-    if fargate_steps(definition) and "-task" in family:
+    if not fargate_steps(definition):
+        return render(definition, placeholder_values(settings, account_id))
+    if "-task" in family:
         raise DefinitionError(
             f"Fargate steps run the task definition {family}, and a family holding '-task' switches "
             "the front end's backend to its whole-model ECS mode (for this model or one named like "
             "its start): Fargate steps need a model name without '-task'.")
     network = {"subnets": settings.fargate_subnets, "security_groups": settings.fargate_security_groups,
                "assign_public_ip": settings.fargate_assign_public_ip}
-    expanded = dict(definition, States=expand_fargate(definition["States"], network))
-    return render(expanded, placeholder_values(settings, account_id))
+    return render(expand_machine(definition, network), placeholder_values(settings, account_id))
 
 
 def placeholder_values(settings, account_id: str) -> dict[str, str]:
