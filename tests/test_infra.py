@@ -1,15 +1,16 @@
 """`invoke infra` / `deploy` / `destroy` in a baked repo, against moto and a stand-in terraform.
 
-There is no terraform binary on our machines, so these tests put a stand-in `terraform`
-executable first on PATH (tests/support/fake_terraform/terraform): a small Python script that
-records its arguments and working folder, keeps workspaces the way the local backend does,
-writes and requires plan files, and fails on demand. AWS is moto in server mode; its state is
-checked with boto3, independently of the code under test.
+The real terraform runs in tests/test_infra_terraform.py (apply, deploy, destroy, shared state).
+What only a stand-in can show stays here: the exact argument lists, a terraform that fails
+half-way through a flow, plan answers on demand, and what AWS holds at the moment each terraform
+command starts. The stand-in (tests/support/fake_terraform/terraform) is a small Python script put
+first on PATH: it records its arguments and working folder, keeps workspaces the way the local
+backend does, writes and requires plan files, and fails on demand. AWS is moto in server mode;
+its state is checked with boto3, independently of the code under test.
 """
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ def fake_terraform(tmp_path, monkeypatch) -> FakeTerraform:
     log = tmp_path / "terraform-calls.jsonl"
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_TERRAFORM_LOG", str(log))
-    for key in ("FAKE_TERRAFORM_FAIL", "FAKE_TERRAFORM_PLAN_EXIT", "FAKE_TERRAFORM_CREATE",
+    for key in ("FAKE_TERRAFORM_FAIL", "FAKE_TERRAFORM_PLAN_EXIT",
                 "FAKE_TERRAFORM_OBSERVE_BUCKET", "FAKE_TERRAFORM_OBSERVE_REPOSITORY", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
     return FakeTerraform(log)
@@ -315,61 +316,3 @@ def test_destroy_is_safe_to_rerun_after_a_failure(aws, boto, baked_repo, fake_te
     assert third.returncode == 0, third.stderr
     assert "nothing left for Terraform to destroy" in third.stdout
     assert [args[0] for args in fake_terraform.commands()] == ["init", "workspace"]
-
-
-
-def git(repo: Path, *args: str) -> str:
-    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
-    return subprocess.run(["git", *identity, *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-@pytest.mark.docker
-@pytest.mark.xdist_group("docker")
-def test_deploy_first_time_then_again(aws, boto, baked_repo, fake_terraform, monkeypatch,
-                                      docker_engine, lambda_base_image, registry):
-    """`invoke deploy` end to end: real image build and push (local registry, ECR in moto),
-    state machine definition and base scenario in moto. Terraform is the stand-in; with
-    FAKE_TERRAFORM_CREATE its apply creates, with boto3, what the module's apply would leave
-    (bucket, repository, state machine, and the function once an image tag is given).
-    """
-    monkeypatch.setenv("FAKE_TERRAFORM_CREATE", "1")
-    env = {"QUETZAL_BASE_IMAGE": lambda_base_image, "QUETZAL_REGISTRY": registry}
-    first = run_task(baked_repo, "deploy", "--yes", "--email", "modeller@example.com", env=env,
-                     timeout=900, input="")
-    assert first.returncode == 0, first.stdout + first.stderr
-    (image,) = boto.client("ecr").describe_images(repositoryName=MODEL)["imageDetails"]
-    (tag,) = image["imageTags"]
-    assert fake_terraform.commands() == [
-        *first_run(),
-        bootstrap_plan(f"-var=image_tag={tag}"),
-        ["apply", "-input=false", PLAN],
-    ]
-    function = boto.client("lambda").get_function(FunctionName=MODEL)
-    assert function["Code"]["ImageUri"].endswith(f"/{MODEL}:{tag}")
-    sfn = boto.client("stepfunctions")
-    (machine,) = sfn.list_state_machines()["stateMachines"]
-    definition = sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])["definition"]
-    assert f":function:{MODEL}" in definition and "notebooks/preparation.ipynb" in definition
-    uploaded = boto.client("s3").list_objects_v2(Bucket=MODEL, Prefix="base/")["Contents"]
-    local = [p for p in (baked_repo / "scenarios" / "base").rglob("*") if p.is_file()]
-    assert sorted(o["Key"] for o in uploaded) == sorted(
-        f"base/{p.relative_to(baked_repo / 'scenarios' / 'base').as_posix()}" for p in local)
-
-    (baked_repo / "notebooks" / "assignment.ipynb").write_text(
-        (baked_repo / "notebooks" / "assignment.ipynb").read_text().replace("assignment", "assignment v2"))
-    git(baked_repo, "commit", "-qam", "second version")
-    fake_terraform.reset()
-    again = run_task(baked_repo, "deploy", "--yes", "--email", "modeller@example.com", env=env,
-                     timeout=900, input="")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert fake_terraform.commands() == [
-        ["init", "-input=false"],
-        ["workspace", "select", MODEL],
-        bootstrap_plan(f"-var=image_tag={tag}"),
-        ["apply", "-input=false", PLAN],
-    ]
-    new_uri = boto.client("lambda").get_function(FunctionName=MODEL)["Code"]["ImageUri"]
-    assert not new_uri.endswith(f":{tag}")
-    assert new_uri.rsplit(":", 1)[1] in {t for d in boto.client("ecr").describe_images(
-        repositoryName=MODEL)["imageDetails"] for t in d["imageTags"]}

@@ -1,6 +1,6 @@
 """quetzal_deploy.terraform.Terraform: how it calls the CLI and how it fails.
 
-No terraform binary exists here: the commands go to a recording runner (the class takes a
+The commands go to a recording runner (the class takes a
 ``subprocess.run``-compatible runner) or, for the failure, to a real file that cannot run.
 """
 
@@ -58,3 +58,25 @@ def test_an_executable_that_cannot_run_is_a_clear_error(tmp_path):
     terraform = Terraform(tmp_path, executable=str(not_executable))
     with pytest.raises(TerraformError, match="could not run .*Install Terraform"):
         terraform.init()
+
+
+class Terminal:
+    def isatty(self):
+        return True
+
+
+def test_no_colour_codes_when_the_output_is_not_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TF_CLI_ARGS_plan", "-parallelism=4")
+    terraform = Terraform(tmp_path, executable="terraform")  # pytest's stdout is no terminal
+    assert terraform.env["TF_CLI_ARGS_plan"] == "-no-color -parallelism=4"
+    assert terraform.env["TF_CLI_ARGS_workspace_new"] == terraform.env["TF_CLI_ARGS_apply"] == "-no-color"
+
+
+def test_colour_on_a_terminal_unless_no_color_is_set(tmp_path, monkeypatch):
+    monkeypatch.setattr("quetzal_deploy.terraform.sys.stdout", Terminal())
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("TF_CLI_ARGS_apply", raising=False)
+    assert "TF_CLI_ARGS_apply" not in Terraform(tmp_path, executable="terraform").env
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert Terraform(tmp_path, executable="terraform").env["TF_CLI_ARGS_apply"] == "-no-color"

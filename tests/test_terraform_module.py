@@ -1,13 +1,14 @@
 """The Terraform module and the baked repo's infra/: parsed with python-hcl2, scanned with checkov.
 
-No terraform binary runs here (none exists on our machines): the HCL is parsed, the variables'
-validation conditions are evaluated by a small translator into Python, and checkov checks security.
+The HCL is parsed, the variables' validation conditions are evaluated by a small translator into
+Python, checkov checks security, and the real terraform validates and format-checks the baked infra/.
 """
 
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from dotenv import dotenv_values
 
 from fixtures.bake import TEMPLATE, bake
-from fixtures.parts import missing_part
+from fixtures.parts import missing_part, require_executable
 
 MODULE = TEMPLATE / "terraform"
 CHECKOV = Path(
@@ -241,3 +242,21 @@ def test_baked_tfvars_agree_with_env(tmp_path):
     assert values["auth_function_name"] == env["AUTH_FUNCTION_NAME"]
     assert values["cognito_identity_pool_id"] == env["COGNITO_IDENTITY_POOL_ID"]
     assert values["cors_allowed_origins"] == ["https://app.example.com", "http://localhost:8081"]
+
+
+@pytest.mark.terraform
+def test_terraform_validates_the_baked_infra_and_finds_it_formatted(default_bake, terraform_cli, tmp_path):
+    infra = tmp_path / "infra"
+    shutil.copytree(default_bake / "infra", infra)
+    env = {**os.environ, **terraform_cli, "TF_IN_AUTOMATION": "1"}
+
+    def terraform(*args):
+        return subprocess.run([require_executable("terraform"), *args], cwd=infra, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    init = terraform("init", "-backend=false", "-input=false", "-no-color")
+    assert init.returncode == 0, init.stdout + init.stderr
+    validate = terraform("validate", "-no-color")
+    assert validate.returncode == 0 and "The configuration is valid" in validate.stdout, validate.stderr
+    formatted = terraform("fmt", "-check", "-recursive", "-diff", "-no-color")
+    assert formatted.returncode == 0, formatted.stdout

@@ -18,6 +18,7 @@ from lark.exceptions import LarkError
 
 from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
+from quetzal_deploy.images import git
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.terraform import Terraform
 
@@ -25,6 +26,7 @@ T = TypeVar("T")
 Out = Callable[[str], None]
 Confirm = Callable[[str], bool]
 BACKEND_CONFIG = "backend.hcl"
+LOCK_FILE = ".terraform.lock.hcl"
 S3_DELETE_BATCH = 1000  # most keys DeleteObjects takes
 ECR_DELETE_BATCH = 100  # most image ids BatchDeleteImage takes
 MISSING_BUCKET = {"NoSuchBucket"}
@@ -161,6 +163,14 @@ class Stack:
                               "AWS uses the .tfvars).")
         backend = self.folder / BACKEND_CONFIG
         self.terraform.init(backend if backend.is_file() else None)
+        self.remind_lock_file()
+
+    def remind_lock_file(self) -> None:
+        """``terraform init`` records the provider build: it belongs in git, like a lock file."""
+        lock = self.folder / LOCK_FILE
+        if lock.is_file() and git(self.settings.root, "ls-files", "--", f"infra/{LOCK_FILE}") == "":
+            self.out(f"infra/{LOCK_FILE} records the provider versions and checksums: commit it "
+                     f"(`git add infra/{LOCK_FILE}`) so every machine uses the same provider.")
 
     def prepare(self) -> None:
         """Initialise and select (or create) the model's workspace."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +18,9 @@ INSTALL_HINT = (
 )
 # `terraform plan -detailed-exitcode`: 0 = no changes, 2 = changes, anything else = failure.
 PLAN_CHANGES = 2
+# The commands run here; TF_CLI_ARGS_<command> adds -no-color to each when output is not a terminal.
+COMMANDS = ("init", "plan", "apply", "destroy", "output", "workspace_new", "workspace_select",
+            "workspace_delete")
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -39,6 +43,8 @@ class Terraform:
         self.workdir = workdir
         self._executable = executable
         self.env = {**os.environ, "TF_IN_AUTOMATION": "1", **(env or {})}
+        if not colour_wanted(self.env):
+            self.env.update(without_colour(self.env))
         self.runner = runner
 
     @property
@@ -101,6 +107,17 @@ class Terraform:
     def destroy(self, var_file: str, variables: Mapping[str, str]) -> None:
         self.run("destroy", "-input=false", "-auto-approve", f"-var-file={var_file}",
                  *var_args(variables))
+
+
+def colour_wanted(env: Mapping[str, str]) -> bool:
+    """Colour codes only on a terminal, and never with NO_COLOR set."""
+    return sys.stdout.isatty() and not env.get("NO_COLOR")
+
+
+def without_colour(env: Mapping[str, str]) -> dict[str, str]:
+    """TF_CLI_ARGS_<command> values that add -no-color, keeping what the user already set."""
+    found = {f"TF_CLI_ARGS_{command}": env.get(f"TF_CLI_ARGS_{command}", "") for command in COMMANDS}
+    return {key: f"-no-color {value}".strip() for key, value in found.items()}
 
 
 def var_args(variables: Mapping[str, str]) -> list[str]:
