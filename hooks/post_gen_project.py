@@ -16,6 +16,7 @@ INPUTS = json.loads(
         "od": cookiecutter.has_od} | tojson | tojson }}
 )
 AUTH_FUNCTION = {{ cookiecutter.auth_function_name | tojson }}
+LOCAL_STATE = {{ cookiecutter.terraform_state_bucket | tojson }} == "local"
 TEMPLATE_DIR = Path({{ cookiecutter._repo_dir | absolute_path | tojson }})
 
 NOTEBOOK_TEMPLATE = Path("notebooks", "_step.ipynb")
@@ -131,6 +132,12 @@ def copy_terraform_module():
     shutil.copytree(source, target, ignore=ignore, dirs_exist_ok=True)
 
 
+def remove_backend_config():
+    """Local state has no backend settings."""
+    if LOCAL_STATE:
+        Path("infra", "backend.hcl").unlink()
+
+
 def git(*args):
     identity = ["-c", "user.name=quetzal-template", "-c", "user.email=quetzal-template@localhost"]
     configured = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True)
@@ -174,6 +181,7 @@ def main():
     write_notebooks()
     write_state_machine()
     copy_terraform_module()
+    remove_backend_config()
     init_git()
     print_next_steps()
 

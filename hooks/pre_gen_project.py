@@ -10,6 +10,8 @@ import sys
 
 # Rendered as a JSON string, so any answer (quotes, newlines, booleans) stays data.
 ANSWERS = json.loads({{ {"model_name": cookiecutter.model_name, "aws_region": cookiecutter.aws_region, "lambda_memory_size": cookiecutter.lambda_memory_size, "lambda_time_limit": cookiecutter.lambda_time_limit, "lambda_storage_size": cookiecutter.lambda_storage_size, "python_version": cookiecutter.python_version, "steps": cookiecutter.steps, "has_pt_network": cookiecutter.has_pt_network, "has_road_network": cookiecutter.has_road_network, "has_od": cookiecutter.has_od, "auth_function_name": cookiecutter.auth_function_name, "cognito_identity_pool_id": cookiecutter.cognito_identity_pool_id, "config_bucket_name": cookiecutter.config_bucket_name, "cors_allowed_origins": cookiecutter.cors_allowed_origins} | tojson | tojson }})
+ANSWERS.update(json.loads({{ {"terraform_state_bucket": cookiecutter.terraform_state_bucket} | tojson | tojson }}))
+LOCAL_STATE = "local"
 
 REGIONS = {
     "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
@@ -82,6 +84,20 @@ def boolean_error(value):
     return "must be yes or no"
 
 
+def state_bucket_errors(answers):
+    """The Terraform state bucket: 'local', or a bucket of its own (front-end users read the config one)."""
+    bucket = answers["terraform_state_bucket"]
+    if bucket == LOCAL_STATE:
+        return []
+    problem = bucket_name_error(bucket)
+    if problem:
+        return [f"terraform_state_bucket: {bucket!r} {problem}, or 'local' for state on this machine"]
+    if bucket in (answers["config_bucket_name"], answers["model_name"]):
+        return [f"terraform_state_bucket: {bucket!r} is already the config or the model's bucket: "
+                "the state needs a bucket of its own"]
+    return []
+
+
 def validate(answers):
     """Return one message per invalid answer."""
     errors = []
@@ -115,6 +131,7 @@ def validate(answers):
     problem = bucket_name_error(answers["config_bucket_name"])
     if problem:
         errors.append(f"config_bucket_name: {answers['config_bucket_name']!r} {problem}")
+    errors += state_bucket_errors(answers)
     origins = [o.strip() for o in str(answers["cors_allowed_origins"]).split(",")]
     for origin in origins:
         if not ORIGIN.fullmatch(origin):

@@ -23,7 +23,8 @@ KNOWN_PLACEHOLDERS = {"region", "account_id", "function_name", "auth_function_na
 
 SUPPORTED = {
     "defaults": {},
-    "pt-only-one-step": {"has_road_network": "no", "has_od": "no", "steps": "network"},
+    "pt-only-one-step-local-state": {"has_road_network": "no", "has_od": "no", "steps": "network",
+                                     "terraform_state_bucket": "local"},
     "road-od-auth-cognito-four-steps": {
         "has_pt_network": "no",
         "auth_function_name": "quetzal-auth",
@@ -101,6 +102,9 @@ UNSUPPORTED = {
     "memory-trailing-newline": ({"lambda_memory_size": "4016\n"}, "lambda_memory_size"),
     "time-limit-other-script-digits": ({"lambda_time_limit": "\u0663\u0660\u0660"}, "must be a whole number"),
     "storage-underscore-digits": ({"lambda_storage_size": "4_016"}, "must be a whole number"),
+    "state-bucket-invalid": ({"terraform_state_bucket": "State"}, "or 'local' for state on this machine"),
+    "state-bucket-is-config-bucket": ({"terraform_state_bucket": "quetzal-config"}, "a bucket of its own"),
+    "state-bucket-is-model-bucket": ({"terraform_state_bucket": "quetzal-test"}, "a bucket of its own"),
 }
 
 
@@ -112,6 +116,8 @@ def expected_files(model: str, answers: dict) -> set[str]:
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     }
     files.discard("notebooks/_step.ipynb")
+    if answers.get("terraform_state_bucket") == "local":
+        files.discard("infra/backend.hcl")
     steps = [s.strip() for s in answers.get("steps", DEFAULT_STEPS).split(",")]
     files |= {f"notebooks/{s}.ipynb" for s in steps} | {"step-functions.json"}
     for key, folder in INPUT_FOLDERS.items():

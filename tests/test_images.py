@@ -162,6 +162,32 @@ def test_push_refused_by_registry(baked_repo, boto, docker_engine, lambda_base_i
     assert "Traceback" not in done.stderr
 
 
+def test_other_registry_is_refused_against_real_aws(baked_repo, aws):
+    env = {"QUETZAL_REGISTRY": "127.0.0.1:5000", "AWS_ENDPOINT_URL": "", "DOCKER_HOST": "unix:///nonexistent"}
+    done = run_task(baked_repo, "push", "--initial", "--tag", "v1", env=env)
+    assert done.returncode == 1
+    assert "QUETZAL_REGISTRY=127.0.0.1:5000 is for AWS emulators only" in done.stderr
+    assert "Unset QUETZAL_REGISTRY" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.docker
+def test_push_without_other_registry_goes_to_the_ecr_repository(baked_repo, boto, docker_engine,
+                                                                lambda_base_image):
+    """The ECR path as far as moto allows: the image is tagged for the repository's own registry
+    and pushed there with ECR's token; moto's registry host does not exist, so the push stops
+    there with the network hint, and no tag is recorded."""
+    ecr = boto.client("ecr")
+    uri = ecr.create_repository(repositoryName=REPO)["repository"]["repositoryUri"]
+    done = run_task(baked_repo, "push", "--initial", "--tag", "ecr-path", env=image_env(lambda_base_image))
+    try:
+        assert done.returncode == 1
+        assert f"Pushing {uri}:ecr-path failed" in done.stderr and "cannot be reached" in done.stderr
+        assert docker_engine.images.get(f"{uri}:ecr-path")
+        assert ecr.list_images(repositoryName=REPO)["imageIds"] == []
+    finally:
+        docker_engine.images.remove(f"{uri}:ecr-path", noprune=True)
+
+
 @pytest.mark.docker
 def test_dockerfile_that_fails_to_build(baked_repo, docker_engine, lambda_base_image):
     dockerfile = baked_repo / "Dockerfile"

@@ -25,6 +25,8 @@ STAND_IN = Path(__file__).parent / "support" / "fake_terraform" / "terraform"
 VAR_FILE = f"-var-file={MODEL}.tfvars"
 PLAN = f"{MODEL}.tfplan"
 CONFIG_BUCKET = "quetzal-config"  # the default bake's shared config bucket
+STATE_BUCKET = "quetzal-terraform-state"  # the default bake's shared Terraform state bucket
+INIT = ["init", "-input=false", "-backend-config=backend.hcl"]
 ACCESS_KEY = "cognito_group_access.json"
 
 
@@ -94,7 +96,7 @@ def bootstrap_plan(*variables: str) -> list[str]:
 def first_run() -> list[list[str]]:
     """A model's first apply: new workspace, everything but the function (no image yet)."""
     return [
-        ["init", "-input=false"],
+        INIT,
         ["workspace", "select", MODEL],
         ["workspace", "new", MODEL],
         bootstrap_plan("-var=create_lambda=false"),
@@ -120,7 +122,7 @@ def test_infra_selects_the_workspace_and_creates_the_function_from_the_newest_im
     done = invoke(baked_repo, "infra", "--yes")
     assert done.returncode == 0, done.stderr
     assert fake_terraform.commands() == [
-        ["init", "-input=false"],
+        INIT,
         ["workspace", "select", MODEL],
         bootstrap_plan("-var=image_tag=newer"),
         ["apply", "-input=false", PLAN],
@@ -203,10 +205,33 @@ def test_env_and_tfvars_must_agree_on_the_lambda_sizes(aws, baked_repo, fake_ter
     assert [args[0] for args in fake_terraform.commands()].count("init") == 1
 
 
-def test_backend_settings_of_the_repo_are_passed_to_init(aws, baked_repo, fake_terraform):
-    (baked_repo / "infra" / "backend.hcl").write_text('bucket = "state"\n')
+def test_shared_state_bucket_is_created_once_versioned_encrypted_and_private(
+        aws, boto, baked_repo, fake_terraform):
     assert invoke(baked_repo, "infra", "--yes").returncode == 0
-    assert fake_terraform.commands()[0] == ["init", "-input=false", "-backend-config=backend.hcl"]
+    s3 = boto.client("s3")
+    assert s3.get_bucket_versioning(Bucket=STATE_BUCKET)["Status"] == "Enabled"
+    (rule,) = s3.get_bucket_encryption(Bucket=STATE_BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    blocked = s3.get_public_access_block(Bucket=STATE_BUCKET)["PublicAccessBlockConfiguration"]
+    assert all(blocked.values()) and len(blocked) == 4
+    assert s3.get_bucket_location(Bucket=STATE_BUCKET)["LocationConstraint"] == REGION
+    again = invoke(baked_repo, "infra", "--yes")
+    assert again.returncode == 0 and "Created the Terraform state bucket" not in again.stdout
+    assert [args for args in fake_terraform.commands() if args[0] == "init"] == [INIT, INIT]
+
+
+def test_local_state_needs_no_bucket_and_no_backend_settings(aws, boto, baked_repo, fake_terraform):
+    (baked_repo / "infra" / "backend.hcl").unlink()  # what a bake with terraform_state_bucket=local has
+    assert invoke(baked_repo, "infra", "--yes").returncode == 0
+    assert fake_terraform.commands()[0] == ["init", "-input=false"]
+    assert boto.client("s3").list_buckets()["Buckets"] == []
+
+
+def test_destroy_without_the_state_bucket_has_nothing_for_terraform(aws, baked_repo, fake_terraform):
+    done = invoke(baked_repo, "destroy", "--confirm-name", MODEL)
+    assert done.returncode == 0, done.stderr
+    assert f"No Terraform state bucket {STATE_BUCKET}: nothing left for Terraform to destroy" in done.stdout
+    assert fake_terraform.commands() == []
 
 
 @pytest.mark.parametrize("failing", ["init", "workspace new", "plan", "apply"])
@@ -284,7 +309,7 @@ def test_destroy_empties_bucket_and_repository_before_terraform_then_drops_the_w
     assert "Type the model name (quetzal-test) to confirm" in done.stdout
     calls = fake_terraform.calls()
     assert [call["args"] for call in calls] == [
-        ["init", "-input=false"],
+        INIT,
         ["workspace", "select", MODEL],
         ["destroy", "-input=false", "-auto-approve", VAR_FILE, f"-var=aws_region={REGION}"],
         ["workspace", "select", "default"],

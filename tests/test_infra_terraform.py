@@ -5,7 +5,9 @@ and S3 are moto's, checked with boto3 after each phase. Each test bakes its own 
 images and tags never meet another test's. They run once, on the default bake.
 """
 
+import json
 import subprocess
+import sys
 import time
 import uuid
 
@@ -20,6 +22,7 @@ from fixtures.terraform import write_emulator_override
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.xdist_group("terraform")]
 COLOUR = "\x1b["
+STATE_BUCKET = "quetzal-terraform-state"  # the default bake's
 
 
 @pytest.fixture
@@ -78,6 +81,7 @@ def test_infra_then_deploy_then_destroy(model_repo, docker_engine, lambda_base_i
 
     infra = ok(run_task(model_repo, "infra", "--yes", timeout=900, input=""))
     assert "Apply complete! Resources: 18 added" in infra.stdout
+    assert f"Created the Terraform state bucket {STATE_BUCKET}" in infra.stdout
     after_infra = stack_state(model)
     assert {key: after_infra[key] for key in ("bucket", "repository", "function", "state machine")} == {
         "bucket": True, "repository": True, "function": False, "state machine": True}
@@ -116,5 +120,51 @@ def test_infra_then_deploy_then_destroy(model_repo, docker_engine, lambda_base_i
     assert "Destroy complete! Resources: 19 destroyed" in destroy.stdout
     assert stack_state(model) == {"bucket": False, "repository": False, "function": False,
                                   "state machine": False, "roles": [], "log groups": []}
-    assert not (model_repo / "infra" / "terraform.tfstate.d" / model).exists()
+    state = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=STATE_BUCKET, Prefix="models/")
+    assert state.get("KeyCount") == 0, "the model's state is left in the state bucket"
     print(f"real terraform infra + deploy + destroy: {time.monotonic() - started:.0f} s")
+
+
+def wait_for_apply_lock(lock_key: str, holder: subprocess.Popen) -> dict:
+    """The lock file the S3 backend writes next to the state, once an apply holds it."""
+    s3 = boto3.client("s3", region_name=REGION)
+    while holder.poll() is None:
+        try:
+            lock = json.loads(s3.get_object(Bucket=STATE_BUCKET, Key=lock_key)["Body"].read())
+        except ClientError:
+            lock = {}
+        if lock.get("Operation") == "OperationTypeApply":
+            return lock
+        time.sleep(0.2)
+    pytest.fail(f"the first apply ended before its lock was seen: {holder.communicate()}")
+
+
+def test_two_clones_share_the_state_and_never_apply_at_once(model_repo, tmp_path):
+    """A teammate's clone of the same model, with the same S3 state (no local state at all).
+
+    While the first clone's apply holds the lock (S3 conditional writes, ``use_lockfile``), the
+    teammate's `invoke infra` stops at its plan; once the apply is done, the teammate's plan is
+    empty. The comparison is made before the function exists: moto's GetFunction leaves out
+    LoggingConfig, so any plan after the function exists shows a change on moto (never on AWS).
+    """
+    model = model_repo.name
+    teammate = tmp_path / "teammate" / model
+    subprocess.run(["git", "clone", "-q", str(model_repo), str(teammate)], check=True)
+    write_emulator_override(teammate)
+    first = subprocess.Popen([sys.executable, "-m", "invoke", "infra", "--yes"], cwd=model_repo,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        lock = wait_for_apply_lock(f"models/{model}/terraform.tfstate.tflock", first)
+        blocked = run_task(teammate, "infra", "--yes", timeout=900, input="")
+    finally:
+        stdout, stderr = first.communicate(timeout=900)
+    assert first.returncode == 0, stdout[-4000:] + stderr[-4000:]
+    assert blocked.returncode == 1, blocked.stdout[-4000:]
+    assert "Error acquiring the state lock" in blocked.stderr and lock["ID"] in blocked.stderr
+    assert "Apply complete" not in blocked.stdout
+
+    again = ok(run_task(teammate, "infra", "--yes", timeout=900, input=""))
+    assert f"{model}: the stack is up to date, nothing to apply." in again.stdout
+    assert "Apply complete" not in again.stdout
+    assert not (teammate / "infra" / "terraform.tfstate.d").exists(), "the teammate has local state"

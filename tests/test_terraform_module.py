@@ -260,3 +260,24 @@ def test_terraform_validates_the_baked_infra_and_finds_it_formatted(default_bake
     assert validate.returncode == 0 and "The configuration is valid" in validate.stdout, validate.stderr
     formatted = terraform("fmt", "-check", "-recursive", "-diff", "-no-color")
     assert formatted.returncode == 0, formatted.stdout
+
+
+def backend_of(repo: Path) -> str:
+    (terraform,) = [block for block in parse_folder(repo / "infra")["terraform"] if "backend" in block]
+    (backend,) = terraform["backend"]
+    return unquote(next(iter(backend)))
+
+
+def test_default_bake_shares_its_state_in_s3_with_a_lock_file(default_bake):
+    assert backend_of(default_bake) == "s3"
+    with (default_bake / "infra" / "backend.hcl").open(encoding="utf-8") as handle:
+        settings = {k: unquote(v) for k, v in hcl2.load(handle).items() if not k.startswith("__")}
+    assert settings == {"bucket": "quetzal-terraform-state", "workspace_key_prefix": "models",
+                        "key": "terraform.tfstate", "region": "ca-central-1", "encrypt": True,
+                        "use_lockfile": True}
+
+
+def test_local_state_bake_has_a_local_backend_and_no_backend_settings(tmp_path):
+    repo = bake(tmp_path, terraform_state_bucket="local")
+    assert backend_of(repo) == "local"
+    assert not (repo / "infra" / "backend.hcl").exists()

@@ -16,7 +16,7 @@ import hcl2
 from botocore.exceptions import BotoCoreError, ClientError
 from lark.exceptions import LarkError
 
-from quetzal_deploy.aws import Aws, error_code, explain
+from quetzal_deploy.aws import RETRIES, Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
 from quetzal_deploy.images import git
 from quetzal_deploy.settings import Settings
@@ -30,6 +30,8 @@ LOCK_FILE = ".terraform.lock.hcl"
 S3_DELETE_BATCH = 1000  # most keys DeleteObjects takes
 ECR_DELETE_BATCH = 100  # most image ids BatchDeleteImage takes
 MISSING_BUCKET = {"NoSuchBucket"}
+MISSING_HEAD = {"404", "NoSuchBucket", "NotFound"}
+FORBIDDEN_HEAD = {"403", "AccessDenied", "Forbidden"}
 MISSING_REPOSITORY = {"RepositoryNotFoundException"}
 # .env key -> .tfvars key, for the values both files hold.
 SHARED_VALUES = {"MODEL_NAME": "model_name", "LAMBDA_MEMORY_SIZE": "lambda_memory_size",
@@ -120,14 +122,59 @@ def function_exists(aws: Aws, name: str) -> bool:
                           lambda: bool(aws.client("lambda").get_function(FunctionName=name)))
 
 
+def read_hcl(path: Path) -> dict[str, str]:
+    """The top-level ``key = value`` pairs of an HCL file (python-hcl2 keeps string quotes)."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return {key: str(value).strip('"') for key, value in hcl2.load(handle).items()}
+    except LarkError as ex:
+        raise ConfigError(f"infra/{path.name} is not valid HCL: {ex}") from ex
+
+
+class StateBucket:
+    """The team's Terraform state bucket named in infra/backend.hcl (not the model's bucket)."""
+
+    def __init__(self, aws: Aws, name: str, region: str):
+        self.aws, self.name, self.region = aws, name, region
+        self.s3 = aws.session.client("s3", region_name=region, config=RETRIES)
+
+    def call(self, method: str, **kwargs):
+        try:
+            return getattr(self.s3, method)(Bucket=self.name, **kwargs)
+        except (BotoCoreError, ClientError) as ex:
+            raise explain(ex, self.aws.settings.profile) from ex
+
+    def exists(self) -> bool:
+        try:
+            self.s3.head_bucket(Bucket=self.name)
+        except ClientError as ex:
+            if error_code(ex) in MISSING_HEAD:
+                return False
+            if error_code(ex) in FORBIDDEN_HEAD:
+                raise AwsError(f"The Terraform state bucket {self.name} exists but this account may not "
+                               "use it (S3 bucket names are global: another account may own it). Pick "
+                               "another name in infra/backend.hcl (bucket = ...).") from ex
+            raise explain(ex, self.aws.settings.profile) from ex
+        except BotoCoreError as ex:
+            raise explain(ex, self.aws.settings.profile) from ex
+        return True
+
+    def create(self) -> None:
+        """Versioned (every state kept), encrypted, public access blocked."""
+        where = {} if self.region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": self.region}}
+        self.call("create_bucket", **where)
+        self.call("put_bucket_versioning", VersioningConfiguration={"Status": "Enabled"})
+        self.call("put_bucket_encryption", ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        self.call("put_public_access_block", PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True})
+
+
 def disagreements(settings: Settings, tfvars: Path) -> list[str]:
     """Values that .env and the model's .tfvars both set, differently."""
-    try:
-        with tfvars.open(encoding="utf-8") as handle:
-            # python-hcl2 keeps the quotes of strings.
-            found = {key: str(value).strip('"') for key, value in hcl2.load(handle).items()}
-    except LarkError as ex:
-        raise ConfigError(f"infra/{tfvars.name} is not valid HCL: {ex}") from ex
+    found = read_hcl(tfvars)
     ours = {"MODEL_NAME": settings.model_name, "LAMBDA_MEMORY_SIZE": settings.memory_mb,
             "LAMBDA_TIME_LIMIT": settings.timeout_s, "LAMBDA_STORAGE_SIZE": settings.storage_mb}
     return [f"{key}={ours[key]} in .env but {name} = {found.get(name, '(missing)')} in infra/{tfvars.name}"
@@ -151,6 +198,25 @@ class Stack:
     def variables(self) -> dict[str, str]:
         return {"aws_region": self.settings.region}
 
+    @property
+    def state_bucket(self) -> StateBucket | None:
+        """The shared state bucket of infra/backend.hcl; None with local state."""
+        backend = self.folder / BACKEND_CONFIG
+        if not backend.is_file():
+            return None
+        found = read_hcl(backend)
+        if not found.get("bucket"):
+            raise ConfigError(f"infra/{BACKEND_CONFIG} names no bucket: add bucket = \"<state bucket>\".")
+        return StateBucket(self.aws, found["bucket"], found.get("region") or self.settings.region)
+
+    def ensure_state_bucket(self) -> None:
+        """Create the shared state bucket the first time any model of the team needs it."""
+        bucket = self.state_bucket
+        if bucket is not None and not bucket.exists():
+            bucket.create()
+            self.out(f"Created the Terraform state bucket {bucket.name} in {bucket.region} "
+                     "(versioned, encrypted, public access blocked).")
+
     def init(self) -> None:
         """``terraform init`` with infra/backend.hcl when the repo has one."""
         tfvars = self.folder / self.var_file
@@ -173,7 +239,8 @@ class Stack:
                      f"(`git add infra/{LOCK_FILE}`) so every machine uses the same provider.")
 
     def prepare(self) -> None:
-        """Initialise and select (or create) the model's workspace."""
+        """Create the state bucket if needed, initialise, select (or create) the model's workspace."""
+        self.ensure_state_bucket()
         self.init()
         self.terraform.use_workspace(self.workspace)
 
@@ -208,6 +275,10 @@ class Stack:
 
     def destroy(self) -> None:
         """``terraform destroy`` then delete the workspace; a missing workspace is already gone."""
+        bucket = self.state_bucket
+        if bucket is not None and not bucket.exists():
+            self.out(f"No Terraform state bucket {bucket.name}: nothing left for Terraform to destroy.")
+            return
         self.init()
         if not self.terraform.has_workspace(self.workspace):
             self.out(f"No Terraform workspace {self.workspace}: nothing left for Terraform to destroy.")

@@ -1,9 +1,10 @@
 """Ship the model's image: ECR login, push with progress, point the Lambda (and the Fargate
 steps' task definition, when there is one) at a tag.
 
-``QUETZAL_REGISTRY`` (host[:port]) sends the layers to another registry (a mirror, or a local
-one in tests) while ECR and Lambda stay the APIs of record: the pushed manifest is then
-registered in ECR with ``put_image`` so ``update`` and ``rollback`` still see every tag.
+``QUETZAL_REGISTRY`` (host[:port]) is for AWS emulators only (``AWS_ENDPOINT_URL`` set): the
+layers go to another registry (a local one) while the emulated ECR and Lambda stay the APIs of
+record, the pushed manifest being registered in ECR with ``put_image`` so ``update`` and
+``rollback`` still see every tag. Real ECR refuses a manifest whose layers it does not hold.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from quetzal_deploy.images import (
 from quetzal_deploy.settings import Settings
 
 REGISTRY_ENV = "QUETZAL_REGISTRY"
+EMULATOR_ENVS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR")
 MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.oci.image.manifest.v1+json",
@@ -263,6 +265,17 @@ def ecr_for(settings: Settings, aws: Aws) -> Ecr:
     return Ecr(aws.client("ecr"), settings.ecr_repo, settings.profile)
 
 
+def other_registry() -> str | None:
+    """``QUETZAL_REGISTRY``, refused unless ECR is an emulator (its layers would never reach AWS)."""
+    registry = os.environ.get(REGISTRY_ENV) or None
+    if registry and not any(os.environ.get(name) for name in EMULATOR_ENVS):
+        raise QuetzalError(
+            f"{REGISTRY_ENV}={registry} is for AWS emulators only (with AWS_ENDPOINT_URL set): real "
+            "ECR refuses an image whose layers went to another registry, and Lambda could not pull "
+            f"it. Unset {REGISTRY_ENV} to push to ECR (nothing was built or pushed).")
+    return registry
+
+
 def push(settings: Settings, aws: Aws, tag: str | None = None, initial: bool = False,
          base: str | None = None, client=None, echo: Out = print) -> str:
     """Build, push to ECR (or ``QUETZAL_REGISTRY``), point the Lambda at it; returns the image URI.
@@ -270,6 +283,7 @@ def push(settings: Settings, aws: Aws, tag: str | None = None, initial: bool = F
     ``initial``: the first deployment, when the Lambda may not exist yet (then: push only).
     """
     tag = check_tag(tag) if tag else default_tag(settings.root)
+    mirror = other_registry()
     ecr, function = ecr_for(settings, aws), lambda_for(settings, aws)
     repository_uri = ecr.repository_uri()
     exists = function.image_uri() is not None
@@ -278,10 +292,10 @@ def push(settings: Settings, aws: Aws, tag: str | None = None, initial: bool = F
                        "deployment run `invoke push --initial`, then `invoke infra` (or `invoke deploy`).")
     client = client or docker_client()
     local_ref = build_image(client, settings, tag, resolve_base_image(base), echo)
-    registry = os.environ.get(REGISTRY_ENV) or repository_uri.split("/", 1)[0]
+    registry = mirror or repository_uri.split("/", 1)[0]
     repository = f"{registry}/{settings.ecr_repo}"
     push_image(client, local_ref, repository, tag, ecr.credentials(), echo)
-    if os.environ.get(REGISTRY_ENV):
+    if mirror:
         record_in_ecr(ecr, registry, tag, echo)
     image_uri = f"{repository_uri}:{tag}"
     if exists:
