@@ -10,7 +10,7 @@ import sys
 
 # Rendered as a JSON string, so any answer (quotes, newlines, booleans) stays data.
 ANSWERS = json.loads({{ {"model_name": cookiecutter.model_name, "aws_region": cookiecutter.aws_region, "lambda_memory_size": cookiecutter.lambda_memory_size, "lambda_time_limit": cookiecutter.lambda_time_limit, "lambda_storage_size": cookiecutter.lambda_storage_size, "python_version": cookiecutter.python_version, "steps": cookiecutter.steps, "has_pt_network": cookiecutter.has_pt_network, "has_road_network": cookiecutter.has_road_network, "has_od": cookiecutter.has_od, "auth_function_name": cookiecutter.auth_function_name, "cognito_identity_pool_id": cookiecutter.cognito_identity_pool_id, "config_bucket_name": cookiecutter.config_bucket_name, "cors_allowed_origins": cookiecutter.cors_allowed_origins} | tojson | tojson }})
-ANSWERS.update(json.loads({{ {"terraform_state_bucket": cookiecutter.terraform_state_bucket} | tojson | tojson }}))
+ANSWERS.update(json.loads({{ {"terraform_state_bucket": cookiecutter.terraform_state_bucket, "lambda_architecture": cookiecutter.lambda_architecture} | tojson | tojson }}))
 LOCAL_STATE = "local"
 
 REGIONS = {
@@ -22,6 +22,7 @@ REGIONS = {
     "sa-east-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2",
 }
 PYTHON_VERSIONS = ("3.12", "3.13")
+ARCHITECTURES = ("x86_64", "arm64")
 # S3 allows 63, but the stack's IAM roles are named "<model>-lambda" / "<model>-states" (64 max).
 MODEL_NAME_LONGEST = 57
 BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
@@ -115,6 +116,9 @@ def validate(answers):
     if answers["python_version"] not in PYTHON_VERSIONS:
         errors.append(f"python_version: {answers['python_version']!r} is not supported; "
                       f"use one of {', '.join(PYTHON_VERSIONS)}")
+    if answers["lambda_architecture"] not in ARCHITECTURES:
+        errors.append(f"lambda_architecture: {answers['lambda_architecture']!r} is not supported; "
+                      f"use one of {', '.join(ARCHITECTURES)}")
     errors += steps_errors(answers["steps"])
     for key in ("has_pt_network", "has_road_network", "has_od"):
         problem = boolean_error(answers[key])

@@ -44,6 +44,7 @@ resource "aws_lambda_function" "this" {
   role                           = aws_iam_role.lambda.arn
   package_type                   = "Image"
   image_uri                      = "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+  architectures                  = [var.lambda_architecture]
   memory_size                    = var.lambda_memory_size
   timeout                        = var.lambda_timeout
   reserved_concurrent_executions = var.lambda_reserved_concurrency

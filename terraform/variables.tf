@@ -70,6 +70,17 @@ variable "lambda_storage_size" {
   }
 }
 
+variable "lambda_architecture" {
+  description = "CPU architecture of the Lambda function and its image: x86_64 or arm64 (cheaper per GB-second)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "The Lambda architecture must be x86_64 or arm64."
+  }
+}
+
 variable "lambda_reserved_concurrency" {
   description = "Concurrent runs reserved for (and capping) the model's Lambda function; null reserves none."
   type        = number

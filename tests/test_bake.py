@@ -34,6 +34,7 @@ SUPPORTED = {
     "python313-smallest-lambda": {
         "python_version": "3.13", "lambda_memory_size": "128", "lambda_time_limit": "1",
         "lambda_storage_size": "512", "model_name": "abc", "aws_region": "eu-west-3",
+        "lambda_architecture": "arm64",
     },
     "largest-lambda-57-char-name": {
         "lambda_memory_size": "10240", "lambda_time_limit": "900", "lambda_storage_size": "10240",
@@ -186,6 +187,7 @@ def test_bake_env_names_the_model_and_holds_no_secret(supported_bake):
     for key in ("AWS_BUCKET_NAME", "AWS_ECR_REPO_NAME", "AWS_LAMBDA_FUNCTION_NAME", "AWS_STATE_MACHINE_NAME"):
         assert f"{key}={repo.name}\n" in env
     assert f"AWS_REGION={answers.get('aws_region', 'ca-central-1')}\n" in env
+    assert f"LAMBDA_ARCHITECTURE={answers.get('lambda_architecture', 'x86_64')}\n" in env
     assert not re.search(r"SECRET|ACCESS_KEY|SESSION_TOKEN|PASSWORD", env)
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import uuid
 
 import pytest
 
@@ -22,14 +23,14 @@ def bare_path(tmp_path):
     return os.pathsep.join([os.path.dirname(sys.executable), str(tmp_path / "bin")])
 
 
-def create_stack(boto):
+def create_stack(boto, architecture="x86_64", tag="initial"):
     """What `invoke infra` and `invoke push --initial` leave behind (the image URI is not pulled)."""
     boto.client("s3").create_bucket(Bucket=MODEL,
                                     CreateBucketConfiguration={"LocationConstraint": "ca-central-1"})
     repo = boto.client("ecr").create_repository(repositoryName=MODEL)["repository"]["repositoryUri"]
     role = boto.client("iam").create_role(RoleName=f"{MODEL}-lambda", AssumeRolePolicyDocument="{}")
     boto.client("lambda").create_function(FunctionName=MODEL, PackageType="Image", Role=role["Role"]["Arn"],
-                                          Code={"ImageUri": f"{repo}:initial"})
+                                          Architectures=[architecture], Code={"ImageUri": f"{repo}:{tag}"})
     boto.client("stepfunctions").create_state_machine(
         name=MODEL, roleArn=role["Role"]["Arn"],
         definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Pass", "End": True}}}))
@@ -63,7 +64,8 @@ def test_ready_machine_and_account_pass_every_check(baked_repo, boto, docker_eng
 
     assert done.returncode == 0, done.stdout + done.stderr
     checks = lines_of(done)
-    assert len(checks) == 9 and all(line.startswith("✓") for line in checks.values()), done.stdout
+    assert len(checks) == 10 and all(line.startswith("✓") for line in checks.values()), done.stdout
+    assert "x86_64 (image quetzal-test:initial is not on this machine)" in checks["architecture"]
     assert str(stand_in) in checks["terraform"]
     assert f"Docker {docker_engine.version()['Version']}" in checks["Docker"]
     assert "Everything is ready." in done.stdout
@@ -89,3 +91,30 @@ def test_missing_env_is_the_first_failure(baked_repo, aws, tmp_path):
     checks = lines_of(done)
     assert list(checks) == [".env", "Docker", "terraform"]
     assert "No .env found" in checks[".env"]
+
+
+def test_function_on_another_architecture_than_env_is_refused_with_the_fix(baked_repo, boto, tmp_path):
+    create_stack(boto, architecture="arm64")
+    done = run_task(baked_repo, "doctor", env={"PATH": bare_path(tmp_path), "DOCKER_HOST": NO_DOCKER})
+    line = lines_of(done)["architecture"]
+    assert line.startswith("✗") and "runs on arm64, LAMBDA_ARCHITECTURE is x86_64" in line
+    assert "fix: set LAMBDA_ARCHITECTURE=arm64 in .env and lambda_architecture" in done.stdout
+
+
+@pytest.mark.docker
+def test_local_image_of_the_deployed_tag_on_another_architecture_is_refused(
+        baked_repo, boto, docker_engine, lambda_base_image, tmp_path):
+    """The function runs arm64 (as .env says) but the image of its tag here is x86_64."""
+    tag = f"doctor-{uuid.uuid4().hex[:8]}"
+    env = baked_repo / ".env"
+    env.write_text(env.read_text().replace("LAMBDA_ARCHITECTURE=x86_64", "LAMBDA_ARCHITECTURE=arm64"))
+    create_stack(boto, architecture="arm64", tag=tag)
+    docker_engine.images.get(lambda_base_image).tag(MODEL, tag)
+    try:
+        done = run_task(baked_repo, "doctor", env={"PATH": bare_path(tmp_path)})
+    finally:
+        docker_engine.images.remove(f"{MODEL}:{tag}", noprune=True)
+    line = lines_of(done)["architecture"]
+    assert line.startswith("✗")
+    assert f"Image {MODEL}:{tag} is built for x86_64 but Lambda function {MODEL} runs on arm64" in line
+    assert done.returncode == 1

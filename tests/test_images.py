@@ -162,6 +162,44 @@ def test_push_refused_by_registry(baked_repo, boto, docker_engine, lambda_base_i
     assert "Traceback" not in done.stderr
 
 
+def set_architecture(repo, architecture):
+    """LAMBDA_ARCHITECTURE in .env and lambda_architecture in the .tfvars, as a bake would have them."""
+    env = (repo / ".env", "LAMBDA_ARCHITECTURE=x86_64", f"LAMBDA_ARCHITECTURE={architecture}")
+    tfvars = (repo / "infra" / f"{REPO}.tfvars", '"x86_64"', f'"{architecture}"')
+    for path, old, new in (env, tfvars):
+        assert old in path.read_text()
+        path.write_text(path.read_text().replace(old, new))
+
+
+@pytest.mark.docker
+def test_build_asks_for_the_function_platform_and_checks_what_came_out(baked_repo, docker_engine,
+                                                                       lambda_base_image):
+    """arm64 asked on this x86_64 engine, whose stand-in base image has no arm64 variant: the
+    legacy builder falls back to the local x86_64 image, and the check after the build says so."""
+    set_architecture(baked_repo, "arm64")
+    done = run_task(baked_repo, "build", "--tag", "arm-check", env=image_env(lambda_base_image))
+    assert done.returncode == 1
+    assert f"Building {REPO}:arm-check for linux/arm64" in done.stdout
+    assert f"Image {REPO}:arm-check came out built for x86_64, not for arm64" in done.stderr
+    assert "--base-image" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.docker
+def test_push_refuses_an_image_for_another_architecture_than_the_function(
+        baked_repo, boto, docker_engine, lambda_base_image, registry):
+    repository_uri = boto.client("ecr").create_repository(repositoryName=REPO)["repository"]["repositoryUri"]
+    role = boto.client("iam").create_role(RoleName="lambda-role", AssumeRolePolicyDocument="{}")
+    functions = boto.client("lambda")
+    functions.create_function(FunctionName=REPO, Role=role["Role"]["Arn"], PackageType="Image",
+                              Architectures=["arm64"], Code={"ImageUri": f"{repository_uri}:arm"})
+    done = run_task(baked_repo, "push", "--tag", "x86", env=image_env(lambda_base_image, registry))
+    assert done.returncode == 1
+    assert f"Image {REPO}:x86 is built for x86_64 but Lambda function {REPO} runs on arm64" in done.stderr
+    assert "LAMBDA_ARCHITECTURE=arm64 in .env" in done.stderr
+    assert functions.get_function(FunctionName=REPO)["Code"]["ImageUri"] == f"{repository_uri}:arm"
+    assert boto.client("ecr").list_images(repositoryName=REPO)["imageIds"] == []
+
+
 def test_other_registry_is_refused_against_real_aws(baked_repo, aws):
     env = {"QUETZAL_REGISTRY": "127.0.0.1:5000", "AWS_ENDPOINT_URL": "", "DOCKER_HOST": "unix:///nonexistent"}
     done = run_task(baked_repo, "push", "--initial", "--tag", "v1", env=env)

@@ -106,6 +106,7 @@ def test_infra_then_deploy_then_destroy(model_repo, docker_engine, lambda_base_i
     (tag,) = image["imageTags"]
     function = session.client("lambda").get_function(FunctionName=model)["Configuration"]
     assert function["PackageType"] == "Image" and function["MemorySize"] == 4016
+    assert function["Architectures"] == ["x86_64"]
     assert session.client("lambda").get_function(FunctionName=model)["Code"]["ImageUri"].endswith(
         f"/{model}:{tag}")
     sfn = session.client("stepfunctions")

@@ -29,6 +29,7 @@ VALIDATED = {
     "lambda_memory_size": ["128", "10240"],
     "lambda_timeout": ["1", "900"],
     "lambda_storage_size": ["512", "10240"],
+    "lambda_architecture": ["x86_64", "arm64"],
 }
 
 
@@ -131,6 +132,12 @@ def test_lambda_limits_are_enforced(variable, low, high):
     assert not accepts(variable, low - 1)
     assert not accepts(variable, high + 1)
     assert not accepts(variable, low + 0.5)
+
+
+@pytest.mark.parametrize(("value", "valid"), [("x86_64", True), ("arm64", True), ("aarch64", False),
+                                              ("amd64", False), ("", False)])
+def test_architecture_is_one_lambda_knows(value, valid):
+    assert accepts("lambda_architecture", value) is valid
 
 
 @pytest.mark.parametrize(("value", "valid"), [(None, True), (1, True), (50, True), (0, False),

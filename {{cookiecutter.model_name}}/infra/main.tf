@@ -10,6 +10,7 @@ module "model" {
   lambda_memory_size       = var.lambda_memory_size
   lambda_timeout           = var.lambda_timeout
   lambda_storage_size      = var.lambda_storage_size
+  lambda_architecture      = var.lambda_architecture
   log_retention_days       = var.log_retention_days
   cors_allowed_origins     = var.cors_allowed_origins
   ecr_keep_images          = var.ecr_keep_images

@@ -35,6 +35,11 @@ variable "lambda_storage_size" {
   type        = number
 }
 
+variable "lambda_architecture" {
+  description = "CPU architecture of the Lambda function and its image (x86_64 or arm64)."
+  type        = string
+}
+
 variable "log_retention_days" {
   description = "Days CloudWatch keeps the function's and the pipeline's logs."
   type        = number

@@ -4,6 +4,7 @@ aws_region               = "{{ cookiecutter.aws_region }}"
 lambda_memory_size       = {{ cookiecutter.lambda_memory_size | int }}
 lambda_timeout           = {{ cookiecutter.lambda_time_limit | int }}
 lambda_storage_size      = {{ cookiecutter.lambda_storage_size | int }}
+lambda_architecture      = "{{ cookiecutter.lambda_architecture }}"
 log_retention_days       = 365
 cors_allowed_origins     = {{ cookiecutter.cors_allowed_origins.split(",") | map("trim") | list | tojson }}
 ecr_keep_images          = 10

@@ -70,6 +70,36 @@ def aws_checks(settings: Settings, aws: Aws) -> list[Check]:
     return checks
 
 
+def architecture_check(settings: Settings, aws: Aws) -> list[Check]:
+    """The function runs on .env's architecture, and so does the local image of its tag, if any."""
+    from quetzal_deploy.images import architecture_mismatch, image_architecture, image_ref
+    from quetzal_deploy.registry import lambda_for, tag_of
+
+    function = lambda_for(settings, aws)
+    try:
+        found = function.described()
+    except QuetzalError:
+        return []  # the Lambda function check reports why
+    if found is None:
+        return []
+    runs_on = found["Configuration"].get("Architectures", ["x86_64"])[0]
+    if runs_on != settings.architecture:
+        return [Check("architecture", False, f"Lambda function {function.name} runs on {runs_on}, "
+                      f"LAMBDA_ARCHITECTURE is {settings.architecture}",
+                      f"set LAMBDA_ARCHITECTURE={runs_on} in .env and lambda_architecture in infra/*.tfvars, "
+                      f"or set both to {settings.architecture} and run `invoke infra`")]
+    ref = image_ref(settings, tag_of(found["Code"].get("ImageUri")) or "latest")
+    try:
+        built = image_architecture(docker.from_env(), ref)
+    except (DockerException, requests.RequestException):
+        return [passed("architecture", f"{runs_on} (image {ref} is not on this machine)")]
+    if built != runs_on:
+        refusal = architecture_mismatch(ref, built, runs_on, f"Lambda function {function.name}")
+        return [Check("architecture", False, str(refusal),
+                      "`invoke push` builds for LAMBDA_ARCHITECTURE and points the function at it")]
+    return [passed("architecture", f"{runs_on}, like image {ref}")]
+
+
 def docker_check() -> Check:
     try:
         client = docker.from_env()
@@ -96,8 +126,11 @@ def run_checks(profile: str | None = None, region: str | None = None) -> list[Ch
     except QuetzalError as ex:
         checks = [Check(".env", False, str(ex), "then run `invoke doctor` again: AWS checks need .env")]
     else:
+        aws = Aws(settings)
         checks = [passed(".env", f"{settings.root / '.env'} ({settings.model_name})"),
-                  *aws_checks(settings, Aws(settings))]
+                  *aws_checks(settings, aws)]
+        if any(check.name == "Lambda function" and check.ok for check in checks):
+            checks += architecture_check(settings, aws)
     return [*checks, docker_check(), terraform_check()]
 
 

@@ -19,6 +19,9 @@ TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 IMAGE_INPUTS = ("Dockerfile", ".dockerignore", "requirements.txt", "quetzal_deploy/__init__.py",
                 "quetzal_deploy/runtime", "notebooks", "inputs")
 STEP = re.compile(r"^Step \d+/\d+ : ")
+# Lambda's architecture names -> Docker's platform and image architecture names.
+PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
+DOCKER_ARCHITECTURES = {"amd64": "x86_64", "arm64": "arm64"}
 
 
 class DockerError(QuetzalError):
@@ -87,6 +90,26 @@ def image_ref(settings: Settings, tag: str) -> str:
     return f"{settings.ecr_repo}:{tag}"
 
 
+class ArchitectureError(QuetzalError):
+    """An image whose CPU architecture is not the function's."""
+
+
+def image_architecture(client, ref: str) -> str:
+    """The image's architecture in Lambda's words (x86_64, arm64), or Docker's when it has none."""
+    found = client.images.get(ref).attrs.get("Architecture", "")
+    return DOCKER_ARCHITECTURES.get(found, found)
+
+
+def architecture_mismatch(ref: str, image: str, wanted: str, runs_on: str) -> ArchitectureError:
+    """The refusal, with both ways out."""
+    return ArchitectureError(
+        f"Image {ref} is built for {image} but {runs_on} runs on {wanted}: Lambda cannot start it. "
+        f"Fix: build for {wanted} (LAMBDA_ARCHITECTURE={wanted} in .env, lambda_architecture = "
+        f"\"{wanted}\" in infra/*.tfvars, then `invoke push`), or move the function to {image} "
+        f"(both set to {image}, then `invoke infra`). Images are built for LAMBDA_ARCHITECTURE "
+        "whatever this machine is.")
+
+
 class BuildLog:
     """Follows the legacy builder's JSON stream: prints it, remembers the current step."""
 
@@ -133,13 +156,14 @@ def build_image(client, settings: Settings, tag: str, base: str | None = None, e
     from docker.errors import APIError, DockerException
 
     ref = image_ref(settings, check_tag(tag))
+    platform = PLATFORMS[settings.architecture]
     args = {"PYTHON_VERSION": settings.python_version, "IMAGE_TAG": tag}
     if base:
         args["BASE_IMAGE"] = base
-    echo(f"Building {ref} from {settings.root}" + (f" on {base}" if base else ""))
+    echo(f"Building {ref} for {platform} from {settings.root}" + (f" on {base}" if base else ""))
     log = BuildLog(echo)
     try:
-        for chunk in client.api.build(path=str(settings.root), tag=ref, buildargs=args,
+        for chunk in client.api.build(path=str(settings.root), tag=ref, buildargs=args, platform=platform,
                                       rm=True, forcerm=True, decode=True):
             log.feed(chunk)
     except APIError as ex:
@@ -148,5 +172,13 @@ def build_image(client, settings: Settings, tag: str, base: str | None = None, e
         raise DockerError(f"Docker failed during the build: {ex}. Is the engine still running?") from ex
     if log.image_id is None:
         raise log.failure("the engine did not report an image")
+    built = image_architecture(client, ref)
+    if built != settings.architecture:
+        raise ArchitectureError(
+            f"Image {ref} came out built for {built}, not for {settings.architecture} "
+            f"(LAMBDA_ARCHITECTURE): the base image {base or '(the Dockerfile default)'} has no "
+            f"{platform} variant here, or this Docker engine cannot build for {platform}. Fix: pass "
+            f"--base-image (or {BASE_IMAGE_ENV}) naming a {platform} image, or turn on multi-platform "
+            "builds (Docker Desktop does; on Linux install QEMU binfmt).")
     echo(f"Built {ref}")
     return ref

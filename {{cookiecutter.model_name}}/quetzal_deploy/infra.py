@@ -35,7 +35,8 @@ FORBIDDEN_HEAD = {"403", "AccessDenied", "Forbidden"}
 MISSING_REPOSITORY = {"RepositoryNotFoundException"}
 # .env key -> .tfvars key, for the values both files hold.
 SHARED_VALUES = {"MODEL_NAME": "model_name", "LAMBDA_MEMORY_SIZE": "lambda_memory_size",
-                 "LAMBDA_TIME_LIMIT": "lambda_timeout", "LAMBDA_STORAGE_SIZE": "lambda_storage_size"}
+                 "LAMBDA_TIME_LIMIT": "lambda_timeout", "LAMBDA_STORAGE_SIZE": "lambda_storage_size",
+                 "LAMBDA_ARCHITECTURE": "lambda_architecture"}
 
 
 class Cancelled(QuetzalError):
@@ -176,7 +177,8 @@ def disagreements(settings: Settings, tfvars: Path) -> list[str]:
     """Values that .env and the model's .tfvars both set, differently."""
     found = read_hcl(tfvars)
     ours = {"MODEL_NAME": settings.model_name, "LAMBDA_MEMORY_SIZE": settings.memory_mb,
-            "LAMBDA_TIME_LIMIT": settings.timeout_s, "LAMBDA_STORAGE_SIZE": settings.storage_mb}
+            "LAMBDA_TIME_LIMIT": settings.timeout_s, "LAMBDA_STORAGE_SIZE": settings.storage_mb,
+            "LAMBDA_ARCHITECTURE": settings.architecture}
     return [f"{key}={ours[key]} in .env but {name} = {found.get(name, '(missing)')} in infra/{tfvars.name}"
             for key, name in SHARED_VALUES.items() if found.get(name) != str(ours[key])]
 

@@ -25,10 +25,12 @@ from quetzal_deploy.errors import AwsError, QuetzalError
 from quetzal_deploy.images import (
     DockerError,
     Out,
+    architecture_mismatch,
     build_image,
     check_tag,
     default_tag,
     docker_client,
+    image_architecture,
     resolve_base_image,
 )
 from quetzal_deploy.settings import Settings
@@ -125,16 +127,26 @@ class LambdaFunction:
     def __init__(self, client, name: str, profile: str | None = None):
         self.client, self.name, self.profile = client, name, profile
 
-    def image_uri(self) -> str | None:
-        """The image the function runs; None when the function does not exist yet."""
+    def described(self) -> dict | None:
+        """GetFunction's answer; None when the function does not exist yet."""
         try:
-            return self.client.get_function(FunctionName=self.name)["Code"].get("ImageUri", "")
+            return self.client.get_function(FunctionName=self.name)
         except ClientError as ex:
             if error_code(ex) == "ResourceNotFoundException":
                 return None
             raise explain(ex, self.profile) from ex
         except BotoCoreError as ex:
             raise explain(ex, self.profile) from ex
+
+    def image_uri(self) -> str | None:
+        """The image the function runs; None when the function does not exist yet."""
+        found = self.described()
+        return None if found is None else found["Code"].get("ImageUri", "")
+
+    def architecture(self) -> str | None:
+        """x86_64 or arm64; None when the function does not exist yet."""
+        found = self.described()
+        return None if found is None else found["Configuration"].get("Architectures", ["x86_64"])[0]
 
     def point_to(self, image_uri: str) -> None:
         """Run ``image_uri`` from now on; returns once Lambda has finished the update."""
@@ -286,12 +298,16 @@ def push(settings: Settings, aws: Aws, tag: str | None = None, initial: bool = F
     mirror = other_registry()
     ecr, function = ecr_for(settings, aws), lambda_for(settings, aws)
     repository_uri = ecr.repository_uri()
-    exists = function.image_uri() is not None
+    runs_on = function.architecture()
+    exists = runs_on is not None
     if not exists and not initial:
         raise AwsError(f"Lambda function {settings.function_name} does not exist. For a first "
                        "deployment run `invoke push --initial`, then `invoke infra` (or `invoke deploy`).")
     client = client or docker_client()
     local_ref = build_image(client, settings, tag, resolve_base_image(base), echo)
+    built = image_architecture(client, local_ref)
+    if exists and built != runs_on:
+        raise architecture_mismatch(local_ref, built, runs_on, f"Lambda function {function.name}")
     registry = mirror or repository_uri.split("/", 1)[0]
     repository = f"{registry}/{settings.ecr_repo}"
     push_image(client, local_ref, repository, tag, ecr.credentials(), echo)

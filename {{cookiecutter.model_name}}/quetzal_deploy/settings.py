@@ -24,6 +24,7 @@ REQUIRED = (
     "LAMBDA_STORAGE_SIZE",
 )
 DIGITS = re.compile(r"[0-9]{1,6}")
+ARCHITECTURES = ("x86_64", "arm64")
 LIMITS = {
     "LAMBDA_MEMORY_SIZE": (128, 10240),
     "LAMBDA_TIME_LIMIT": (1, 900),
@@ -49,6 +50,7 @@ class Settings:
     timeout_s: int
     storage_mb: int
     python_version: str = "3.12"
+    architecture: str = "x86_64"
     auth_function: str = ""
     identity_pool_id: str = ""
     config_bucket: str = ""
@@ -123,6 +125,14 @@ def fargate_settings(values: dict[str, str]) -> dict:
     }
 
 
+def _architecture(values: dict[str, str]) -> str:
+    architecture = values.get("LAMBDA_ARCHITECTURE") or ARCHITECTURES[0]
+    if architecture not in ARCHITECTURES:
+        raise ConfigError(f"LAMBDA_ARCHITECTURE={architecture!r} in .env must be one of "
+                          f"{', '.join(ARCHITECTURES)}")
+    return architecture
+
+
 def load_settings(
     root: Path | None = None, *, profile: str | None = None, region: str | None = None
 ) -> Settings:
@@ -151,6 +161,7 @@ def load_settings(
         timeout_s=_integer(values, "LAMBDA_TIME_LIMIT"),
         storage_mb=_integer(values, "LAMBDA_STORAGE_SIZE"),
         python_version=values.get("PYTHON_VERSION", "3.12"),
+        architecture=_architecture(values),
         auth_function=values.get("AUTH_FUNCTION_NAME", ""),
         identity_pool_id=values.get("COGNITO_IDENTITY_POOL_ID", ""),
         config_bucket=values.get("CONFIG_BUCKET_NAME", ""),
