@@ -184,8 +184,8 @@ def test_bake_has_no_leftover_jinja(supported_bake):
 def test_bake_env_names_the_model_and_holds_no_secret(supported_bake):
     repo, answers = supported_bake
     env = (repo / ".env").read_text()
-    for key in ("AWS_BUCKET_NAME", "AWS_ECR_REPO_NAME", "AWS_LAMBDA_FUNCTION_NAME", "AWS_STATE_MACHINE_NAME"):
-        assert f"{key}={repo.name}\n" in env
+    assert f"MODEL_NAME={repo.name}\n" in env
+    assert "AWS_BUCKET_NAME" not in env, "resource names are derived from MODEL_NAME, not copied"
     assert f"AWS_REGION={answers.get('aws_region', 'ca-central-1')}\n" in env
     assert f"LAMBDA_ARCHITECTURE={answers.get('lambda_architecture', 'x86_64')}\n" in env
     assert not re.search(r"SECRET|ACCESS_KEY|SESSION_TOKEN|PASSWORD", env)

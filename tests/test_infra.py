@@ -88,8 +88,16 @@ def push_images(boto, tags: list[str]) -> None:
         ecr.put_image(repositoryName=MODEL, imageManifest=manifest(number + 1), imageTag=tag)
 
 
-def bootstrap_plan(*variables: str) -> list[str]:
-    return ["plan", "-input=false", "-detailed-exitcode", VAR_FILE, f"-var=aws_region={REGION}",
+def env_variables(**changed: str) -> list[str]:
+    """The -var arguments carrying .env's values (the default bake's, plus ``changed``)."""
+    values = {"aws_region": REGION, "model_name": MODEL, "lambda_memory_size": "4016",
+              "lambda_timeout": "300", "lambda_storage_size": "4016", "lambda_architecture": "x86_64",
+              "auth_function_name": "", "cognito_identity_pool_id": "", **changed}
+    return [f"-var={name}={value}" for name, value in values.items()]
+
+
+def bootstrap_plan(*variables: str, **changed: str) -> list[str]:
+    return ["plan", "-input=false", "-detailed-exitcode", VAR_FILE, *env_variables(**changed),
             *variables, f"-out={PLAN}"]
 
 
@@ -101,6 +109,7 @@ def first_run() -> list[list[str]]:
         ["workspace", "new", MODEL],
         bootstrap_plan("-var=create_lambda=false"),
         ["apply", "-input=false", PLAN],
+        ["output", "-json"],
     ]
 
 
@@ -126,6 +135,7 @@ def test_infra_selects_the_workspace_and_creates_the_function_from_the_newest_im
         ["workspace", "select", MODEL],
         bootstrap_plan("-var=image_tag=newer"),
         ["apply", "-input=false", PLAN],
+        ["output", "-json"],
     ]
 
 
@@ -189,20 +199,37 @@ def test_terraform_uses_the_profile_of_the_repo_or_the_command_line(aws, baked_r
     assert {call["aws_profile"] for call in fake_terraform.calls()} == {"other"}
 
 
-def test_env_and_tfvars_must_agree_on_the_lambda_sizes(aws, baked_repo, fake_terraform):
+def test_a_changed_env_value_reaches_terraform_and_the_local_runs(aws, baked_repo, fake_terraform):
+    """.env is the one source: Terraform gets its values as -var, over the .tfvars."""
+    from quetzal_deploy.aws import Aws
+    from quetzal_deploy.local_lambda import lambda_environment
+    from quetzal_deploy.settings import load_settings
+
     env = baked_repo / ".env"
-    env.write_text(env.read_text().replace("LAMBDA_MEMORY_SIZE=4016", "LAMBDA_MEMORY_SIZE=2048"))
+    env.write_text(env.read_text().replace("LAMBDA_MEMORY_SIZE=4016", "LAMBDA_MEMORY_SIZE=2048")
+                   .replace("LAMBDA_ARCHITECTURE=x86_64", "LAMBDA_ARCHITECTURE=arm64"))
+    tfvars = baked_repo / "infra" / f"{MODEL}.tfvars"
+    tfvars.write_text(tfvars.read_text() + "lambda_memory_size = 128\n")  # a stray second copy loses
+    assert invoke(baked_repo, "infra", "--yes").returncode == 0
+    plan = next(args for args in fake_terraform.commands() if args[0] == "plan")
+    assert plan == bootstrap_plan("-var=create_lambda=false", lambda_memory_size="2048",
+                                  lambda_architecture="arm64")
+    assert plan.index("-var=lambda_memory_size=2048") > plan.index(VAR_FILE)  # later -var wins
+    settings = load_settings(baked_repo)
+    assert lambda_environment(settings, Aws(settings))["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "2048"
+    names = (settings.bucket, settings.function_name, settings.ecr_repo, settings.state_machine)
+    assert names == (MODEL,) * 4
+
+
+def test_outputs_read_back_after_apply_must_name_resources_after_the_model(
+        aws, baked_repo, fake_terraform, monkeypatch):
+    monkeypatch.setenv("FAKE_TERRAFORM_OUTPUTS", json.dumps({
+        "bucket_name": {"value": f"{MODEL}-renamed"},
+        "state_machine_arn": {"value": f"arn:aws:states:{REGION}:123456789012:stateMachine:{MODEL}"}}))
     done = invoke(baked_repo, "infra", "--yes")
     assert done.returncode == 1
-    expected = "LAMBDA_MEMORY_SIZE=2048 in .env but lambda_memory_size = 4016 in infra/quetzal-test.tfvars"
-    assert expected in done.stderr
-    tfvars = baked_repo / "infra" / f"{MODEL}.tfvars"
-    tfvars.write_text(tfvars.read_text().replace("= 4016\nlambda_timeout", "= 2048\nlambda_timeout"))
-    assert invoke(baked_repo, "infra", "--yes").returncode == 0
-    tfvars.write_text("lambda_memory_size = = 2048\n")
-    broken = invoke(baked_repo, "infra", "--yes")
-    assert broken.returncode == 1 and "is not valid HCL" in broken.stderr
-    assert [args[0] for args in fake_terraform.commands()].count("init") == 1
+    assert f"bucket_name = {MODEL}-renamed" in done.stderr and "state_machine_arn" not in done.stderr
+    assert f"MODEL_NAME={MODEL}" in done.stderr and "infra/main.tf" in done.stderr
 
 
 def test_shared_state_bucket_is_created_once_versioned_encrypted_and_private(
@@ -311,7 +338,7 @@ def test_destroy_empties_bucket_and_repository_before_terraform_then_drops_the_w
     assert [call["args"] for call in calls] == [
         INIT,
         ["workspace", "select", MODEL],
-        ["destroy", "-input=false", "-auto-approve", VAR_FILE, f"-var=aws_region={REGION}"],
+        ["destroy", "-input=false", "-auto-approve", VAR_FILE, *env_variables()],
         ["workspace", "select", "default"],
         ["workspace", "delete", MODEL],
     ]

@@ -51,7 +51,7 @@ def failed(done: subprocess.CompletedProcess) -> str:
 
 
 def bucket_of(repo: Path) -> str:
-    return dotenv_values(repo / ".env")["AWS_BUCKET_NAME"]
+    return dotenv_values(repo / ".env")["MODEL_NAME"]
 
 
 def local_files(folder: Path, with_results: bool = False) -> dict[str, bytes]:

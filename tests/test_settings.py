@@ -37,8 +37,10 @@ def test_missing_env_file(baked_repo, aws):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("AWS_BUCKET_NAME", None, "is missing AWS_BUCKET_NAME: add AWS_BUCKET_NAME=..."),
-    ("AWS_STATE_MACHINE_NAME", "", "is missing AWS_STATE_MACHINE_NAME"),
+    ("MODEL_NAME", None, "is missing MODEL_NAME: add MODEL_NAME=..."),
+    ("AWS_REGION", "", "is missing AWS_REGION"),
+    ("AWS_BUCKET_NAME", "quetzal-other", "AWS_BUCKET_NAME=quetzal-other in .env or .env.local: every AWS "
+                                         "resource is named after MODEL_NAME=quetzal-test"),
     ("LAMBDA_MEMORY_SIZE", "lots", "LAMBDA_MEMORY_SIZE='lots' in .env is not a whole number"),
     ("LAMBDA_TIME_LIMIT", "1200", "LAMBDA_TIME_LIMIT=1200 in .env must be from 1 to 900"),
     ("LAMBDA_TIME_LIMIT", '"300\\n"', "LAMBDA_TIME_LIMIT='300\\n' in .env is not a whole number"),
@@ -50,12 +52,18 @@ def test_bad_env_values(baked_repo, aws, key, value, message):
 
 
 def test_env_local_and_region_option_override_env(baked_repo, boto):
-    (baked_repo / ".env.local").write_text("AWS_LAMBDA_FUNCTION_NAME=quetzal-test-dev\n")
+    (baked_repo / ".env.local").write_text("MODEL_NAME=quetzal-test-dev\n")
     done = run_task(baked_repo, "update-steps", "--dry-run", "--region", "eu-west-3")
     assert done.returncode == 0, done.stderr
     function = json.loads(done.stdout)["States"]["preparation"]["Parameters"]["FunctionName"]
     account = boto.client("sts").get_caller_identity()["Account"]
     assert function == f"arn:aws:lambda:eu-west-3:{account}:function:quetzal-test-dev"
+
+
+def test_an_old_env_naming_its_resources_after_the_model_still_works(baked_repo, aws):
+    for key in ("AWS_BUCKET_NAME", "AWS_LAMBDA_FUNCTION_NAME"):
+        edit_env(baked_repo, key, "quetzal-test")
+    assert run_task(baked_repo, "update-steps", "--dry-run").returncode == 0
 
 
 def test_missing_credentials(baked_repo, aws):

@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 
 from fixtures.bake import TEMPLATE, bake
 from fixtures.parts import missing_part, require_executable
+from quetzal_deploy.infra import ENV_VARIABLES
 
 MODULE = TEMPLATE / "terraform"
 CHECKOV = Path(
@@ -217,7 +218,10 @@ def check_infra_uses_module(repo: Path):
             assert name in infra["variables"], f"infra/main.tf uses undeclared var.{name}"
     assert set(infra["values"]) <= set(infra["variables"]), set(infra["values"]) - set(infra["variables"])
     required_infra = {n for n, body in infra["variables"].items() if "default" not in body}
-    assert required_infra <= set(infra["values"]), required_infra - set(infra["values"])
+    given = set(infra["values"]) | set(ENV_VARIABLES)  # the .tfvars, and .env's values as -var
+    assert required_infra <= given, required_infra - given
+    assert not set(infra["values"]) & set(ENV_VARIABLES), "a .env value copied into the .tfvars"
+    assert set(ENV_VARIABLES) <= set(infra["variables"]), "invoke infra passes an undeclared variable"
     module_outputs = set(named(parse_folder(infra["module_dir"])["output"]))
     for name, body in infra["outputs"].items():
         (used,) = re.findall(r"module\.model\.(\w+)", body["value"])
@@ -232,23 +236,17 @@ def test_baked_infra_refers_to_the_vendored_module(default_bake):
     assert vendored == {p.name: p.read_text() for p in MODULE.iterdir()}
 
 
-def test_baked_tfvars_agree_with_env(tmp_path):
+def test_baked_tfvars_hold_only_what_env_does_not(tmp_path):
     answers = {"model_name": "quetzal-lyon", "aws_region": "eu-west-3", "lambda_memory_size": "2048",
-               "lambda_time_limit": "600", "lambda_storage_size": "1024",
                "auth_function_name": "quetzal-auth",
-               "cognito_identity_pool_id": "eu-west-3:0a1b2c3d-1111-2222-3333-444455556666",
                "cors_allowed_origins": "https://app.example.com, http://localhost:8081"}
     repo = bake(tmp_path, **answers)
     values = check_infra_uses_module(repo)["values"]
+    assert values == {"log_retention_days": 365, "ecr_keep_images": 10,
+                      "cors_allowed_origins": ["https://app.example.com", "http://localhost:8081"]}
     env = dotenv_values(repo / ".env")
-    assert values["model_name"] == env["MODEL_NAME"] == "quetzal-lyon"
-    assert values["aws_region"] == env["AWS_REGION"]
-    assert values["lambda_memory_size"] == int(env["LAMBDA_MEMORY_SIZE"]) == 2048
-    assert values["lambda_timeout"] == int(env["LAMBDA_TIME_LIMIT"]) == 600
-    assert values["lambda_storage_size"] == int(env["LAMBDA_STORAGE_SIZE"]) == 1024
-    assert values["auth_function_name"] == env["AUTH_FUNCTION_NAME"]
-    assert values["cognito_identity_pool_id"] == env["COGNITO_IDENTITY_POOL_ID"]
-    assert values["cors_allowed_origins"] == ["https://app.example.com", "http://localhost:8081"]
+    assert (env["MODEL_NAME"], env["AWS_REGION"], env["LAMBDA_MEMORY_SIZE"], env["AUTH_FUNCTION_NAME"]) == (
+        "quetzal-lyon", "eu-west-3", "2048", "quetzal-auth")
 
 
 @pytest.mark.terraform

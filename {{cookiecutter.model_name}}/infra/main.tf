@@ -1,6 +1,7 @@
 # This model's AWS stack, from the module vendored in modules/quetzal-model.
 # `invoke infra` (or `invoke deploy` the first time) runs terraform here with
-# {{ cookiecutter.model_name }}.tfvars; see terraform's README in that folder for the inputs.
+# {{ cookiecutter.model_name }}.tfvars and .env's values as -var (model name, region, sizes...);
+# see terraform's README in that folder for the inputs.
 module "model" {
   source = "./modules/quetzal-model"
 

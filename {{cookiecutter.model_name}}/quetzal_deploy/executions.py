@@ -69,7 +69,7 @@ class Scenario:
     def error(self, ex: Exception) -> AwsError:
         if error_code(ex) == "NoSuchBucket":
             return AwsError(f"Bucket {self.bucket} does not exist: run `invoke infra` first "
-                            "(or check AWS_BUCKET_NAME in .env).")
+                            "(or check MODEL_NAME in .env).")
         return explain(ex, self.profile)
 
     def entries(self) -> list[Mapping[str, Any]]:

@@ -33,10 +33,10 @@ MISSING_BUCKET = {"NoSuchBucket"}
 MISSING_HEAD = {"404", "NoSuchBucket", "NotFound"}
 FORBIDDEN_HEAD = {"403", "AccessDenied", "Forbidden"}
 MISSING_REPOSITORY = {"RepositoryNotFoundException"}
-# .env key -> .tfvars key, for the values both files hold.
-SHARED_VALUES = {"MODEL_NAME": "model_name", "LAMBDA_MEMORY_SIZE": "lambda_memory_size",
-                 "LAMBDA_TIME_LIMIT": "lambda_timeout", "LAMBDA_STORAGE_SIZE": "lambda_storage_size",
-                 "LAMBDA_ARCHITECTURE": "lambda_architecture"}
+# The Terraform variables whose value comes from .env (see Stack.variables), never from a .tfvars.
+ENV_VARIABLES = ("aws_region", "model_name", "lambda_memory_size", "lambda_timeout",
+                 "lambda_storage_size", "lambda_architecture", "auth_function_name",
+                 "cognito_identity_pool_id")
 
 
 class Cancelled(QuetzalError):
@@ -173,16 +173,6 @@ class StateBucket:
             "RestrictPublicBuckets": True})
 
 
-def disagreements(settings: Settings, tfvars: Path) -> list[str]:
-    """Values that .env and the model's .tfvars both set, differently."""
-    found = read_hcl(tfvars)
-    ours = {"MODEL_NAME": settings.model_name, "LAMBDA_MEMORY_SIZE": settings.memory_mb,
-            "LAMBDA_TIME_LIMIT": settings.timeout_s, "LAMBDA_STORAGE_SIZE": settings.storage_mb,
-            "LAMBDA_ARCHITECTURE": settings.architecture}
-    return [f"{key}={ours[key]} in .env but {name} = {found.get(name, '(missing)')} in infra/{tfvars.name}"
-            for key, name in SHARED_VALUES.items() if found.get(name) != str(ours[key])]
-
-
 class Stack:
     """Terraform in the repo's ``infra/``: one workspace per model, the model's ``.tfvars``."""
 
@@ -198,7 +188,25 @@ class Stack:
 
     @property
     def variables(self) -> dict[str, str]:
-        return {"aws_region": self.settings.region}
+        """.env's values for Terraform: passed as -var, they win over anything in a .tfvars."""
+        s = self.settings
+        values = (s.region, s.model_name, s.memory_mb, s.timeout_s, s.storage_mb, s.architecture,
+                  s.auth_function, s.identity_pool_id)
+        return {name: str(value) for name, value in zip(ENV_VARIABLES, values, strict=True)}
+
+    def check_outputs(self) -> None:
+        """Read Terraform's outputs back: the resources must carry the names the tasks use."""
+        found = self.terraform.outputs()
+        s = self.settings
+        expected = {"bucket_name": s.bucket, "ecr_repository_url": f"/{s.ecr_repo}",
+                    "state_machine_arn": f":stateMachine:{s.state_machine}",
+                    "lambda_function_name": s.function_name}
+        wrong = [f"{name} = {found[name]}" for name, end in expected.items()
+                 if found.get(name) is not None and not str(found[name]).endswith(end)]
+        if wrong:
+            raise ConfigError(f"Terraform's outputs ({'; '.join(wrong)}) do not name the resources after "
+                              f"MODEL_NAME={s.model_name}, as the tasks do: infra/main.tf must pass "
+                              "var.model_name as the module's name; undo the change there.")
 
     @property
     def state_bucket(self) -> StateBucket | None:
@@ -225,10 +233,6 @@ class Stack:
         if not tfvars.is_file():
             raise ConfigError(f"{tfvars} not found: it holds the stack's sizes; restore it from git "
                               "(`git checkout -- infra/`).")
-        problems = disagreements(self.settings, tfvars)
-        if problems:
-            raise ConfigError("; ".join(problems) + ": make them equal (the local runs use .env, "
-                              "AWS uses the .tfvars).")
         backend = self.folder / BACKEND_CONFIG
         self.terraform.init(backend if backend.is_file() else None)
         self.remind_lock_file()
@@ -271,6 +275,7 @@ class Stack:
                            f"in {self.settings.region}?"):
                 raise Cancelled("Cancelled: nothing was applied.")
             self.terraform.apply(self.plan_file)
+            self.check_outputs()
         finally:
             if not plan_only:
                 plan.unlink(missing_ok=True)

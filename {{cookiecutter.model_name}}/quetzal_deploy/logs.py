@@ -59,7 +59,7 @@ class LambdaLogs:
             if error_code(ex) == "ResourceNotFoundException":
                 raise AwsError(
                     f"No log group {self.group} yet: the function has not run (run the pipeline "
-                    "first), or AWS_LAMBDA_FUNCTION_NAME / AWS_REGION in .env are wrong."
+                    "first), or MODEL_NAME / AWS_REGION in .env are wrong."
                 ) from ex
             raise explain(ex, self.profile) from ex
         except BotoCoreError as ex:

@@ -79,7 +79,7 @@ class Ecr:
                 return None
             if code == "RepositoryNotFoundException":
                 raise AwsError(f"ECR repository {self.repo} does not exist: run `invoke infra` first "
-                               "(or check AWS_ECR_REPO_NAME in .env).") from ex
+                               "(or check MODEL_NAME in .env).") from ex
             raise explain(ex, self.profile) from ex
         except BotoCoreError as ex:
             raise explain(ex, self.profile) from ex

@@ -15,16 +15,15 @@ LOCAL_ENV_FILE = ".env.local"
 REQUIRED = (
     "MODEL_NAME",
     "AWS_REGION",
-    "AWS_BUCKET_NAME",
-    "AWS_ECR_REPO_NAME",
-    "AWS_LAMBDA_FUNCTION_NAME",
-    "AWS_STATE_MACHINE_NAME",
     "LAMBDA_MEMORY_SIZE",
     "LAMBDA_TIME_LIMIT",
     "LAMBDA_STORAGE_SIZE",
 )
 DIGITS = re.compile(r"[0-9]{1,6}")
 ARCHITECTURES = ("x86_64", "arm64")
+# Every resource is named after MODEL_NAME (Terraform names them so): no second copy to drift.
+DERIVED_NAMES = ("AWS_BUCKET_NAME", "AWS_ECR_REPO_NAME", "AWS_LAMBDA_FUNCTION_NAME",
+                 "AWS_STATE_MACHINE_NAME")
 LIMITS = {
     "LAMBDA_MEMORY_SIZE": (128, 10240),
     "LAMBDA_TIME_LIMIT": (1, 900),
@@ -37,7 +36,10 @@ FARGATE_DEFAULTS = {"FARGATE_MEMORY": "16384", "FARGATE_STORAGE": "21"}
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the tasks need to know about the model and where it is deployed."""
+    """Everything the tasks need to know about the model and where it is deployed.
+
+    ``bucket``, ``ecr_repo``, ``function_name`` and ``state_machine`` are the model name.
+    """
 
     root: Path
     model_name: str
@@ -125,6 +127,17 @@ def fargate_settings(values: dict[str, str]) -> dict:
     }
 
 
+def _model_name(values: dict[str, str]) -> str:
+    """MODEL_NAME; an old .env's own resource name must be that same name."""
+    model = values["MODEL_NAME"]
+    differing = [f"{key}={values[key]}" for key in DERIVED_NAMES if values.get(key, model) not in ("", model)]
+    if differing:
+        raise ConfigError(f"{', '.join(differing)} in .env or .env.local: every AWS resource is named "
+                          f"after MODEL_NAME={model} (Terraform names them so); remove "
+                          + ("that line" if len(differing) == 1 else "those lines"))
+    return model
+
+
 def _architecture(values: dict[str, str]) -> str:
     architecture = values.get("LAMBDA_ARCHITECTURE") or ARCHITECTURES[0]
     if architecture not in ARCHITECTURES:
@@ -149,14 +162,15 @@ def load_settings(
             + ", ".join(f"{key}=..." for key in missing)
             + " (see the README)"
         )
+    model = _model_name(values)
     settings = Settings(
         root=root,
-        model_name=values["MODEL_NAME"],
+        model_name=model,
         region=values["AWS_REGION"],
-        bucket=values["AWS_BUCKET_NAME"],
-        ecr_repo=values["AWS_ECR_REPO_NAME"],
-        function_name=values["AWS_LAMBDA_FUNCTION_NAME"],
-        state_machine=values["AWS_STATE_MACHINE_NAME"],
+        bucket=model,
+        ecr_repo=model,
+        function_name=model,
+        state_machine=model,
         memory_mb=_integer(values, "LAMBDA_MEMORY_SIZE"),
         timeout_s=_integer(values, "LAMBDA_TIME_LIMIT"),
         storage_mb=_integer(values, "LAMBDA_STORAGE_SIZE"),

@@ -58,7 +58,7 @@ class StateMachine:
             if not found:
                 raise AwsError(
                     f"State machine {self.name!r} does not exist in this account and region: "
-                    "run `invoke infra` first (or check AWS_STATE_MACHINE_NAME and AWS_REGION in .env)."
+                    "run `invoke infra` first (or check MODEL_NAME and AWS_REGION in .env)."
                 )
             self._arn = found[0]
         return self._arn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -107,6 +108,16 @@ class Terraform:
     def destroy(self, var_file: str, variables: Mapping[str, str]) -> None:
         self.run("destroy", "-input=false", "-auto-approve", f"-var-file={var_file}",
                  *var_args(variables))
+
+    def outputs(self) -> dict[str, object]:
+        """The root module's outputs after an apply: ``{name: value}``."""
+        done = self.call(["output", "-json"], quiet=True)
+        if done.returncode != 0:
+            raise TerraformError(f"`terraform output -json` failed: {(done.stderr or '').strip()}")
+        try:
+            return {name: body.get("value") for name, body in json.loads(done.stdout or "{}").items()}
+        except (ValueError, AttributeError) as ex:
+            raise TerraformError(f"`terraform output -json` printed no JSON object: {ex}") from ex
 
 
 def colour_wanted(env: Mapping[str, str]) -> bool:
