@@ -110,6 +110,11 @@ def architecture_mismatch(ref: str, image: str, wanted: str, runs_on: str) -> Ar
         "whatever this machine is.")
 
 
+def platform_fix(platform: str) -> str:
+    return (f"Fix: pass --base-image (or {BASE_IMAGE_ENV}) naming a {platform} image, or turn on "
+            "multi-platform builds (Docker Desktop does; on Linux install QEMU binfmt).")
+
+
 class BuildLog:
     """Follows the legacy builder's JSON stream: prints it, remembers the current step."""
 
@@ -137,7 +142,9 @@ class BuildLog:
     def failure(self, detail: str) -> BuildError:
         output = "\n".join(self.step_output[-30:])
         where = f"at {self.step!r}" if self.step else "before the first step"
-        if " : FROM " in self.step:
+        if "does not match the specified platform" in detail:
+            fix = platform_fix(detail.rsplit("wanted ", 1)[-1].split(",")[0])
+        elif " : FROM " in self.step:
             fix = (f"The base image could not be had: pass --base-image (or {BASE_IMAGE_ENV}) naming an "
                    "image you have (`docker images`), or check your network and registry login.")
         elif "runtime.convert" in self.step:
@@ -177,8 +184,7 @@ def build_image(client, settings: Settings, tag: str, base: str | None = None, e
         raise ArchitectureError(
             f"Image {ref} came out built for {built}, not for {settings.architecture} "
             f"(LAMBDA_ARCHITECTURE): the base image {base or '(the Dockerfile default)'} has no "
-            f"{platform} variant here, or this Docker engine cannot build for {platform}. Fix: pass "
-            f"--base-image (or {BASE_IMAGE_ENV}) naming a {platform} image, or turn on multi-platform "
-            "builds (Docker Desktop does; on Linux install QEMU binfmt).")
+            f"{platform} variant here, or this Docker engine cannot build for {platform}. "
+            + platform_fix(platform))
     echo(f"Built {ref}")
     return ref
