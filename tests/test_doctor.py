@@ -98,7 +98,7 @@ def test_function_on_another_architecture_than_env_is_refused_with_the_fix(baked
     done = run_task(baked_repo, "doctor", env={"PATH": bare_path(tmp_path), "DOCKER_HOST": NO_DOCKER})
     line = lines_of(done)["architecture"]
     assert line.startswith("✗") and "runs on arm64, LAMBDA_ARCHITECTURE is x86_64" in line
-    assert "fix: set LAMBDA_ARCHITECTURE=arm64 in .env and lambda_architecture" in done.stdout
+    assert "fix: set LAMBDA_ARCHITECTURE=arm64 in .env, or run `invoke infra`" in done.stdout
 
 
 @pytest.mark.docker

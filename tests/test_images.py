@@ -163,12 +163,10 @@ def test_push_refused_by_registry(baked_repo, boto, docker_engine, lambda_base_i
 
 
 def set_architecture(repo, architecture):
-    """LAMBDA_ARCHITECTURE in .env and lambda_architecture in the .tfvars, as a bake would have them."""
-    env = (repo / ".env", "LAMBDA_ARCHITECTURE=x86_64", f"LAMBDA_ARCHITECTURE={architecture}")
-    tfvars = (repo / "infra" / f"{REPO}.tfvars", '"x86_64"', f'"{architecture}"')
-    for path, old, new in (env, tfvars):
-        assert old in path.read_text()
-        path.write_text(path.read_text().replace(old, new))
+    """LAMBDA_ARCHITECTURE in .env, its one source."""
+    path, default = repo / ".env", "LAMBDA_ARCHITECTURE=x86_64"
+    assert default in path.read_text()
+    path.write_text(path.read_text().replace(default, f"LAMBDA_ARCHITECTURE={architecture}"))
 
 
 @pytest.mark.docker

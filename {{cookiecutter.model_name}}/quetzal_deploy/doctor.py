@@ -86,8 +86,8 @@ def architecture_check(settings: Settings, aws: Aws) -> list[Check]:
     if runs_on != settings.architecture:
         return [Check("architecture", False, f"Lambda function {function.name} runs on {runs_on}, "
                       f"LAMBDA_ARCHITECTURE is {settings.architecture}",
-                      f"set LAMBDA_ARCHITECTURE={runs_on} in .env and lambda_architecture in infra/*.tfvars, "
-                      f"or set both to {settings.architecture} and run `invoke infra`")]
+                      f"set LAMBDA_ARCHITECTURE={runs_on} in .env, or run `invoke infra` to move the "
+                      f"function to {settings.architecture}")]
     ref = image_ref(settings, tag_of(found["Code"].get("ImageUri")) or "latest")
     try:
         built = image_architecture(docker.from_env(), ref)

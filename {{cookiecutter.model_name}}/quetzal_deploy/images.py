@@ -104,10 +104,9 @@ def architecture_mismatch(ref: str, image: str, wanted: str, runs_on: str) -> Ar
     """The refusal, with both ways out."""
     return ArchitectureError(
         f"Image {ref} is built for {image} but {runs_on} runs on {wanted}: Lambda cannot start it. "
-        f"Fix: build for {wanted} (LAMBDA_ARCHITECTURE={wanted} in .env, lambda_architecture = "
-        f"\"{wanted}\" in infra/*.tfvars, then `invoke push`), or move the function to {image} "
-        f"(both set to {image}, then `invoke infra`). Images are built for LAMBDA_ARCHITECTURE "
-        "whatever this machine is.")
+        f"Fix: build for {wanted} (LAMBDA_ARCHITECTURE={wanted} in .env, then `invoke push`), or move "
+        f"the function to {image} (LAMBDA_ARCHITECTURE={image}, then `invoke infra`). Images are "
+        "built for LAMBDA_ARCHITECTURE whatever this machine is.")
 
 
 def platform_fix(platform: str) -> str:

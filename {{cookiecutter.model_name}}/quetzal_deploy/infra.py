@@ -231,8 +231,8 @@ class Stack:
         """``terraform init`` with infra/backend.hcl when the repo has one."""
         tfvars = self.folder / self.var_file
         if not tfvars.is_file():
-            raise ConfigError(f"{tfvars} not found: it holds the stack's sizes; restore it from git "
-                              "(`git checkout -- infra/`).")
+            raise ConfigError(f"{tfvars} not found: it holds Terraform's own settings (CORS origins, "
+                              "log retention); restore it from git (`git checkout -- infra/`).")
         backend = self.folder / BACKEND_CONFIG
         self.terraform.init(backend if backend.is_file() else None)
         self.remind_lock_file()
