@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,10 @@ def test_success_runs_notebook_and_uploads_outputs(lambda_env, s3, task_root, wo
     # the wire in test_uploads_send_the_front_end_metadata.
     assert csv["Metadata"] == {"team": "paris", "checksum": hashlib.sha256(body).hexdigest()}
     info = json.loads(read(s3, "base/info.json"))
-    assert info == {"description": "Base scenario", "model_tag": TAG, "last_modified_email": "a@b.c"}
+    stamp = info.pop("last_modified_date")
+    assert info == {"description": "Base scenario", "model_tag": TAG,
+                    "last_modified_email": "modeller@example.org"}
+    assert datetime.fromisoformat(stamp).tzinfo is not None and stamp.endswith("Z")
     for key in ("base/inputs/params.json", "base/inputs/pt/links.geojson"):  # not uploaded back
         assert s3.head_object(Bucket=BUCKET, Key=key)["Metadata"] == {}
     assert b"wrote" in read(s3, "base/logs/writes_outputs.txt")

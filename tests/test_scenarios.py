@@ -169,26 +169,41 @@ def via(recorder: Recorder) -> dict:
     return {**os.environ, "QUETZAL_USER_EMAIL": EMAIL, "AWS_ENDPOINT_URL": recorder.url}
 
 
+def without_info(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {rel: body for rel, body in files.items() if rel != "info.json"}
+
+
+def synced_files(s3, bucket: str, prefix: str) -> tuple[dict[str, bytes], dict]:
+    """The scenario's objects but info.json (written apart, stamped), and that info.json."""
+    files = remote_files(s3, bucket, prefix)
+    return files, json.loads(files.pop("info.json"))
+
+
 def test_first_sync_writes_front_end_metadata_then_unchanged_resync_sends_nothing(repo, s3, recorder):
     bucket, base = bucket_of(repo), repo / "scenarios" / "base"
     out = ok(invoke(repo, "upload-scenarios", "base", env=via(recorder)))
 
     local = local_files(base)
-    assert remote_files(s3, bucket, "base/") == local
+    local_info = json.loads(local.pop("info.json"))
+    remote, info = synced_files(s3, bucket, "base/")
+    assert remote == local
+    assert info["description"] == local_info["description"] and info["last_modified_email"] == EMAIL
     assert f"{len(local)} to upload, 0 unchanged, 0 to delete" in out
-    for rel, body in local.items():
+    assert "update info.json (last_modified_date, last_modified_email)" in out
+    for rel, body in [*local.items(), ("info.json", s3.get_object(Bucket=bucket, Key="base/info.json")
+                                       ["Body"].read())]:
         head = s3.head_object(Bucket=bucket, Key=f"base/{rel}")
         assert head["Metadata"]["checksum"] == hashlib.sha256(body).hexdigest(), rel
     assert s3.head_object(Bucket=bucket, Key="base/inputs/pt/links.geojson")["ContentType"] == \
         "application/geo+json"
     puts = recorder.calls("PUT")
-    assert len(puts) == len(local)
+    assert len(puts) == len(local) + 1
     assert {headers.get("x-amz-meta-user_email") for _, headers in puts} == {EMAIL}
 
     before, recorder.requests[:] = snapshot(s3, bucket), []
     out = ok(invoke(repo, "upload-scenarios", "base", env=via(recorder)))
-    assert f"0 to upload, {len(local)} unchanged, 0 to delete" in out
-    assert [m for m, _, _ in recorder.requests] == ["GET"], "one listing, nothing else"
+    assert f"0 to upload, {len(local)} unchanged, 0 to delete" in out and "info.json" not in out
+    assert [m for m, _, _ in recorder.requests] == ["GET", "GET"], "the listing and info.json, nothing else"
     assert snapshot(s3, bucket) == before
 
 
@@ -206,7 +221,7 @@ def test_changed_new_and_deleted_files_after_confirmation(synced, s3):
 
     out = ok(invoke(synced, "upload-scenarios", "base", answer="y\n"))
     assert "2 to upload" in out and "1 to delete" in out
-    assert remote_files(s3, bucket, "base/") == local_files(base)
+    assert synced_files(s3, bucket, "base/")[0] == without_info(local_files(base))
     assert "inputs/od/od.geojson" not in remote_files(s3, bucket, "base/")
 
 
@@ -217,8 +232,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(synced, s3):
     before = snapshot(s3, bucket)
 
     out = ok(invoke(synced, "upload-scenarios", "base", "--dry-run"))
-    assert "1 to upload" in out and "1 to delete" in out
-    assert "upload info.json" in out and "delete inputs/pt/nodes.geojson" in out
+    assert "0 to upload" in out and "1 to delete" in out
+    assert "update info.json" in out and "delete inputs/pt/nodes.geojson" in out
     assert "nothing was changed" in out
     assert snapshot(s3, bucket) == before
 
@@ -235,7 +250,7 @@ def test_local_run_results_stay_local_unless_asked(synced, s3):
     assert "outputs/cloud.geojson" in remote and "outputs/local.geojson" not in remote
 
     ok(invoke(synced, "upload-scenarios", "base", "--yes", "--with-outputs"))
-    assert remote_files(s3, bucket, "base/") == local_files(base, with_results=True)
+    assert synced_files(s3, bucket, "base/")[0] == without_info(local_files(base, with_results=True))
 
 
 def test_unreadable_local_file_aborts_before_any_write(synced, s3):
@@ -252,7 +267,7 @@ def test_unreadable_local_file_aborts_before_any_write(synced, s3):
 
     (base / "inputs" / "pt" / "broken.geojson").unlink()
     ok(invoke(synced, "upload-scenarios", "base", "--yes"))
-    assert remote_files(s3, bucket, "base/") == local_files(base)
+    assert synced_files(s3, bucket, "base/")[0] == without_info(local_files(base))
 
 
 @pytest.mark.parametrize("versioning", ["Enabled", "Suspended"])
@@ -269,7 +284,7 @@ def test_upload_failing_half_way_deletes_nothing_and_rerun_completes(synced, s3,
     recorder.hook = lambda method, path: method == "PUT" and path.endswith("/base/styles.json")
 
     message = failed(invoke(synced, "upload-scenarios", "base", "--yes", env=via(recorder)))
-    assert "1 of 4 uploads" in message and "styles.json" in message and "re-run" in message
+    assert "1 of 3 uploads" in message and "styles.json" in message and "re-run" in message
     remote = remote_files(s3, bucket, "base/")
     if versioning == "Enabled":
         assert "exactly as it was" in message
@@ -282,7 +297,9 @@ def test_upload_failing_half_way_deletes_nothing_and_rerun_completes(synced, s3,
         assert all(remote[rel] in {old.get(rel), local.get(rel)} for rel in remote), "half-written"
 
     ok(invoke(synced, "upload-scenarios", "base", "--yes"))
-    assert remote_files(s3, bucket, "base/") == local_files(base)
+    remote, info = synced_files(s3, bucket, "base/")
+    assert remote == without_info(local_files(base))
+    assert info["changed"] == "info.json" and info["last_modified_email"] == EMAIL
 
 
 def test_download_asks_before_replacing_local_changes(synced, s3):

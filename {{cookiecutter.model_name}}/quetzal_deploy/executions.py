@@ -26,7 +26,7 @@ from quetzal_deploy.params import (
     parse_json,
 )
 from quetzal_deploy.runtime.notebook import log_name
-from quetzal_deploy.scenarios import user_email
+from quetzal_deploy.scenarios import check_name, user_email
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.stepfunctions import StateMachine, state_machine
 
@@ -40,7 +40,7 @@ class Scenario:
 
     def __init__(self, s3, bucket: str, name: str, profile: str | None = None):
         self.s3, self.bucket, self.profile = s3, bucket, profile
-        self.name = name.strip("/")
+        self.name = check_name(name.removesuffix("/"))
 
     @property
     def prefix(self) -> str:
@@ -108,10 +108,14 @@ def execution_input(scenario: str, params: dict, choice: str, variants: list, em
     }
 
 
+def name_slug(scenario: str) -> str:
+    """The scenario name as a plain word for execution names, ARNs and run folders."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", scenario)[:50]
+
+
 def execution_name(scenario: str) -> str:
     """A unique, valid execution name that says which scenario ran and when."""
-    safe = re.sub(r"[^A-Za-z0-9_-]", "-", scenario)[:50]
-    return f"{safe}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{name_slug(scenario)}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def event_details(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -22,16 +23,53 @@ from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
 from quetzal_deploy.runtime.checksum import bytes_checksum
 from quetzal_deploy.runtime.paths import shown
+from quetzal_deploy.runtime.info import STAMP_KEYS, info_bytes, parse_info, stamped
+from quetzal_deploy.runtime.names import COMMON, InvalidScenarioName, check_scenario_name
 from quetzal_deploy.s3sync import DownloadPlan, S3Prefix, UploadPlan, read_local
 from quetzal_deploy.settings import Settings
 
-COMMON = "_common"
 LOCK_KEY = f"{COMMON}/lock.json"
 DEFAULT_LOCKED = ("base",)
 RUN_RESULTS = ("outputs", "logs")
 CONFIG_FILES = ("modelConfig.json",)
 CONFIG_FOLDERS = ("docs",)
 EMAIL_VARIABLE = "QUETZAL_USER_EMAIL"
+INFO = "info.json"
+
+
+@dataclass
+class ScenarioUpload:
+    """An upload's file sync, and the ``info.json`` to write when anything changes.
+
+    ``info`` is the bucket's info.json updated with the local one (the description and any
+    other key; an empty local value never erases the bucket's, so ``model_tag`` stays the last
+    run's); it is written
+    with ``last_modified_date`` and ``last_modified_email`` whenever a file or the info changes.
+    """
+
+    files: UploadPlan
+    info: dict
+    info_changed: bool
+
+    @property
+    def prefix(self) -> str:
+        return self.files.prefix
+
+    @property
+    def existing(self) -> int:
+        return self.files.existing
+
+    @property
+    def changes(self) -> bool:
+        return self.files.changes or self.info_changed
+
+    def describe(self, all_names: bool = False) -> list[str]:
+        stamp = [f"  update {INFO} (last_modified_date, last_modified_email)"] if self.changes else []
+        return self.files.describe(all_names) + stamp
+
+
+def unstamped(info: dict) -> dict:
+    return {key: value for key, value in info.items() if key not in STAMP_KEYS}
 
 
 def is_hidden(rel: str) -> bool:
@@ -40,10 +78,12 @@ def is_hidden(rel: str) -> bool:
 
 
 def scenario_files(with_outputs: bool) -> Callable[[str], bool]:
-    """Which paths under a scenario an upload sends (and may delete on the bucket)."""
+    """Which paths under a scenario an upload syncs (and may delete on the bucket); ``info.json``
+    is written apart, stamped with the change (see ``ScenarioUpload``)."""
 
     def include(rel: str) -> bool:
-        return not is_hidden(rel) and (with_outputs or rel.split("/")[0] not in RUN_RESULTS)
+        return (not is_hidden(rel) and rel != INFO
+                and (with_outputs or rel.split("/")[0] not in RUN_RESULTS))
 
     return include
 
@@ -54,16 +94,17 @@ def config_files(rel: str) -> bool:
 
 
 def check_name(name: str) -> str:
-    """A scenario name must be one plain folder name."""
-    if not name or "/" in name or "\\" in name or name.startswith(".") or name == COMMON:
-        raise ConfigError(f"{name!r} is not a scenario name: use a folder name from scenarios/ "
-                          f"(not {COMMON}, no slashes, not starting with a dot)")
-    return name
+    """A scenario name as the front end allows it (``runtime.names``), else a ConfigError."""
+    try:
+        return check_scenario_name(name)
+    except InvalidScenarioName as ex:
+        raise ConfigError(f"{ex} Use a folder name from scenarios/ as the front end shows it.") from ex
 
 
-def parse_names(text: str) -> list[str]:
-    """Scenario names from ``base`` or ``base,other``."""
-    names = [check_name(name.strip()) for name in text.split(",") if name.strip()]
+def parse_names(text: str, known: Iterable[str] = ()) -> list[str]:
+    """Scenario names from ``base`` or ``base,other``; a ``known`` name is taken whole, commas and all."""
+    pieces = [text] if text in known or "," not in text else [p.strip() for p in text.split(",")]
+    names = [check_name(name) for name in pieces if name]
     if not names:
         raise ConfigError("give at least one scenario name, e.g. `base` or `base,other`")
     return list(dict.fromkeys(names))
@@ -85,7 +126,7 @@ def not_a_link(folder: Path) -> Path:
 
 def local_scenario(settings: Settings, name: str) -> Path:
     """``scenarios/<name>/``, or an error listing the scenarios that exist."""
-    folder = not_a_link(settings.scenarios_dir / name)
+    folder = not_a_link(settings.scenarios_dir / check_name(name))
     if not folder.is_dir():
         existing = ", ".join(local_scenarios(settings)) or "none"
         raise ConfigError(f"no scenario {name!r} in {settings.scenarios_dir} (existing: {existing})")
@@ -137,19 +178,40 @@ class ScenarioStore:
         except BotoCoreError as ex:
             raise explain(ex, self.settings.profile) from ex
 
-    def plan_upload(self, name: str, with_outputs: bool = False) -> UploadPlan:
+    def plan_upload(self, name: str, with_outputs: bool = False) -> ScenarioUpload:
         include = scenario_files(with_outputs)
         folder = local_scenario(self.settings, name)
         local = read_local(folder, include)
-        if not local:
+        local_info = folder / INFO
+        if not local and not local_info.is_file():
             raise ConfigError(f"{folder} has no files to upload: an empty folder would empty "
                               f"s3://{self.bucket}/{name}/ (add inputs/, info.json, styles.json)")
         with self.errors():
-            return self.prefix(name).plan_upload(local, include)
+            files = self.prefix(name).plan_upload(local, include)
+            remote = parse_info(self.read_object(f"{name}/{INFO}"))
+        mine = parse_info(local_info.read_bytes()) if local_info.is_file() else {}
+        info = {**remote, **{k: v for k, v in mine.items() if k not in STAMP_KEYS and (v or k not in remote)}}
+        return ScenarioUpload(files, info, unstamped(info) != unstamped(remote) or not remote)
 
-    def upload(self, plan: UploadPlan, email: str) -> None:
+    def read_object(self, key: str) -> bytes | None:
+        """An object's bytes, or None when it does not exist."""
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as ex:
+            if error_code(ex) in {"NoSuchKey", "404"}:
+                return None
+            raise
+
+    def upload(self, plan: ScenarioUpload | UploadPlan, email: str) -> None:
+        """Sync the files, then (a scenario) write its stamped ``info.json``."""
+        files = plan.files if isinstance(plan, ScenarioUpload) else plan
         with self.errors():
-            self.prefix(plan.prefix).upload(plan, {"user_email": email})
+            self.prefix(files.prefix).upload(files, {"user_email": email})
+            if isinstance(plan, ScenarioUpload) and plan.changes:
+                body = info_bytes(stamped(plan.info, email))
+                self.s3.put_object(Bucket=self.bucket, Key=f"{files.prefix}{INFO}", Body=body,
+                                   ContentType="application/json",
+                                   Metadata={"user_email": email, "checksum": bytes_checksum(body)})
 
     def remote_scenarios(self) -> list[str]:
         with self.errors():

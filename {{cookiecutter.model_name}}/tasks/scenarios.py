@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from invoke import Exit
 
-from quetzal_deploy.scenarios import ScenarioStore, check_name, local_scenario, parse_names, user_email
+from quetzal_deploy.scenarios import (
+    ScenarioStore,
+    check_name,
+    local_scenario,
+    local_scenarios,
+    parse_names,
+    user_email,
+)
 from tasks.common import AWS_HELP, confirmed, quetzal_task, settings_for
 
 EMAIL_HELP = "email written as user_email metadata (default: $QUETZAL_USER_EMAIL, then git config user.email)"
@@ -27,7 +34,7 @@ def upload_scenarios(c, names, dry_run=False, with_outputs=False, yes=False, ema
                      profile=None, region=None):
     """Sync scenarios/<name>/ to s3://<bucket>/<name>/: changed files only, then delete stale ones."""
     settings = settings_for(profile, region)
-    names = parse_names(names)
+    names = parse_names(names, known=local_scenarios(settings))
     for name in names:
         local_scenario(settings, name)
     email = None if dry_run else user_email(settings, email)

@@ -35,7 +35,7 @@ from quetzal_deploy.definition import (
     load_definition,
     notebook_paths,
 )
-from quetzal_deploy.executions import execution_input, readable_cause
+from quetzal_deploy.executions import execution_input, name_slug, readable_cause
 from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import Interpreter, TaskCall, function_name, state_size
@@ -55,7 +55,7 @@ from quetzal_deploy.runtime.handler import FARGATE, LAMBDA, run_step
 from quetzal_deploy.runtime.notebook import CHILDREN, log_name
 from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.workdir import size_mb
-from quetzal_deploy.scenarios import user_email
+from quetzal_deploy.scenarios import check_name, local_scenarios, user_email
 from quetzal_deploy.settings import Settings
 
 LOCAL_ACCOUNT = "000000000000"
@@ -140,15 +140,13 @@ class LocalRun:
 
     def __init__(self, settings: Settings, scenario: str, out: Out = print):
         self.settings, self.out = settings, out
-        self.scenario = scenario.strip("/")
+        self.scenario = check_name(scenario.removesuffix("/"))
         self.source = settings.scenarios_dir / self.scenario
-        parts = self.scenario.split("/")
-        if any(part in {"", ".", ".."} for part in parts) or not self.source.is_dir():
-            found = sorted(p.name for p in settings.scenarios_dir.glob("*") if p.is_dir())
+        if not self.source.is_dir():
             raise RunError(f"Scenario {scenario!r} not found in {settings.scenarios_dir}; "
-                           f"available: {', '.join(found) or 'none'}.")
+                           f"available: {', '.join(local_scenarios(settings)) or 'none'}.")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.name = f"{stamp}-{self.scenario.replace('/', '-')}-{secrets.token_hex(2)}"
+        self.name = f"{stamp}-{name_slug(self.scenario)}-{secrets.token_hex(2)}"
         self.folder = settings.root / RUNS_DIR / self.name
         self.bucket = self.folder / "bucket"
         self.records: list[StepRecord] = []

@@ -14,12 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from quetzal_deploy.runtime.errors import InvalidEvent
+from quetzal_deploy.runtime.names import InvalidScenarioName, scenario_of_prefix
 
 NOTEBOOK_SUFFIXES = (".ipynb", ".py")
-# One or more folder names of letters (any script), digits, space and _ . - ( ) + , each
-# starting with a letter, digit or _, and a trailing slash: "base/", "paris 2030/", "a/b/".
-SCENARIO_PREFIX = re.compile(r"(?:\w[\w .()+,-]*/)+")
-RESERVED_PREFIXES = ("_common/",)
 METADATA_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # S3 limits user-defined metadata to 2 KB (keys + values, UTF-8); the checksum takes ~80 bytes.
 MAX_METADATA_BYTES = 1900
@@ -103,15 +100,14 @@ def notebook_file(notebook_path: str, task_root: Path) -> Path:
 
 
 def scenario_prefix(scenario: str) -> str:
-    """A plain S3 prefix like ``base/``: no leading slash, no ``..``, no control characters."""
-    if len(scenario) > MAX_TEXT or not SCENARIO_PREFIX.fullmatch(scenario):
+    """One scenario folder ``<name>/`` as the front end names it (see ``names``)."""
+    try:
+        scenario_of_prefix(scenario)
+    except InvalidScenarioName as ex:
         raise InvalidEvent(
-            f"scenario_path_S3 {repr(scenario)[:120]} must be a scenario folder like 'base/': "
-            "letters, digits, spaces and _ . - ( ) + , ending with '/', with no leading '/' "
-            "and no '..'."
-        )
-    if scenario.startswith(RESERVED_PREFIXES):
-        raise InvalidEvent(f"scenario_path_S3 {scenario!r} is reserved for model-wide files.")
+            f"scenario_path_S3 {repr(scenario)[:120]} must be a scenario folder like 'base/': one "
+            f"name ending with '/', no leading '/', no '..', no nested folder ({ex})"
+        ) from ex
     return scenario
 
 

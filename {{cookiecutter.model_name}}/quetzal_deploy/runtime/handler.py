@@ -18,8 +18,8 @@ extra_env=None, platform="Lambda")`` is the reusable core (the local runner call
    before the deadline; its log goes to ``S/logs/<path under notebooks/>.txt`` in every case, then
    ``NotebookTimeout`` / ``NotebookError`` (unless it printed ``end_of_notebook``);
 4. merge its ``RETURN: {...}`` lines into the returned event (``StateTooLarge`` past the Step
-   Functions limit), set ``model_tag`` in ``info.json``, and upload: everything but ``inputs/``
-   and ``logs/``, with the event's ``metadata`` as object metadata.
+   Functions limit), set ``model_tag`` and the change stamp in ``info.json``, and upload:
+   everything but ``inputs/`` and ``logs/``, with the event's ``metadata`` as object metadata.
 
 It prints one timing line per phase and returns a ``StepResult``: the event for the next state
 and the step's statistics (phase durations, the notebook's peak memory, the folder's size).
@@ -37,6 +37,7 @@ from pathlib import Path
 
 from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StateTooLarge, StorageError
 from quetzal_deploy.runtime.event import StepEvent, parse_event
+from quetzal_deploy.runtime.info import info_bytes, parse_info, stamped
 from quetzal_deploy.runtime.notebook import (
     Outcome,
     child_environment,
@@ -149,18 +150,13 @@ def returned_event(event: dict, outcome: Outcome, step: StepEvent) -> dict:
     return merged
 
 
-def set_model_tag(info_path: Path, image_tag: str, echo) -> None:
-    """Record the image that produced the outputs in ``info.json``, keeping its other fields."""
-    info = {}
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as ex:
-            echo(f"[quetzal] WARNING: {info_path.name} is not valid JSON ({ex}); rewriting it.")
-        if not isinstance(info, dict):
-            info = {}
-    info["model_tag"] = image_tag
-    info_path.write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+def set_run_info(info_path: Path, image_tag: str, email: str, echo) -> None:
+    """Record in ``info.json`` the image that produced the outputs, who ran it and when."""
+    raw = info_path.read_bytes() if info_path.is_file() else None
+    info = parse_info(raw)
+    if raw is not None and not info:
+        echo(f"[quetzal] WARNING: {info_path.name} is not a JSON object; rewriting it.")
+    info_path.write_bytes(info_bytes(stamped(info, email, model_tag=image_tag)))
 
 
 def copy_model_inputs(task_root: Path, workdir: Path) -> int:
@@ -198,7 +194,7 @@ def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_le
     check_outcome(outcome, step, result.log_key, margin_s, platform)
     result.event = returned_event(event, outcome, step)
 
-    set_model_tag(workdir / "info.json", image_tag, echo)
+    set_run_info(workdir / "info.json", image_tag, event.get("metadata", {}).get("user_email", ""), echo)
     with phase("upload", times, echo, lambda: f" ({result.uploaded} files)"):
         result.uploaded = storage.upload_tree(workdir, step.scenario,
                                               exclude=EXCLUDED + (f"{PRIVATE}/",),
