@@ -343,7 +343,8 @@ def test_template_notebook_runs_on_the_template_scenario(lambda_env, s3, task_ro
     for name in ("pt", "road", "od"):
         layer = json.loads(read(s3, f"base/outputs/preparation_{name}.geojson"))
         assert all("length_km" in feature["properties"] for feature in layer["features"])
-    assert "# preparation: paris-2030" in read(s3, "base/outputs/preparation_summary.md").decode()
+        assert layer["crs"]["properties"]["name"] == "urn:ogc:def:crs:OGC:1.3:CRS84", "the front end needs it"
+    assert "# preparation: paris-2030" in read(s3, "base/outputs/report.md").decode()
     assert "base/outputs/preparation_summary.csv" in keys
     assert json.loads(read(s3, "base/info.json"))["model_tag"] == TAG
     assert '"scenario_label": "paris-2030"' in read(s3, "base/logs/preparation.txt").decode()

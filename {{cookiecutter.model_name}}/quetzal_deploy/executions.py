@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.definition import iter_states
 from quetzal_deploy.errors import AwsError
+from quetzal_deploy.layers import bucket_layers, crs_warnings
 from quetzal_deploy.params import (
     DEFAULT_CHOICE,
     RunError,
@@ -82,6 +83,13 @@ class Scenario:
             return checked_entries(parse_json(raw, where), where)
         except RunError as ex:
             raise RunError(f"{ex} Fix it in scenarios/{self.name}/ and upload the scenario again.") from ex
+
+    def layer_warnings(self) -> list[str]:
+        """A warning per output layer the front end would refuse (no CRS it reads)."""
+        try:
+            return crs_warnings(bucket_layers(self.s3, self.bucket, f"{self.prefix}outputs/"))
+        except (BotoCoreError, ClientError) as ex:
+            raise self.error(ex) from ex
 
     def log_tail(self, notebook_path: str, lines: int = LOG_TAIL_LINES) -> tuple[str, list[str] | None]:
         """Where the notebook's log is, and its last ``lines`` lines (None: no log)."""
@@ -243,6 +251,8 @@ def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=
         return 130
     seconds = seconds_between(described["startDate"], described.get("stopDate"))
     out(f"Execution {described['status']} after {seconds:.1f} s")
+    for warning in bucket.layer_warnings():
+        out(warning)
     if described["status"] == "SUCCEEDED":
         return 0
     report_failure(described, follower, machine, bucket, out)

@@ -36,6 +36,7 @@ from quetzal_deploy.definition import (
     notebook_paths,
 )
 from quetzal_deploy.executions import execution_input, name_slug, readable_cause
+from quetzal_deploy.layers import crs_warnings, folder_layers
 from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import Interpreter, TaskCall, function_name, state_size
@@ -256,6 +257,8 @@ class LocalRun:
         self.out("")
         self.out(f"Outputs: {self.scenario_folder / 'outputs'}")
         self.out(f"Logs:    {self.scenario_folder / 'logs'}")
+        for warning in crs_warnings(folder_layers(self.scenario_folder / "outputs", "outputs/")):
+            self.out(warning)
         if error is None:
             return
         self.out(f"Failed state: {error.state or 'unknown'}")

@@ -46,7 +46,8 @@ def check_scenario_name(name: object) -> str:
     """``name`` itself when it is a scenario name, else ``InvalidScenarioName`` saying why."""
     problem = name_problem(name)
     if problem:
-        raise InvalidScenarioName(f"{repr(name)[:80]} is not a scenario name: {problem}.")
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:50] + "..."
+        raise InvalidScenarioName(f"{shown} is not a scenario name: {problem}.")
     return name
 
 
