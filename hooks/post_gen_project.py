@@ -17,6 +17,8 @@ INPUTS = json.loads(
 )
 AUTH_FUNCTION = {{ cookiecutter.auth_function_name | tojson }}
 LOCAL_STATE = {{ cookiecutter.terraform_state_bucket | tojson }} == "local"
+AWS_REGION = {{ cookiecutter.aws_region | tojson }}
+FRONT_END_REGION = {{ cookiecutter.front_end_region | tojson }}
 TEMPLATE_DIR = Path({{ cookiecutter._repo_dir | absolute_path | tojson }})
 
 NOTEBOOK_TEMPLATE = Path("notebooks", "_step.ipynb")
@@ -174,6 +176,11 @@ Created {MODEL_NAME}. Next steps:
     invoke deploy                  # first deployment to AWS (credentials from your AWS profile)
 """
     )
+    if AWS_REGION != FRONT_END_REGION:
+        print(f"NOTE: the model is in {AWS_REGION} but the front end works in {FRONT_END_REGION} "
+              "(FRONT_END_REGION in .env): its S3 client and run API look for the model's bucket, "
+              "Lambda and state machine there, so it will not list or run this model. Deploy in "
+              f"{FRONT_END_REGION}, or use a front end deployed in {AWS_REGION}.")
 
 
 def main():

@@ -10,7 +10,7 @@ import sys
 
 # Rendered as a JSON string, so any answer (quotes, newlines, booleans) stays data.
 ANSWERS = json.loads({{ {"model_name": cookiecutter.model_name, "aws_region": cookiecutter.aws_region, "lambda_memory_size": cookiecutter.lambda_memory_size, "lambda_time_limit": cookiecutter.lambda_time_limit, "lambda_storage_size": cookiecutter.lambda_storage_size, "python_version": cookiecutter.python_version, "steps": cookiecutter.steps, "has_pt_network": cookiecutter.has_pt_network, "has_road_network": cookiecutter.has_road_network, "has_od": cookiecutter.has_od, "auth_function_name": cookiecutter.auth_function_name, "cognito_identity_pool_id": cookiecutter.cognito_identity_pool_id, "config_bucket_name": cookiecutter.config_bucket_name, "cors_allowed_origins": cookiecutter.cors_allowed_origins} | tojson | tojson }})
-ANSWERS.update(json.loads({{ {"terraform_state_bucket": cookiecutter.terraform_state_bucket, "lambda_architecture": cookiecutter.lambda_architecture} | tojson | tojson }}))
+ANSWERS.update(json.loads({{ {"terraform_state_bucket": cookiecutter.terraform_state_bucket, "lambda_architecture": cookiecutter.lambda_architecture, "front_end_region": cookiecutter.front_end_region} | tojson | tojson }}))
 LOCAL_STATE = "local"
 
 REGIONS = {
@@ -105,9 +105,9 @@ def validate(answers):
     problem = bucket_name_error(answers["model_name"], longest=MODEL_NAME_LONGEST)
     if problem:
         errors.append(f"model_name: {answers['model_name']!r} {problem}")
-    if answers["aws_region"] not in REGIONS:
-        errors.append(f"aws_region: {answers['aws_region']!r} is not an AWS region; "
-                      f"use one of {', '.join(sorted(REGIONS))}")
+    for key in ("aws_region", "front_end_region"):
+        if answers[key] not in REGIONS:
+            errors.append(f"{key}: {answers[key]!r} is not an AWS region; use one of {', '.join(sorted(REGIONS))}")
     for key, low, high in (("lambda_memory_size", 128, 10240), ("lambda_time_limit", 1, 900),
                            ("lambda_storage_size", 512, 10240)):
         problem = integer_error(answers[key], low, high)

@@ -24,11 +24,15 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import pytest
+from cookiecutter.exceptions import FailedHookException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_run_local import invoke as invoke_local
 from test_run_local import lambda_task, step_payload, write_definition, write_notebook
 
+from fixtures.bake import bake
+from quetzal_deploy.definition import iter_states
+from quetzal_deploy.front_steps import display_warnings, front_end_steps, notebook_step
 from quetzal_deploy.layers import CRS84, EDGE_BYTES, FRONT_END_CRS, crs_warnings, file_reader, layer_crs
 from quetzal_deploy.runtime.errors import InvalidEvent
 from quetzal_deploy.runtime.event import scenario_prefix
@@ -252,3 +256,129 @@ def test_names_the_front_end_refuses_stop_every_flow_before_aws(baked_repo, aws)
         done = run_invoke(baked_repo, *args)
         assert done.returncode == 1 and "is not a scenario name" in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+# ---- _common/steps.json ----------------------------------------------------------------------------
+
+def backend_tabs(definition: dict) -> dict[str, list[list[str]]]:
+    """What the front end's backend shows per tab (read from its Step Functions walk, not copied):
+    tabs 'default' + each top-level Choice's StringEquals; each shown step is a list of state names
+    (a Parallel's branches row by row, a Map's Iterator states, any other state alone)."""
+    tabs = ["default"] + [rule["StringEquals"] for state in definition["States"].values()
+                          if state["Type"] == "Choice" for rule in state["Choices"]]
+    shown = {}
+    for tab in tabs:
+        rows, states, current = [], definition["States"], definition["StartAt"]
+        while current is not None:
+            state = states[current]
+            if state["Type"] == "Choice":
+                current = state.get("Default") if tab == "default" else next(
+                    rule["Next"] for rule in state["Choices"] if rule["StringEquals"] == tab)
+                continue
+            if state["Type"] == "Parallel":
+                branches = [list(b["States"]) for b in state["Branches"]]
+                rows += [list(row) for row in zip(*branches, strict=False)]  # the shortest branch
+            elif state["Type"] == "Map":
+                inner, at = state["Iterator"]["States"], state["Iterator"]["StartAt"]
+                while at is not None:
+                    rows.append([at])
+                    at = inner[at].get("Next")
+            else:
+                rows.append([current])
+            current = state.get("Next")
+        shown[tab] = rows
+    return shown
+
+
+def task(notebook: str | None, **fields) -> dict:
+    payload = {"notebook_path": notebook, "scenario_path_S3.$": "$.scenario_path_S3"} if notebook else {}
+    return {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "f", "Payload": payload}, **fields}
+
+
+FRONT_END_SHAPED = {
+    "StartAt": "Authorization",
+    "States": {
+        "Authorization": task(None, Next="Variant"),
+        "Variant": {"Type": "Choice", "Default": "preparation", "Choices": [
+            {"Variable": "$.choice", "StringEquals": "pt only", "Next": "pt preparation"},
+            {"Variable": "$.choice", "StringEquals": "é2030", "Next": "fan out"}]},
+        "preparation": task("notebooks/1_prep/preparation.ipynb", Next="both"),
+        "pt preparation": task("notebooks/1_prep/pt.ipynb", Next="both"),
+        "both": {"Type": "Parallel", "Next": "fan out", "Branches": [
+            {"StartAt": "road", "States": {"road": task("notebooks/2_model/road.ipynb", Next="road 2"),
+                                           "road 2": task("notebooks/2_model/road2.ipynb", End=True)}},
+            {"StartAt": "pt", "States": {"pt": task("notebooks/2_model/pt.ipynb", End=True)}}]},
+        "fan out": {"Type": "Map", "ItemsPath": "$.launcher_arg.params.exec_id", "Next": "merge",
+                    "Iterator": {"StartAt": "assignment", "States": {
+                        "assignment": task("notebooks/3_assign/assignment.ipynb", Next="skim"),
+                        "skim": task("notebooks/3_assign/skim.ipynb", End=True)}}},
+        "merge": task("notebooks/4_end/merge.ipynb", Next="done"),
+        "done": {"Type": "Succeed"},
+    },
+}
+
+
+def test_steps_json_has_a_tab_per_variant_with_the_steps_the_backend_shows():
+    published = front_end_steps(FRONT_END_SHAPED)
+    shown = backend_tabs(FRONT_END_SHAPED)
+    assert [entry["name"] for entry in published] == list(shown) == ["default", "pt only", "é2030"]
+    states = {name: state for name, state in iter_states(FRONT_END_SHAPED["States"])}
+    for entry in published:
+        notebook_states = [name for row in shown[entry["name"]] for name in row
+                           if notebook_step(name, states[name])]
+        # Every notebook runs, "road 2" too, though the backend shows a Parallel's rows up to the
+        # shortest branch only: update-steps warns about that.
+        assert [s["name"] for s in entry["steps"] if s["name"] != "road 2"] == notebook_states, entry["name"]
+        for step in entry["steps"]:
+            assert step["path"] == states[step["name"]]["Parameters"]["Payload"]["notebook_path"]
+    assert [s["name"] for s in published[0]["steps"]] == \
+        ["preparation", "road", "pt", "road 2", "assignment", "skim", "merge"]
+    assert [s["name"] for s in published[2]["steps"]] == ["assignment", "skim", "merge"]
+    assert display_warnings(FRONT_END_SHAPED) == [
+        "WARNING: Parallel state 'both' has branches of [1, 2] states: the front end shows its steps "
+        "row by row, only the first 1."]
+
+
+def test_steps_json_follows_item_processor_and_survives_a_loop():
+    definition = {"StartAt": "again", "States": {
+        "again": {"Type": "Choice", "Default": "map", "Choices": [
+            {"Variable": "$.done", "BooleanEquals": True, "Next": "end"}]},
+        "map": {"Type": "Map", "Next": "again", "ItemProcessor": {
+            "StartAt": "one", "States": {"one": task("notebooks/one.ipynb", End=True)}}},
+        "end": {"Type": "Succeed"}}}
+    assert front_end_steps(definition) == [
+        {"name": "default", "steps": [{"name": "one", "path": "notebooks/one.ipynb"}]}]
+    [warning] = display_warnings(definition)
+    assert "'again' has a rule without StringEquals" in warning
+
+
+# ---- region --------------------------------------------------------------------------------------
+
+def test_bake_in_another_region_than_the_front_end_says_so(tmp_path, capfd):
+    bake(tmp_path / "same")
+    assert "front end works in" not in capfd.readouterr().out
+    repo = bake(tmp_path / "other", aws_region="eu-west-3")
+    out = capfd.readouterr().out
+    assert "NOTE: the model is in eu-west-3 but the front end works in ca-central-1" in out
+    assert out.rstrip().endswith("or use a front end deployed in eu-west-3."), "the bake's last words"
+    assert "FRONT_END_REGION=ca-central-1" in (repo / ".env").read_text()
+    bake(tmp_path / "moved", aws_region="eu-west-3", front_end_region="eu-west-3")
+    assert "NOTE" not in capfd.readouterr().out
+
+
+def test_bake_refuses_a_front_end_region_that_does_not_exist(tmp_path):
+    with pytest.raises(FailedHookException):
+        bake(tmp_path, front_end_region="mars-north-1")
+    assert not any(tmp_path.iterdir())
+
+
+def test_doctor_warns_when_the_model_and_the_front_end_are_in_different_regions(baked_repo, aws):
+    done = run_invoke(baked_repo, "doctor", "--region", "eu-west-3")
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("!")]
+    assert line.split()[1:3] == ["front", "end"]
+    assert "the model is in eu-west-3, the front end in ca-central-1" in line
+    assert "fix: deploy the model in FRONT_END_REGION" in done.stdout
+    (baked_repo / ".env.local").write_text("FRONT_END_REGION=eu-west-3\n")
+    assert not [line for line in run_invoke(baked_repo, "doctor", "--region", "eu-west-3").stdout.splitlines()
+                if line.startswith("!")]

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from fixtures.aws import REGION
 from fixtures.tasks import run_task
 
 MODEL = "quetzal-test"  # the default bake's model name
@@ -13,7 +14,8 @@ PLACEHOLDER_DEFINITION = {"StartAt": "wait", "States": {"wait": {"Type": "Pass",
 
 @pytest.fixture
 def machine(boto):
-    """The model's state machine as `invoke infra` leaves it: a placeholder definition."""
+    """The model's state machine as `invoke infra` leaves it: a placeholder definition (and the bucket)."""
+    boto.client("s3").create_bucket(Bucket=MODEL, CreateBucketConfiguration={"LocationConstraint": REGION})
     role = boto.client("iam").create_role(RoleName=f"{MODEL}-sfn", AssumeRolePolicyDocument="{}")
     created = boto.client("stepfunctions").create_state_machine(
         name=MODEL, definition=json.dumps(PLACEHOLDER_DEFINITION), roleArn=role["Role"]["Arn"]
@@ -38,6 +40,12 @@ def test_update_steps_deploys_the_rendered_definition(baked_repo, boto, machine)
         assert parameters["Payload"]["notebook_path"] == f"notebooks/{step}.ipynb"
         assert parameters["Payload"]["scenario_path_S3.$"] == "$.scenario_path_S3"
     assert "notebooks/preparation.ipynb, notebooks/assignment.ipynb" in done.stdout
+    published = boto.client("s3").get_object(Bucket=MODEL, Key="_common/steps.json")
+    assert json.loads(published["Body"].read()) == [{"name": "default", "steps": [
+        {"name": "preparation", "path": "notebooks/preparation.ipynb"},
+        {"name": "assignment", "path": "notebooks/assignment.ipynb"}]}]
+    assert published["ContentType"] == "application/json" and "checksum" in published["Metadata"]
+    assert "_common/steps.json (default: 2 step(s))" in done.stdout
 
 
 def test_dry_run_prints_the_definition_and_changes_nothing(baked_repo, boto, machine):

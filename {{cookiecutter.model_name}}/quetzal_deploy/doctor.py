@@ -28,6 +28,7 @@ class Check:
     ok: bool
     detail: str
     hint: str = ""
+    warning: bool = False  # passes, but the user should know (shown with '!')
 
 
 def passed(name: str, detail: str) -> Check:
@@ -50,6 +51,13 @@ def aws_checks(settings: Settings, aws: Aws) -> list[Check]:
     regions = boto3.Session().get_available_regions("s3")
     checks = [Check("region", settings.region in regions, settings.region,
                     "set AWS_REGION in .env (or --region) to an AWS region such as ca-central-1")]
+    if settings.region != settings.front_end_region:
+        checks.append(Check(
+            "front end region", True, warning=True,
+            detail=f"the model is in {settings.region}, the front end in {settings.front_end_region}: "
+                   "it will not list or run this model",
+            hint="deploy the model in FRONT_END_REGION, or set FRONT_END_REGION in .env to the region "
+                 "of the front end you use"))
     try:
         checks.append(passed("credentials", f"account {aws.account_id}"))
     except QuetzalError as ex:
@@ -139,7 +147,8 @@ def report(checks: list[Check]) -> str:
     width = max(len(check.name) for check in checks)
     lines = []
     for check in checks:
-        lines.append(f"{'✓' if check.ok else '✗'} {check.name.ljust(width)}  {check.detail}")
-        if not check.ok and check.hint:
+        mark = "!" if check.warning else "✓" if check.ok else "✗"
+        lines.append(f"{mark} {check.name.ljust(width)}  {check.detail}")
+        if (check.warning or not check.ok) and check.hint:
             lines.append(f"  {' ' * width}  fix: {check.hint}")
     return "\n".join(lines)

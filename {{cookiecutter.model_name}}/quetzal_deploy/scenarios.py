@@ -207,11 +207,15 @@ class ScenarioStore:
         files = plan.files if isinstance(plan, ScenarioUpload) else plan
         with self.errors():
             self.prefix(files.prefix).upload(files, {"user_email": email})
-            if isinstance(plan, ScenarioUpload) and plan.changes:
-                body = info_bytes(stamped(plan.info, email))
-                self.s3.put_object(Bucket=self.bucket, Key=f"{files.prefix}{INFO}", Body=body,
-                                   ContentType="application/json",
-                                   Metadata={"user_email": email, "checksum": bytes_checksum(body)})
+        if isinstance(plan, ScenarioUpload) and plan.changes:
+            self.put_json(f"{files.prefix}{INFO}", info_bytes(stamped(plan.info, email)), email)
+
+    def put_json(self, key: str, body: bytes, email: str | None) -> None:
+        """One JSON object with the front end's metadata (``checksum``; ``user_email`` when known)."""
+        metadata = {"checksum": bytes_checksum(body), **({"user_email": email} if email else {})}
+        with self.errors():
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
+                               Metadata=metadata)
 
     def remote_scenarios(self) -> list[str]:
         with self.errors():

@@ -24,6 +24,7 @@ ARCHITECTURES = ("x86_64", "arm64")
 # Every resource is named after MODEL_NAME (Terraform names them so): no second copy to drift.
 DERIVED_NAMES = ("AWS_BUCKET_NAME", "AWS_ECR_REPO_NAME", "AWS_LAMBDA_FUNCTION_NAME",
                  "AWS_STATE_MACHINE_NAME")
+FRONT_END_REGION = "ca-central-1"  # the reference deployment of the front end
 LIMITS = {
     "LAMBDA_MEMORY_SIZE": (128, 10240),
     "LAMBDA_TIME_LIMIT": (1, 900),
@@ -64,6 +65,7 @@ class Settings:
     fargate_assign_public_ip: bool = False
     fargate_memory_mb: int = 16384
     fargate_storage_gb: int = 21
+    front_end_region: str = FRONT_END_REGION
 
     @property
     def scenarios_dir(self) -> Path:
@@ -182,6 +184,7 @@ def load_settings(
         profile=values.get("AWS_PROFILE") or None,
         user_pool_id=values.get("COGNITO_USER_POOL_ID", ""),
         **fargate_settings(values),
+        front_end_region=values.get("FRONT_END_REGION") or FRONT_END_REGION,
     )
     overrides = {k: v for k, v in (("profile", profile), ("region", region)) if v}
     return replace(settings, **overrides) if overrides else settings

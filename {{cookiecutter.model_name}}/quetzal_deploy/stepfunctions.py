@@ -22,7 +22,9 @@ from quetzal_deploy.definition import (
     load_definition,
     notebook_paths,
 )
-from quetzal_deploy.errors import AwsError
+from quetzal_deploy.errors import AwsError, ConfigError
+from quetzal_deploy.front_steps import STEPS_KEY, display_warnings, front_end_steps, steps_json
+from quetzal_deploy.scenarios import ScenarioStore, user_email
 from quetzal_deploy.settings import Settings
 
 
@@ -142,3 +144,18 @@ def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
     state_machine(settings, aws).update(rendered)
     steps = ", ".join(notebook_paths(rendered)) or "no notebook"
     out(f"Updated state machine {settings.state_machine}: {steps}")
+    publish_steps(settings, aws, rendered, out)
+
+
+def publish_steps(settings: Settings, aws: Aws, definition: dict[str, Any],
+                  out: Callable[[str], None]) -> None:
+    """Write ``_common/steps.json``, the steps the front end lists per pipeline variant."""
+    try:
+        email = user_email(settings)
+    except ConfigError:
+        email = None
+    ScenarioStore(settings, aws).put_json(STEPS_KEY, steps_json(definition), email)
+    counts = ", ".join(f"{v['name']}: {len(v['steps'])} step(s)" for v in front_end_steps(definition))
+    out(f"Published s3://{settings.bucket}/{STEPS_KEY} ({counts})")
+    for warning in display_warnings(definition):
+        out(warning)
