@@ -55,3 +55,30 @@ resource "aws_iam_role_policy" "user" {
   role   = aws_iam_role.user[0].id
   policy = data.aws_iam_policy_document.user.json
 }
+
+# Read access to the shared config bucket, as the front end's original user roles had. The
+# front end's backend lists a user's models from the second statement of each of the role's
+# policies (an Allow on the objects of a bucket): here it is a Deny, so the config bucket is
+# never listed as a model.
+data "aws_iam_policy_document" "user_config" {
+  statement {
+    sid       = "ReadConfig"
+    actions   = ["s3:GetObject", "s3:ListBucket"]
+    resources = ["arn:${local.partition}:s3:::${var.config_bucket_name}", "arn:${local.partition}:s3:::${var.config_bucket_name}/*"]
+  }
+
+  statement {
+    sid       = "NeverWriteConfig"
+    effect    = "Deny"
+    actions   = ["s3:PutObject", "s3:DeleteObject"]
+    resources = ["arn:${local.partition}:s3:::${var.config_bucket_name}/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "user_config" {
+  count = local.create_user_role && var.config_bucket_name != "" ? 1 : 0
+
+  name   = "${var.name}-user-config"
+  role   = aws_iam_role.user[0].id
+  policy = data.aws_iam_policy_document.user_config.json
+}

@@ -191,6 +191,17 @@ variable "cognito_identity_pool_id" {
   }
 }
 
+variable "config_bucket_name" {
+  description = "Shared config bucket of the front end (cognito_group_access.json) that the user role may read (empty: none)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.config_bucket_name == "" || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.config_bucket_name))
+    error_message = "The config bucket name must be an S3 bucket name (3-63 lowercase letters, digits, '.' and '-'), or empty."
+  }
+}
+
 variable "tags" {
   description = "Tags added to every resource of the model."
   type        = map(string)

@@ -20,14 +20,19 @@ USER_POLICY = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": f"arn:aws:s3:::{MODEL}/*"}]}
 
 
+def user_pool(boto, repo) -> str:
+    """A user pool named in the repo's .env.local, and the config bucket."""
+    pool_id = boto.client("cognito-idp").create_user_pool(PoolName="quetzal")["UserPool"]["Id"]
+    (repo / ".env.local").write_text(f"COGNITO_USER_POOL_ID={pool_id}\n")
+    boto.client("s3").create_bucket(Bucket=CONFIG_BUCKET,
+                                    CreateBucketConfiguration={"LocationConstraint": "ca-central-1"})
+    return pool_id
+
+
 @pytest.fixture
 def pool(boto, baked_repo):
     """A user pool named in the repo's .env.local, the config bucket, and the model's user role."""
-    cognito = boto.client("cognito-idp")
-    pool_id = cognito.create_user_pool(PoolName="quetzal")["UserPool"]["Id"]
-    (baked_repo / ".env.local").write_text(f"COGNITO_USER_POOL_ID={pool_id}\n")
-    boto.client("s3").create_bucket(Bucket=CONFIG_BUCKET,
-                                    CreateBucketConfiguration={"LocationConstraint": "ca-central-1"})
+    pool_id = user_pool(boto, baked_repo)
     iam = boto.client("iam")
     iam.create_role(RoleName=f"{MODEL}-user", AssumeRolePolicyDocument="{}")
     iam.put_role_policy(RoleName=f"{MODEL}-user", PolicyName=f"{MODEL}-user",

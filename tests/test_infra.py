@@ -92,7 +92,8 @@ def env_variables(**changed: str) -> list[str]:
     """The -var arguments carrying .env's values (the default bake's, plus ``changed``)."""
     values = {"aws_region": REGION, "model_name": MODEL, "lambda_memory_size": "4016",
               "lambda_timeout": "300", "lambda_storage_size": "4016", "lambda_architecture": "x86_64",
-              "auth_function_name": "", "cognito_identity_pool_id": "", **changed}
+              "auth_function_name": "", "cognito_identity_pool_id": "",
+              "config_bucket_name": "quetzal-config", **changed}
     return [f"-var={name}={value}" for name, value in values.items()]
 
 

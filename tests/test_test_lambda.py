@@ -46,7 +46,7 @@ def test_test_lambda_runs_first_notebook_against_s3(baked_repo, boto, docker_eng
     assert json.loads(response)["scenario_path_S3"] == "base/"
 
     outputs = keys(s3, "base/outputs/")
-    assert {"preparation_summary.csv", "preparation_summary.md"} <= outputs
+    assert {"preparation_summary.csv", "report.md"} <= outputs
     assert "assignment_summary.csv" not in outputs  # only the first step ran
     notebook_log = s3.get_object(Bucket=BUCKET, Key="base/logs/preparation.txt")["Body"].read().decode()
     assert "preparation: wrote 3 layer(s) to /tmp/outputs" in notebook_log

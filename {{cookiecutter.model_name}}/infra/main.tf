@@ -17,5 +17,6 @@ module "model" {
   ecr_keep_images          = var.ecr_keep_images
   auth_function_name       = var.auth_function_name
   cognito_identity_pool_id = var.cognito_identity_pool_id
+  config_bucket_name       = var.config_bucket_name
   tags                     = { model = var.model_name }
 }

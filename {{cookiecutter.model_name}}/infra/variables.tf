@@ -68,3 +68,9 @@ variable "cognito_identity_pool_id" {
   type        = string
   default     = ""
 }
+
+variable "config_bucket_name" {
+  description = "Shared config bucket of the front end that the user role may read (empty: none)."
+  type        = string
+  default     = ""
+}

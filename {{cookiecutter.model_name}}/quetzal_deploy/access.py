@@ -2,24 +2,30 @@
 
 Terraform creates the model's user role ``<model>-user`` (trusted by the Cognito identity pool)
 with its S3 policy inline, also named ``<model>-user``. A group gets the model either by using
-that role, or by a copy of that policy on the role it already uses; the front end lists a
-group's models from ``cognito_group_access.json`` in the shared config bucket.
+that role, or by a copy of that policy on the role it already uses. The front end's backend
+lists a user's models from the policies of the user's role (the second statement of each, an
+Allow on ``arn:aws:s3:::<model>/*``: the order terraform/user_role.tf keeps), and the group is
+also listed in ``cognito_group_access.json`` in the shared config bucket.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from quetzal_deploy.aws import Aws, error_code, explain
+from quetzal_deploy.aws import CONDITION_FAILED, Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, ConfigError
 from quetzal_deploy.settings import Settings
 
 ACCESS_KEY = "cognito_group_access.json"
+WRITE_ATTEMPTS = 8
 Out = Callable[[str], None]
+T = TypeVar("T")
 
 
 def user_role_name(model: str) -> str:
@@ -33,28 +39,42 @@ def role_name(role_arn: str) -> str:
 
 
 class AccessFile:
-    """``cognito_group_access.json``: ``{"<group>": ["<model>", ...]}`` in the config bucket."""
+    """``cognito_group_access.json``: ``{"<group>": ["<model>", ...]}`` in the config bucket.
 
-    def __init__(self, s3, bucket: str, profile: str | None = None):
-        self.s3, self.bucket, self.profile = s3, bucket, profile
+    Every change is a read-modify-write made conditional on what was read (S3 conditional
+    writes: ``If-Match`` on the ETag read, ``If-None-Match: *`` when there was no file), so two
+    admins granting at once never lose a group: the one whose write is refused (412) reads the
+    other's file and applies its change again.
+    """
+
+    def __init__(self, s3, bucket: str, profile: str | None = None, attempts: int = WRITE_ATTEMPTS):
+        self.s3, self.bucket, self.profile, self.attempts = s3, bucket, profile, attempts
 
     @property
     def url(self) -> str:
         return f"s3://{self.bucket}/{ACCESS_KEY}"
 
     def read(self) -> dict[str, list[str]]:
+        return self.read_tagged()[0]
+
+    def read_tagged(self) -> tuple[dict[str, list[str]], str | None]:
+        """The groups and the ETag they were read at (None: no file yet)."""
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=ACCESS_KEY)["Body"].read()
+            stored = self.s3.get_object(Bucket=self.bucket, Key=ACCESS_KEY)
+            body = stored["Body"].read()
         except (BotoCoreError, ClientError) as ex:
             if error_code(ex) in {"NoSuchKey", "404"}:
-                return {}
+                return {}, None
             raise self.error(ex) from ex
         try:
             groups = json.loads(body)
         except json.JSONDecodeError as ex:
             raise AwsError(f"{self.url} is not valid JSON ({ex.msg}, line {ex.lineno}): fix it by hand "
                            "before granting access") from ex
-        return groups
+        if not isinstance(groups, dict) or not all(isinstance(m, list) for m in groups.values()):
+            raise AwsError(f"{self.url} must be a JSON object of group names to lists of models: fix it "
+                           "by hand before granting access")
+        return groups, stored["ETag"]
 
     def exists(self) -> bool:
         try:
@@ -65,12 +85,28 @@ class AccessFile:
             raise self.error(ex) from ex
         return True
 
-    def write(self, groups: dict[str, list[str]]) -> None:
+    def write(self, groups: dict[str, list[str]], etag: str | None) -> bool:
+        """Write if the file is still as read at ``etag``; False when someone changed it since."""
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             self.s3.put_object(Bucket=self.bucket, Key=ACCESS_KEY, ContentType="application/json",
-                               Body=json.dumps(groups, indent=2).encode())
+                               Body=json.dumps(groups, indent=2).encode(), **condition)
         except (BotoCoreError, ClientError) as ex:
+            if error_code(ex) in CONDITION_FAILED:
+                return False
             raise self.error(ex) from ex
+        return True
+
+    def update(self, change: Callable[[dict[str, list[str]]], T]) -> T:
+        """Apply ``change`` (in place, returning whether and what it changed) until it is stored."""
+        for attempt in range(self.attempts):
+            groups, etag = self.read_tagged()
+            result = change(groups)
+            if not result or self.write(groups, etag):
+                return result
+            time.sleep(random.uniform(0, 0.2 * 2 ** attempt))  # the other writer is done by then
+        raise AwsError(f"{self.url} kept changing while it was being updated ({self.attempts} tries): "
+                       "someone else is granting access right now; run the command again")
 
     def error(self, ex: Exception) -> AwsError:
         if error_code(ex) == "NoSuchBucket":
@@ -80,26 +116,28 @@ class AccessFile:
 
     def add(self, group: str, model: str) -> bool:
         """List ``model`` for ``group``; False when it already was."""
-        groups = self.read()
-        models = groups.setdefault(group, [])
-        if model in models:
-            return False
-        models.append(model)
-        self.write(groups)
-        return True
+
+        def change(groups: dict[str, list[str]]) -> bool:
+            models = groups.setdefault(group, [])
+            if model in models:
+                return False
+            models.append(model)
+            return True
+
+        return self.update(change)
 
     def remove(self, model: str, only_group: str | None = None) -> list[str]:
         """Unlist ``model`` from ``only_group`` (default: every group); returns those changed."""
-        groups = self.read()
-        changed = [g for g, models in groups.items()
-                   if model in models and only_group in (None, g)]
-        for group in changed:
-            groups[group].remove(model)
-            if not groups[group]:
-                del groups[group]
-        if changed:
-            self.write(groups)
-        return changed
+
+        def change(groups: dict[str, list[str]]) -> list[str]:
+            changed = [g for g, models in groups.items() if model in models and only_group in (None, g)]
+            for group in changed:
+                groups[group].remove(model)
+                if not groups[group]:
+                    del groups[group]
+            return changed
+
+        return self.update(change)
 
 
 class ModelAccess:

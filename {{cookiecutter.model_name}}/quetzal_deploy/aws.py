@@ -29,6 +29,10 @@ EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "Inv
                  "UnrecognizedClientException", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
 
+# S3's answers to a conditional write (If-Match / If-None-Match) whose condition no longer holds.
+CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+
+
 def error_code(ex: BaseException) -> str:
     """The AWS error code of a ``ClientError`` (e.g. ``NoSuchBucket``), else ``""``."""
     return ex.response.get("Error", {}).get("Code", "") if isinstance(ex, ClientError) else ""

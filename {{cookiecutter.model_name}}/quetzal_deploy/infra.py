@@ -36,7 +36,7 @@ MISSING_REPOSITORY = {"RepositoryNotFoundException"}
 # The Terraform variables whose value comes from .env (see Stack.variables), never from a .tfvars.
 ENV_VARIABLES = ("aws_region", "model_name", "lambda_memory_size", "lambda_timeout",
                  "lambda_storage_size", "lambda_architecture", "auth_function_name",
-                 "cognito_identity_pool_id")
+                 "cognito_identity_pool_id", "config_bucket_name")
 
 
 class Cancelled(QuetzalError):
@@ -191,7 +191,7 @@ class Stack:
         """.env's values for Terraform: passed as -var, they win over anything in a .tfvars."""
         s = self.settings
         values = (s.region, s.model_name, s.memory_mb, s.timeout_s, s.storage_mb, s.architecture,
-                  s.auth_function, s.identity_pool_id)
+                  s.auth_function, s.identity_pool_id, s.config_bucket)
         return {name: str(value) for name, value in zip(ENV_VARIABLES, values, strict=True)}
 
     def check_outputs(self) -> None:

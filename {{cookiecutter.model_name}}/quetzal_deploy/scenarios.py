@@ -19,7 +19,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from quetzal_deploy.aws import Aws, error_code, explain
+from quetzal_deploy.aws import CONDITION_FAILED, Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
 from quetzal_deploy.runtime.checksum import bytes_checksum
 from quetzal_deploy.runtime.paths import shown
@@ -268,7 +268,7 @@ class ScenarioStore:
                 self.s3.put_object(Bucket=self.bucket, Key=LOCK_KEY, Body=body, Metadata=metadata,
                                    ContentType="application/json", **condition)
             except ClientError as ex:
-                if error_code(ex) in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                if error_code(ex) in CONDITION_FAILED:
                     raise QuetzalError(f"s3://{self.bucket}/{LOCK_KEY} changed while it was being updated "
                                        "(someone else locked or unlocked a scenario): re-run") from ex
                 raise
