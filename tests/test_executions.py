@@ -217,3 +217,27 @@ def test_executions_without_state_machine_says_to_run_infra(model):
     done = run_task(model, "executions")
     assert done.returncode == 1
     assert "run `invoke infra` first" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_remote_run_warns_per_output_layer_the_front_end_would_refuse(model, boto, executing):
+    """After a run on AWS the outputs in the bucket are checked, a big layer by its first and
+    last bytes only; a same-name .json (an OD matrix) is not a layer."""
+    scenario, s3 = "scénario d'été", boto.client("s3")
+    crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
+    point = {"type": "Feature", "properties": {"index": 1, "note": "x" * 60},
+             "geometry": {"type": "Point", "coordinates": [0, 0]}}
+    layers = {"ok.geojson": {"type": "FeatureCollection", "crs": crs, "features": [point]},
+              "big.geojson": {"type": "FeatureCollection", "features": [point] * 3000},
+              "big.json": {"1": {"2": 3}}}
+    s3.put_object(Bucket=MODEL, Key=f"{scenario}/inputs/params.json", Body=json.dumps(PARAMS).encode())
+    for name, body in layers.items():
+        s3.put_object(Bucket=MODEL, Key=f"{scenario}/outputs/{name}", Body=json.dumps(body).encode())
+    create_machine(boto, {"preparation": {"Type": "Pass", "End": True}})
+
+    done = run_task(model, "run", scenario)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    warnings = [line for line in done.stdout.splitlines() if line.startswith("WARNING")]
+    assert warnings == [f"WARNING: s3://{MODEL}/{scenario}/outputs/big.geojson: it has no crs member; the "
+                        f"front end refuses the layer. Write it in WGS 84 with \"crs\": {json.dumps(crs)} "
+                        "(or EPSG:4326)."]

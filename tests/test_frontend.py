@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import unicodedata
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -37,6 +38,7 @@ from quetzal_deploy.layers import CRS84, EDGE_BYTES, FRONT_END_CRS, crs_warnings
 from quetzal_deploy.runtime.errors import InvalidEvent
 from quetzal_deploy.runtime.event import scenario_prefix
 from quetzal_deploy.runtime.names import InvalidScenarioName, check_scenario_name
+from quetzal_deploy.runtime.storage import FolderStorage
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"
 SUMMER = "scénario d'été"
@@ -382,3 +384,32 @@ def test_doctor_warns_when_the_model_and_the_front_end_are_in_different_regions(
     (baked_repo / ".env.local").write_text("FRONT_END_REGION=eu-west-3\n")
     assert not [line for line in run_invoke(baked_repo, "doctor", "--region", "eu-west-3").stdout.splitlines()
                 if line.startswith("!")]
+
+
+# ---- the local stand-in for the bucket -----------------------------------------------------------
+
+def test_folder_storage_replaces_a_file_whole_for_parallel_readers(tmp_path):
+    """Parallel Map steps of a local run read the scenario while others upload theirs: as with S3,
+    a reader gets the old object or the new one, never a half-copied file."""
+    versions = [b"a" * 4_000_000, b"b" * 3_000_000]
+    bucket, work = FolderStorage(tmp_path / "bucket"), tmp_path / "work"
+    (work / "outputs").mkdir(parents=True)
+    (work / "outputs" / "zones.csv").write_bytes(versions[0])
+    bucket.upload_tree(work, "base/")
+    target, seen, done = tmp_path / "bucket" / "base" / "outputs" / "zones.csv", set(), threading.Event()
+
+    def read_while_writing():
+        while not done.is_set():
+            seen.add(len(target.read_bytes()))
+            assert bucket.list_keys("base/") == ["base/outputs/zones.csv"]
+
+    reader = threading.Thread(target=read_while_writing)
+    reader.start()
+    try:
+        for round_ in range(30):
+            (work / "outputs" / "zones.csv").write_bytes(versions[round_ % 2])
+            bucket.upload_tree(work, "base/")
+    finally:
+        done.set()
+        reader.join(timeout=60)
+    assert seen <= {len(v) for v in versions}, "a reader saw a partly written file"

@@ -22,9 +22,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from quetzal_deploy.aws import CONDITION_FAILED, Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
 from quetzal_deploy.runtime.checksum import bytes_checksum
-from quetzal_deploy.runtime.paths import shown
 from quetzal_deploy.runtime.info import STAMP_KEYS, info_bytes, parse_info, stamped
 from quetzal_deploy.runtime.names import COMMON, InvalidScenarioName, check_scenario_name
+from quetzal_deploy.runtime.paths import shown
 from quetzal_deploy.s3sync import DownloadPlan, S3Prefix, UploadPlan, read_local
 from quetzal_deploy.settings import Settings
 
@@ -41,10 +41,9 @@ INFO = "info.json"
 class ScenarioUpload:
     """An upload's file sync, and the ``info.json`` to write when anything changes.
 
-    ``info`` is the bucket's info.json updated with the local one (the description and any
-    other key; an empty local value never erases the bucket's, so ``model_tag`` stays the last
-    run's); it is written
-    with ``last_modified_date`` and ``last_modified_email`` whenever a file or the info changes.
+    ``info`` is the bucket's info.json updated with the local one (``merged_info``); it is
+    written with ``last_modified_date`` and ``last_modified_email`` whenever a file or the info
+    changes.
     """
 
     files: UploadPlan
@@ -70,6 +69,12 @@ class ScenarioUpload:
 
 def unstamped(info: dict) -> dict:
     return {key: value for key, value in info.items() if key not in STAMP_KEYS}
+
+
+def merged_info(remote: dict, mine: dict) -> dict:
+    """The bucket's info.json with the local one's keys (the description, ...); an empty local
+    value never erases the bucket's (so ``model_tag`` stays the last run's), stamps stay apart."""
+    return {**remote, **{k: v for k, v in unstamped(mine).items() if v or k not in remote}}
 
 
 def is_hidden(rel: str) -> bool:
@@ -190,7 +195,7 @@ class ScenarioStore:
             files = self.prefix(name).plan_upload(local, include)
             remote = parse_info(self.read_object(f"{name}/{INFO}"))
         mine = parse_info(local_info.read_bytes()) if local_info.is_file() else {}
-        info = {**remote, **{k: v for k, v in mine.items() if k not in STAMP_KEYS and (v or k not in remote)}}
+        info = merged_info(remote, mine)
         return ScenarioUpload(files, info, unstamped(info) != unstamped(remote) or not remote)
 
     def read_object(self, key: str) -> bytes | None:

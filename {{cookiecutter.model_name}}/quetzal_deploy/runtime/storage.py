@@ -24,7 +24,9 @@ metadata (a local folder has nowhere to store it, and nothing local reads it).
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -160,6 +162,20 @@ class S3Storage:
             raise self.failure("upload", key, ex) from ex
 
 
+PART_SUFFIX = ".quetzal-part"  # a file being written: never listed
+
+
+def replace_atomically(target: Path, write) -> None:
+    """Write ``target`` through a temporary file beside it: a reader (a parallel Map step) sees
+    the old file or the new one, never half of it, as with an S3 PUT."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}{PART_SUFFIX}")
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 class FolderStorage:
     """A local folder standing in for the bucket: key ``S/inputs/x`` is ``root/S/inputs/x``.
 
@@ -173,7 +189,8 @@ class FolderStorage:
         base = target_in(self.root, safe_relative(prefix.rstrip("/"))) if prefix else self.root
         if not base.is_dir():
             return []
-        return [prefix + relative for _, relative in tree_files(base)]
+        return [prefix + relative for _, relative in tree_files(base)
+                if not relative.endswith(PART_SUFFIX)]
 
     def download_prefix(self, prefix: str, dest: Path) -> int:
         plan = download_plan(self.list_keys(prefix), prefix, dest)
@@ -187,10 +204,10 @@ class FolderStorage:
                 for path, relative in tree_files(src, excluded(exclude))]
         for target, path in plan:
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            replace_atomically(target, lambda temporary, source=path: shutil.copyfile(source, temporary))
         return len(plan)
 
     def put_text(self, key: str, text: str, metadata=None) -> None:
         target = target_in(self.root, safe_relative(key))
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        replace_atomically(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))
