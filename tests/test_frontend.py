@@ -338,7 +338,7 @@ def test_steps_json_has_a_tab_per_variant_with_the_steps_the_backend_shows():
         ["preparation", "road", "pt", "road 2", "assignment", "skim", "merge"]
     assert [s["name"] for s in published[2]["steps"]] == ["assignment", "skim", "merge"]
     assert display_warnings(FRONT_END_SHAPED) == [
-        "WARNING: Parallel state 'both' has branches of [1, 2] states: the front end shows its steps "
+        "Parallel state 'both' has branches of [1, 2] states: the front end shows its steps "
         "row by row, only the first 1."]
 
 

@@ -86,13 +86,13 @@ def display_warnings(definition: Mapping[str, Any]) -> list[str]:
     for name, state in definition["States"].items():
         rules = state.get("Choices", []) if state.get("Type") == "Choice" else []
         if any("StringEquals" not in rule for rule in rules):
-            warnings.append(f"WARNING: Choice state {name!r} has a rule without StringEquals: the front "
-                            "end's backend lists variants from StringEquals only and fails on it.")
+            warnings.append(f"Choice state {name!r} has a rule without StringEquals: the front end's "
+                            "backend lists variants from StringEquals only and fails on it.")
     for name, state in iter_states(definition["States"]):
         sizes = [len(b.get("States", {})) for b in state.get("Branches", [])]
         if len(set(sizes)) > 1:
-            warnings.append(f"WARNING: Parallel state {name!r} has branches of {sorted(sizes)} states: the "
-                            f"front end shows its steps row by row, only the first {min(sizes)}.")
+            warnings.append(f"Parallel state {name!r} has branches of {sorted(sizes)} states: the front "
+                            f"end shows its steps row by row, only the first {min(sizes)}.")
     return warnings
 
 

@@ -136,7 +136,7 @@ def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
                  out: Callable[[str], None] = print, warn: Callable[[str], None] = warn_line) -> None:
     """Deploy ``step-functions.json`` to the model's state machine (``dry_run``: print it only)."""
     rendered = validated_definition(settings, aws.account_id)
-    for warning in front_end_warnings(rendered):
+    for warning in front_end_warnings(rendered) + display_warnings(rendered):
         warn(f"Warning: {warning}")
     if dry_run:
         out(json.dumps(rendered, indent=2))
@@ -157,5 +157,3 @@ def publish_steps(settings: Settings, aws: Aws, definition: dict[str, Any],
     ScenarioStore(settings, aws).put_json(STEPS_KEY, steps_json(definition), email)
     counts = ", ".join(f"{v['name']}: {len(v['steps'])} step(s)" for v in front_end_steps(definition))
     out(f"Published s3://{settings.bucket}/{STEPS_KEY} ({counts})")
-    for warning in display_warnings(definition):
-        out(warning)
