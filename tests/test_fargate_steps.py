@@ -161,6 +161,9 @@ def test_a_model_name_holding_task_cannot_have_fargate_steps(settings):
 
 @pytest.fixture
 def machine(boto):
+    """The state machine and the bucket, as `invoke infra` leaves them (update-steps writes steps.json)."""
+    boto.client("s3").create_bucket(Bucket=MODEL,
+                                    CreateBucketConfiguration={"LocationConstraint": "ca-central-1"})
     role = boto.client("iam").create_role(RoleName=f"{MODEL}-sfn", AssumeRolePolicyDocument="{}")
     created = boto.client("stepfunctions").create_state_machine(
         name=MODEL, definition=json.dumps({"StartAt": "w", "States": {"w": {"Type": "Pass", "End": True}}}),
