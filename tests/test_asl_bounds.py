@@ -108,6 +108,14 @@ def test_out_of_range_numbers_in_intrinsics_are_clear_errors():
     assert error.error == "States.IntrinsicFailure" and "finite" in error.cause
 
 
+@pytest.mark.parametrize("function", ["States.Base64Encode", "States.Base64Decode", "States.StringToJson"])
+def test_string_functions_given_a_number_are_intrinsic_failures(function):
+    """Found by the intrinsics property test: ``States.Base64Decode(1)`` raised AttributeError."""
+    error = failure(machine(P={"Type": "Pass", "End": True, "Parameters": {"v.$": f"{function}($.n)"}}),
+                    {"n": 1})
+    assert error.error == "States.IntrinsicFailure" and "expected a string, got 1" in error.cause
+
+
 def test_deeply_nested_data_is_a_runtime_error():
     error = failure(machine(P={"Type": "Pass", "ResultPath": "$.copy", "End": True}), {"deep": deep(100_000)})
     assert error.error == "States.Runtime" and "nested too deeply" in error.cause and error.state == "P"

@@ -295,10 +295,14 @@ def get_item(values, index):
     return array(values)[integer(index)]
 
 
+def string(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r:.80}")
+    return value
+
+
 def string_to_json(text):
-    if not isinstance(text, str):
-        raise TypeError(f"expected a string, got {text!r}")
-    return json.loads(text)
+    return json.loads(string(text))
 
 
 FUNCTIONS = {
@@ -316,7 +320,8 @@ FUNCTIONS = {
     "States.StringSplit": (split, (2, 2)),
     "States.UUID": (lambda: str(uuid.uuid4()), (0, 0)),
     "States.JsonMerge": (merge, (3, 3)),
-    "States.Base64Encode": (lambda text: base64.b64encode(text.encode()).decode(), (1, 1)),
-    "States.Base64Decode": (lambda text: base64.b64decode(text.encode(), validate=True).decode(), (1, 1)),
+    "States.Base64Encode": (lambda text: base64.b64encode(string(text).encode()).decode(), (1, 1)),
+    "States.Base64Decode": (lambda text: base64.b64decode(string(text).encode(), validate=True).decode(),
+                            (1, 1)),
     "States.Hash": (hash_, (2, 2)),
 }
