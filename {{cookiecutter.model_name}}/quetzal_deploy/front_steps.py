@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from itertools import zip_longest
 from typing import Any
 
-from quetzal_deploy.definition import DefinitionError, iter_states
+from quetzal_deploy.definition import DefinitionError, iter_states, step_payload
 
 DEFAULT = "default"
 STEPS_KEY = "_common/steps.json"
@@ -42,8 +42,8 @@ def choice_next(state: Mapping[str, Any], variant: str) -> str | None:
 
 
 def notebook_step(name: str, state: Mapping[str, Any]) -> dict[str, str] | None:
-    parameters = state.get("Parameters")
-    payload = parameters.get("Payload") if isinstance(parameters, dict) else None
+    """A Lambda step, or a Fargate step rendered as an ECS state, as the front end lists it."""
+    payload = step_payload(state)
     path = payload.get("notebook_path") if isinstance(payload, dict) else None
     return {"name": name, "path": path} if isinstance(path, str) else None
 
