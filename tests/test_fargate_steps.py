@@ -190,9 +190,10 @@ def test_update_steps_deploys_fargate_steps_with_the_network_filled(baked_repo, 
     assert parameters["NetworkConfiguration"]["AwsvpcConfiguration"] == {
         "Subnets": SUBNETS.split(","), "SecurityGroups": [GROUPS], "AssignPublicIp": "ENABLED"}
     assert "notebooks/assign.ipynb" in done.stdout and "notebooks/period.ipynb" in done.stdout
-    published = json.loads(boto.client("s3").get_object(Bucket=MODEL, Key="_common/steps.json")["Body"].read())
-    assert published == [{"name": "default", "steps": [
-        {"name": name, "path": f"notebooks/{name}.ipynb"} for name in ("prepare", "assign", "period", "report")]}]
+    steps = boto.client("s3").get_object(Bucket=MODEL, Key="_common/steps.json")["Body"].read()
+    assert json.loads(steps) == [{"name": "default", "steps": [
+        {"name": name, "path": f"notebooks/{name}.ipynb"}
+        for name in ("prepare", "assign", "period", "report")]}]
 
 
 def test_update_steps_refuses_fargate_steps_without_a_network(baked_repo, boto, machine):
