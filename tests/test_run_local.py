@@ -253,6 +253,25 @@ def test_unknown_or_escaping_scenario_is_refused(baked_repo, tmp_path, scenario,
     assert not (baked_repo / ".quetzal").exists()
 
 
+def test_a_link_leading_outside_the_scenario_is_refused_before_anything_runs(baked_repo, tmp_path):
+    """The local copy of the scenario follows links as upload-scenarios does: only inside it."""
+    secret = tmp_path / "credentials"
+    secret.write_text("[default]\naws_secret_access_key = x\n")
+    inputs = baked_repo / "scenarios" / "base" / "inputs"
+    (inputs / "params-copy.json").symlink_to(inputs / "params.json")  # inside: followed
+    (inputs / "leak.txt").symlink_to(secret)
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base")
+    assert done.returncode == 1
+    assert "leak.txt" in done.stderr and "outside" in done.stderr and "Traceback" not in done.stderr
+    assert not list((baked_repo / ".quetzal").rglob("leak.txt"))
+
+    (inputs / "leak.txt").unlink()
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base")
+    assert done.returncode == 0, done.stdout + done.stderr
+    copied = run_folder(baked_repo) / "bucket" / "base" / "inputs" / "params-copy.json"
+    assert copied.read_text() == (inputs / "params.json").read_text() and not copied.is_symlink()
+
+
 def test_choice_picks_a_variant_and_an_unknown_one_is_refused(baked_repo, tmp_path):
     write_definition(baked_repo, {
         "Variant": {"Type": "Choice", "Choices": [{"Variable": "$.choice", "StringEquals": "pt",

@@ -54,6 +54,7 @@ from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StepError
 from quetzal_deploy.runtime.handler import FARGATE, LAMBDA, run_step
 from quetzal_deploy.runtime.notebook import CHILDREN, log_name
+from quetzal_deploy.runtime.paths import tree_files
 from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.workdir import size_mb
 from quetzal_deploy.scenarios import check_name, local_scenarios, user_email
@@ -160,9 +161,16 @@ class LocalRun:
 
     def copy_scenario(self) -> None:
         """The scenario as the bucket holds it when a run starts: the front end deletes its
-        outputs/ and logs/ first (a notebook run in Jupyter may have left some)."""
-        shutil.copytree(self.source, self.scenario_folder, ignore=lambda folder, names: {
-            name for name in names if Path(folder) == self.source and name in CLEARED_BEFORE_A_RUN})
+        outputs/ and logs/ first (a notebook run in Jupyter may have left some). Links are
+        followed as an upload follows them: only inside the scenario, else the run is refused."""
+        try:
+            files = tree_files(self.source, skip=lambda rel: rel.rstrip("/") in CLEARED_BEFORE_A_RUN)
+        except StepError as ex:
+            raise RunError(str(ex)) from ex
+        for real, rel in files:
+            target = self.scenario_folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(real, target)
 
     def invoke(self, call: TaskCall) -> Any:
         """Run one Task: the auth function is skipped, the model's function runs ``run_step``."""
