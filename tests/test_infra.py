@@ -222,6 +222,21 @@ def test_a_changed_env_value_reaches_terraform_and_the_local_runs(aws, baked_rep
     assert names == (MODEL,) * 4
 
 
+def test_fargate_network_in_env_creates_the_modules_fargate_part(aws, baked_repo, fake_terraform):
+    """FARGATE_SUBNETS switches the module's Fargate part on; its sizes come from .env too."""
+    env = baked_repo / ".env"
+    env.write_text(env.read_text().replace("FARGATE_SUBNETS=\n", "FARGATE_SUBNETS=subnet-0a,subnet-0b\n")
+                   .replace("FARGATE_SECURITY_GROUPS=\n", "FARGATE_SECURITY_GROUPS=sg-01\n")
+                   .replace("FARGATE_MEMORY=16384", "FARGATE_MEMORY=30720"))
+    assert invoke(baked_repo, "infra", "--yes").returncode == 0
+    plan = next(args for args in fake_terraform.commands() if args[0] == "plan")
+    fargate = ["-var=create_fargate=true", "-var=fargate_cluster_name=", "-var=fargate_cpu=4096",
+               "-var=fargate_memory=30720", "-var=fargate_ephemeral_storage=21",
+               '-var=fargate_subnet_ids=["subnet-0a", "subnet-0b"]',
+               '-var=fargate_security_group_ids=["sg-01"]']
+    assert plan == bootstrap_plan(*fargate, "-var=create_lambda=false")
+
+
 def test_outputs_read_back_after_apply_must_name_resources_after_the_model(
         aws, baked_repo, fake_terraform, monkeypatch):
     monkeypatch.setenv("FAKE_TERRAFORM_OUTPUTS", json.dumps({

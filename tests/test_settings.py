@@ -45,6 +45,9 @@ def test_missing_env_file(baked_repo, aws):
     ("LAMBDA_TIME_LIMIT", "1200", "LAMBDA_TIME_LIMIT=1200 in .env must be from 1 to 900"),
     ("LAMBDA_TIME_LIMIT", '"300\\n"', "LAMBDA_TIME_LIMIT='300\\n' in .env is not a whole number"),
     ("LAMBDA_STORAGE_SIZE", "4_016", "LAMBDA_STORAGE_SIZE='4_016' in .env is not a whole number"),
+    ("FARGATE_CPU", "1024", "FARGATE_CPU='1024' in .env does not go with FARGATE_MEMORY=16384: Fargate "
+                            "allows 2048, 4096, 8192 CPU units"),
+    ("FARGATE_MEMORY", "5000", "FARGATE_MEMORY=5000 in .env is not a size Fargate offers"),
 ])
 def test_bad_env_values(baked_repo, aws, key, value, message):
     edit_env(baked_repo, key, value)

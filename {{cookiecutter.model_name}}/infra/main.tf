@@ -19,4 +19,12 @@ module "model" {
   cognito_identity_pool_id = var.cognito_identity_pool_id
   config_bucket_name       = var.config_bucket_name
   tags                     = { model = var.model_name }
+
+  create_fargate             = var.create_fargate
+  fargate_cluster_name       = var.fargate_cluster_name
+  fargate_cpu                = var.fargate_cpu
+  fargate_memory             = var.fargate_memory
+  fargate_ephemeral_storage  = var.fargate_ephemeral_storage
+  fargate_subnet_ids         = var.fargate_subnet_ids
+  fargate_security_group_ids = var.fargate_security_group_ids
 }

@@ -74,3 +74,46 @@ variable "config_bucket_name" {
   type        = string
   default     = ""
 }
+
+# Fargate steps: `invoke infra` sets these from .env's FARGATE_* keys when FARGATE_SUBNETS is set.
+variable "create_fargate" {
+  description = "Create what Fargate steps need (cluster unless fargate_cluster_name, task definition, roles, logs)."
+  type        = bool
+  default     = false
+}
+
+variable "fargate_cluster_name" {
+  description = "Existing ECS cluster for Fargate steps (empty: the module creates <model>-steps)."
+  type        = string
+  default     = ""
+}
+
+variable "fargate_cpu" {
+  description = "CPU units of a Fargate step (1024 = 1 vCPU)."
+  type        = number
+  default     = 2048
+}
+
+variable "fargate_memory" {
+  description = "Memory of a Fargate step in MB."
+  type        = number
+  default     = 16384
+}
+
+variable "fargate_ephemeral_storage" {
+  description = "Ephemeral storage of a Fargate step in GiB (21-200)."
+  type        = number
+  default     = 21
+}
+
+variable "fargate_subnet_ids" {
+  description = "Existing subnets Fargate steps run in."
+  type        = list(string)
+  default     = []
+}
+
+variable "fargate_security_group_ids" {
+  description = "Existing security groups of Fargate steps."
+  type        = list(string)
+  default     = []
+}

@@ -8,6 +8,7 @@ Destroying empties the versioned bucket and the repository first, so nothing is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -192,7 +193,20 @@ class Stack:
         s = self.settings
         values = (s.region, s.model_name, s.memory_mb, s.timeout_s, s.storage_mb, s.architecture,
                   s.auth_function, s.identity_pool_id, s.config_bucket)
-        return {name: str(value) for name, value in zip(ENV_VARIABLES, values, strict=True)}
+        variables = {name: str(value) for name, value in zip(ENV_VARIABLES, values, strict=True)}
+        return {**variables, **self.fargate_variables}
+
+    @property
+    def fargate_variables(self) -> dict[str, str]:
+        """The module's Fargate part, created when .env names the network Fargate steps run in."""
+        s = self.settings
+        if not s.fargate_subnets:
+            return {}
+        return {"create_fargate": "true", "fargate_cluster_name": s.fargate_cluster,
+                "fargate_cpu": str(s.fargate_cpu), "fargate_memory": str(s.fargate_memory_mb),
+                "fargate_ephemeral_storage": str(s.fargate_storage_gb),
+                "fargate_subnet_ids": json.dumps(list(s.fargate_subnets)),
+                "fargate_security_group_ids": json.dumps(list(s.fargate_security_groups))}
 
     def check_outputs(self) -> None:
         """Read Terraform's outputs back: the resources must carry the names the tasks use."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from quetzal_deploy.errors import ConfigError
+from quetzal_deploy.sizing import FARGATE_SIZES
 
 ENV_FILE = ".env"
 LOCAL_ENV_FILE = ".env.local"
@@ -65,6 +66,7 @@ class Settings:
     fargate_assign_public_ip: bool = False
     fargate_memory_mb: int = 16384
     fargate_storage_gb: int = 21
+    fargate_cpu: int = 2048
     front_end_region: str = FRONT_END_REGION
 
     @property
@@ -119,14 +121,31 @@ def fargate_settings(values: dict[str, str]) -> dict:
     public = values.get("FARGATE_ASSIGN_PUBLIC_IP", "no").strip().lower()
     if public not in {"yes", "no"}:
         raise ConfigError(f"FARGATE_ASSIGN_PUBLIC_IP={public!r} in .env must be yes or no")
+    memory = _integer(values, "FARGATE_MEMORY")
     return {
+        "fargate_cpu": _fargate_cpu(values.get("FARGATE_CPU", "").strip(), memory),
         "fargate_cluster": values.get("FARGATE_CLUSTER", "").strip(),
         "fargate_subnets": _names(values, "FARGATE_SUBNETS"),
         "fargate_security_groups": _names(values, "FARGATE_SECURITY_GROUPS"),
         "fargate_assign_public_ip": public == "yes",
-        "fargate_memory_mb": _integer(values, "FARGATE_MEMORY"),
+        "fargate_memory_mb": memory,
         "fargate_storage_gb": _integer(values, "FARGATE_STORAGE"),
     }
+
+
+def _fargate_cpu(cpu: str, memory_mb: int) -> int:
+    """FARGATE_CPU, or (empty) the fewest CPU units Fargate pairs with FARGATE_MEMORY."""
+    allowed = sorted(c for c, m in FARGATE_SIZES if m == memory_mb)
+    if not allowed:
+        raise ConfigError(f"FARGATE_MEMORY={memory_mb} in .env is not a size Fargate offers: use a "
+                          "multiple of 1024 MB (512, 1024 or 2048 for the smallest tasks)")
+    if not cpu:
+        return allowed[0]
+    if not DIGITS.fullmatch(cpu) or int(cpu) not in allowed:
+        raise ConfigError(f"FARGATE_CPU={cpu!r} in .env does not go with FARGATE_MEMORY={memory_mb}: "
+                          f"Fargate allows {', '.join(map(str, allowed))} CPU units with it "
+                          "(or leave it empty)")
+    return int(cpu)
 
 
 def _model_name(values: dict[str, str]) -> str:
