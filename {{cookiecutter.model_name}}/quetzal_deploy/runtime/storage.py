@@ -189,8 +189,8 @@ class FolderStorage:
         base = target_in(self.root, safe_relative(prefix.rstrip("/"))) if prefix else self.root
         if not base.is_dir():
             return []
-        return [prefix + relative for _, relative in tree_files(base)
-                if not relative.endswith(PART_SUFFIX)]
+        # A part file may vanish mid-walk (renamed into place): skipped before it is looked at.
+        return [prefix + relative for _, relative in tree_files(base, lambda rel: rel.endswith(PART_SUFFIX))]
 
     def download_prefix(self, prefix: str, dest: Path) -> int:
         plan = download_plan(self.list_keys(prefix), prefix, dest)
