@@ -9,15 +9,12 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from test_terraform_module import MODULE, accepts, parse_folder, unquote
 
-from fixtures.parts import missing_part
+from fixtures.parts import require_executable
 from quetzal_deploy.sizing import FARGATE_SIZES
-
-PROVIDER_MIRROR = Path(os.environ.get("QUETZAL_TF_PLUGINS", "/opt/tf-plugins"))
 
 
 def fargate_blocks() -> dict:
@@ -69,15 +66,11 @@ def test_the_task_definition_family_is_model_step():
 
 
 @pytest.fixture(scope="module")
-def terraform_module(tmp_path_factory):
+def terraform_module(tmp_path_factory, terraform_cli):
     """The module copied beside an `infra` root using it, `terraform init` from the mirror."""
-    binary = shutil.which("terraform")
-    if binary is None or not PROVIDER_MIRROR.is_dir():
-        missing_part(f"terraform and its provider mirror ({PROVIDER_MIRROR}) are needed")
+    binary = require_executable("terraform")
     root = tmp_path_factory.mktemp("tf-fargate")
     shutil.copytree(MODULE, root / "module", ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
-    (root / "cli.tfrc").write_text(
-        f'provider_installation {{\n  filesystem_mirror {{\n    path = "{PROVIDER_MIRROR}"\n  }}\n}}\n')
     (root / "main.tf").write_text(
         'variable "name" {\n  type = string\n}\nvariable "cpu" {\n  type = number\n}\n'
         'variable "memory" {\n  type = number\n}\n'
@@ -87,7 +80,7 @@ def terraform_module(tmp_path_factory):
         '  image_tag = "v1"\n  create_fargate = true\n'
         '  fargate_cpu = var.cpu\n  fargate_memory = var.memory\n'
         '  fargate_subnet_ids = ["subnet-0a1b2c3d"]\n  fargate_security_group_ids = ["sg-0a1b2c3d"]\n}\n')
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(root / "cli.tfrc"), "TF_IN_AUTOMATION": "1"}
+    env = {**os.environ, **terraform_cli, "TF_IN_AUTOMATION": "1"}
     done = subprocess.run([binary, "init", "-backend=false", "-input=false"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
