@@ -10,6 +10,7 @@ runs, so a name with a path separator would create folders the hook cannot clean
 import os
 import re
 import sys
+from pathlib import Path
 
 from jinja2.ext import Extension
 
@@ -32,12 +33,26 @@ def folder_name(value):
     return value
 
 
+VERSION = re.compile(r'^__version__ = "([^"]+)"$', re.MULTILINE)
+
+
+def package_version() -> str:
+    """The quetzal-deploy version this template belongs to: ``src/quetzal_deploy`` in a checkout,
+    the package around ``template/`` in an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for init in (here / "src" / "quetzal_deploy" / "__init__.py", here.parent / "__init__.py"):
+        if init.is_file():
+            return VERSION.search(init.read_text(encoding="utf-8")).group(1)
+    raise RuntimeError(f"no quetzal_deploy/__init__.py next to the template in {here}")
+
+
 class TemplateExtension(Extension):
-    """Registers ``folder_name`` and ``absolute_path`` (hooks render with the template as cwd,
+    """Registers ``folder_name``, ``absolute_path`` (hooks render with the template as cwd,
     so ``cookiecutter._repo_dir | absolute_path`` locates the template even when it was given
-    as a relative path such as ``.``)."""
+    as a relative path such as ``.``) and the global ``quetzal_deploy_version``."""
 
     def __init__(self, environment):
         super().__init__(environment)
         environment.filters["folder_name"] = folder_name
         environment.filters["absolute_path"] = os.path.abspath
+        environment.globals["quetzal_deploy_version"] = package_version()

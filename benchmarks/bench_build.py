@@ -33,7 +33,7 @@ from pathlib import Path
 import docker
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "{{cookiecutter.model_name}}")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
 from support.lambda_base.build import ensure_lambda_base  # noqa: E402
 

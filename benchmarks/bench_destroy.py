@@ -20,10 +20,10 @@ from pathlib import Path
 import boto3
 from emulated_aws import Network, moto_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from quetzal_deploy.aws import Aws  # noqa: E402
-from quetzal_deploy.infra import empty_bucket  # noqa: E402
+from quetzal_deploy.infra.stack import empty_bucket  # noqa: E402
 from quetzal_deploy.settings import Settings  # noqa: E402
 
 BUCKET = "bench-destroy"

@@ -37,7 +37,7 @@ import boto3
 import nbformat
 from emulated_aws import Network, moto_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from quetzal_deploy.runtime.convert import convert_folder  # noqa: E402
 from quetzal_deploy.runtime.handler import run_step  # noqa: E402

@@ -32,7 +32,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "{{cookiecutter.model_name}}")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 
 from fixtures.bake import bake  # noqa: E402
 from quetzal_deploy.local.runner import run_local  # noqa: E402

@@ -23,9 +23,9 @@ import boto3
 from botocore.config import Config
 from emulated_aws import Network, moto_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from quetzal_deploy.s3sync import S3Prefix, read_local  # noqa: E402
+from quetzal_deploy.sync.s3sync import S3Prefix, read_local  # noqa: E402
 
 BUCKET = "bench-sync"
 REGION = "us-east-1"

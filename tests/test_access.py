@@ -9,7 +9,7 @@ import json
 import pytest
 
 from fixtures.tasks import run_task
-from quetzal_deploy.access import revoke_model
+from quetzal_deploy.access.cognito import revoke_model
 from quetzal_deploy.aws import Aws
 from quetzal_deploy.settings import load_settings
 

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from quetzal_deploy.definition import DefinitionError
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import Interpreter
+from quetzal_deploy.pipeline.definition import DefinitionError
 
 INVOKE = "arn:aws:states:::lambda:invoke"
 FUNCTION = "arn:aws:lambda:ca-central-1:000000000000:function:model"

@@ -10,9 +10,9 @@ import json
 import pytest
 from test_asl import failure, machine, task
 
-from quetzal_deploy.definition import DefinitionError, load_definition
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import HISTORY_LIMIT, LOCAL_RETRIES, Interpreter
+from quetzal_deploy.pipeline.definition import DefinitionError, load_definition
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,12 +11,12 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quetzal_deploy.definition import DefinitionError
 from quetzal_deploy.local.choice import ALL_TESTS, matches, rule_problems, wildcard_matches
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import Interpreter
 from quetzal_deploy.local.intrinsics import FUNCTIONS, array_range, evaluate, parse_call
 from quetzal_deploy.local.jsonpaths import assign, check_path, check_reference_path, select
+from quetzal_deploy.pipeline.definition import DefinitionError
 
 BOUNDED = settings(max_examples=300, deadline=timedelta(seconds=5), database=None,
                    suppress_health_check=[HealthCheck.too_slow])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import quetzal_deploy
 from fixtures.bake import TEMPLATE, bake
 from fixtures.parts import require_executable
 
@@ -286,3 +287,15 @@ def test_bake_from_the_template_folder_as_dot(tmp_path):
     assert done.returncode == 0, done.stderr
     module = tmp_path / "quetzal-test" / "infra" / "modules" / "quetzal-model"
     assert (module / "variables.tf").is_file()
+
+
+def test_a_default_bake_is_thin_it_holds_no_copy_of_the_tooling(default_bake):
+    """The tooling comes from the pinned quetzal-deploy package: the repo holds only the model's own
+    Python (the three-line tasks.py and the model's tests)."""
+    python = {p.relative_to(default_bake).as_posix(): len(p.read_text().splitlines())
+              for p in default_bake.rglob("*.py") if ".git" not in p.parts}
+    assert set(python) == {"tasks.py", "tests/test_model.py"}, python
+    assert sum(python.values()) < 150, python
+    assert not (default_bake / "quetzal_deploy").exists() and not (default_bake / "tasks").exists()
+    pinned = (default_bake / "requirements-dev.txt").read_text().splitlines()
+    assert f"quetzal-deploy=={quetzal_deploy.__version__}" in pinned

@@ -15,7 +15,7 @@ import pytest
 from fixtures.tasks import run_task
 from quetzal_deploy.aws import Aws
 from quetzal_deploy.errors import QuetzalError
-from quetzal_deploy.executions import run_remote
+from quetzal_deploy.pipeline.executions import run_remote
 from quetzal_deploy.settings import load_settings
 
 MODEL = "quetzal-test"

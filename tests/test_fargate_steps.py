@@ -16,7 +16,7 @@ from statelint.linter import Linter
 from test_run_local import invoke, lambda_task, run_folder, step_payload, write_definition, write_notebook
 
 from fixtures.tasks import run_task
-from quetzal_deploy.definition import (
+from quetzal_deploy.pipeline.definition import (
     ECS_RUN_TASK,
     FARGATE_START_ALLOWANCE_S,
     DefinitionError,

@@ -22,7 +22,7 @@ import pytest
 from test_access import CONFIG_BUCKET, MODEL, user_pool
 
 from fixtures.tasks import run_task
-from quetzal_deploy.access import ACCESS_KEY, AccessFile
+from quetzal_deploy.access.cognito import ACCESS_KEY, AccessFile
 from quetzal_deploy.errors import AwsError
 
 MODULE = Path(__file__).resolve().parents[1] / "terraform"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.bake import SRC
 from quetzal_deploy.runtime.errors import (
     NotebookError,
     NotebookTimeout,
@@ -327,7 +328,7 @@ def test_template_notebook_runs_on_the_template_scenario(lambda_env, s3, task_ro
     source = (TEMPLATE / "notebooks" / "_step.ipynb").read_text(encoding="utf-8")
     notebook.write_text(source.replace("__STEP_NAME__", "preparation"), encoding="utf-8")
     subprocess.run([sys.executable, "-m", "quetzal_deploy.runtime.convert", "notebooks"],
-                   cwd=task_root, check=True, env={**os.environ, "PYTHONPATH": str(TEMPLATE)})
+                   cwd=task_root, check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     assert notebook.with_suffix(".py").is_file()
     s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key} for key in INPUTS]})
     base = TEMPLATE / "scenarios" / "base"
@@ -383,12 +384,14 @@ def test_broken_notebook_is_a_notebook_error_with_a_log(lambda_env, s3, task_roo
 
 
 def test_runtime_imports_only_what_the_image_has():
-    """The image ships quetzal_deploy/runtime and requirements.txt (boto3, nbconvert) only."""
-    probe = ("import sys; import quetzal_deploy.runtime.handler; "
-             "print(sorted({name.split('.')[0] for name in sys.modules}))")
-    modules = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
-                             text=True, cwd=TEMPLATE).stdout
-    loaded = set(ast.literal_eval(modules))
+    """The image ships quetzal_deploy/runtime and requirements.txt (boto3) only: the runtime
+    imports nothing else of the package and none of the workstation's tools."""
+    probe = ("import sys; import quetzal_deploy.runtime.handler, quetzal_deploy.runtime.cli; "
+             "print(sorted(sys.modules))")
+    modules = ast.literal_eval(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                                              text=True, cwd=SRC).stdout)
+    loaded = {name.split(".")[0] for name in modules}
     assert {"boto3", "botocore", "s3transfer"} <= loaded
     assert not loaded & {"nbconvert", "dotenv", "invoke", "docker", "tqdm", "jsonpath_ng"}
-    assert "quetzal_deploy.settings" not in modules
+    ours = {name for name in modules if name.startswith("quetzal_deploy.")}
+    assert ours and all(name.startswith("quetzal_deploy.runtime") for name in ours), ours

@@ -203,7 +203,7 @@ def test_terraform_uses_the_profile_of_the_repo_or_the_command_line(aws, baked_r
 def test_a_changed_env_value_reaches_terraform_and_the_local_runs(aws, baked_repo, fake_terraform):
     """.env is the one source: Terraform gets its values as -var, over the .tfvars."""
     from quetzal_deploy.aws import Aws
-    from quetzal_deploy.local_lambda import lambda_environment
+    from quetzal_deploy.local.lambda_emulator import lambda_environment
     from quetzal_deploy.settings import load_settings
 
     env = baked_repo / ".env"

@@ -1,4 +1,4 @@
-"""quetzal_deploy.terraform.Terraform: how it calls the CLI and how it fails.
+"""quetzal_deploy.infra.terraform.Terraform: how it calls the CLI and how it fails.
 
 The commands go to a recording runner (the class takes a
 ``subprocess.run``-compatible runner) or, for the failure, to a real file that cannot run.
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from quetzal_deploy.terraform import Terraform, TerraformError
+from quetzal_deploy.infra.terraform import Terraform, TerraformError
 
 
 class Recorder:
@@ -74,7 +74,7 @@ def test_no_colour_codes_when_the_output_is_not_a_terminal(tmp_path, monkeypatch
 
 
 def test_colour_on_a_terminal_unless_no_color_is_set(tmp_path, monkeypatch):
-    monkeypatch.setattr("quetzal_deploy.terraform.sys.stdout", Terminal())
+    monkeypatch.setattr("quetzal_deploy.infra.terraform.sys.stdout", Terminal())
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.delenv("TF_CLI_ARGS_apply", raising=False)
     assert "TF_CLI_ARGS_apply" not in Terraform(tmp_path, executable="terraform").env

@@ -10,7 +10,7 @@ import pytest
 
 from fixtures.tasks import run_task
 from quetzal_deploy.aws import Aws
-from quetzal_deploy.logs import lambda_logs
+from quetzal_deploy.pipeline.logs import lambda_logs
 from quetzal_deploy.settings import load_settings
 
 GROUP = "/aws/lambda/quetzal-test"

@@ -5,7 +5,7 @@ import json
 import pytest
 from test_run_local import invoke, run_folder, write_notebook
 
-from quetzal_deploy.params import (
+from quetzal_deploy.sync.params import (
     RunError,
     checked_entries,
     front_end_params,

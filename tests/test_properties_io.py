@@ -24,7 +24,7 @@ from quetzal_deploy.runtime.errors import InvalidEvent, StepError, UnsafeKey
 from quetzal_deploy.runtime.event import StepEvent, parse_event
 from quetzal_deploy.runtime.paths import real_path, safe_relative, shown, tree_files
 from quetzal_deploy.runtime.storage import FolderStorage, download_plan
-from quetzal_deploy.s3sync import S3Prefix, SyncError, read_local
+from quetzal_deploy.sync.s3sync import S3Prefix, SyncError, read_local
 
 SLOW_S = 10.0  # per call; a pure parser takes microseconds, so only a pathology reaches this
 

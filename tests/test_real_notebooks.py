@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from fixtures.bake import SRC
 from quetzal_deploy.runtime.convert import convert_folder, script_source
 from quetzal_deploy.runtime.errors import NotebookError
 from quetzal_deploy.runtime.handler import run_step
@@ -205,7 +206,7 @@ def test_build_conversion_covers_every_depth_and_skips_checkpoints(tmp_path):
     write_notebook(notebooks / "pt" / "road" / "assign.ipynb", "%matplotlib inline\nprint('assign')")
     write_notebook(notebooks / "pt" / ".ipynb_checkpoints" / "assign-checkpoint.ipynb", "!ls")
 
-    env = {**os.environ, "PYTHONPATH": str(TEMPLATE)}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     done = subprocess.run([sys.executable, "-m", "quetzal_deploy.runtime.convert", "notebooks"],
                           cwd=tmp_path, capture_output=True, text=True, env=env)
 

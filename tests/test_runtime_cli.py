@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from test_handler import TAG, TEMPLATE, lambda_env, make_event, read, s3, task_root, workdir  # noqa: F401
 
+from fixtures.bake import SRC
 from quetzal_deploy.runtime.cli import MAX_CAUSE, Reporter, lambda_shaped_cause, read_event
 from quetzal_deploy.runtime.errors import InvalidEvent, NotebookError
 
@@ -73,7 +74,7 @@ def event_fields(event: dict) -> dict[str, str]:
 
 
 def run_cli(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    child_env = {**os.environ, "PYTHONPATH": str(TEMPLATE), **env}
+    child_env = {**os.environ, "PYTHONPATH": str(SRC), **env}
     return subprocess.run([sys.executable, "-m", "quetzal_deploy.runtime.cli", *args],
                           env=child_env, capture_output=True, text=True, timeout=timeout)
 

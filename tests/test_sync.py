@@ -9,7 +9,7 @@ import pytest
 
 from fixtures.aws import REGION
 from quetzal_deploy.runtime.paths import unsafe_reason
-from quetzal_deploy.s3sync import S3Prefix, read_local
+from quetzal_deploy.sync.s3sync import S3Prefix, read_local
 
 BUCKET = "sync-engine"
 BIG = 9 * 1024 * 1024  # above s3transfer's 8 MB multipart threshold

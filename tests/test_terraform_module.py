@@ -18,7 +18,7 @@ from dotenv import dotenv_values
 
 from fixtures.bake import TEMPLATE, bake
 from fixtures.parts import missing_part, require_executable
-from quetzal_deploy.infra import ENV_VARIABLES
+from quetzal_deploy.infra.stack import ENV_VARIABLES
 
 MODULE = TEMPLATE / "terraform"
 CHECKOV = Path(

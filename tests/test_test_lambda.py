@@ -128,7 +128,7 @@ def toy_image(docker_engine, lambda_base_image, tmp_path_factory):
 @pytest.mark.docker
 def test_local_lambda_reports_like_lambda(docker_engine, toy_image):
     """Port mapping 9000-style (bridge), Lambda's error shape, timeout and deadline."""
-    from quetzal_deploy.local_lambda import LocalLambda
+    from quetzal_deploy.local.lambda_emulator import LocalLambda
 
     # The timeout counts each cold start (a runtime process per timeout or exit): 10 s holds on a
     # loaded 2-core machine, where 3 s did not.
@@ -162,8 +162,8 @@ def test_local_lambda_reports_like_lambda(docker_engine, toy_image):
 @pytest.mark.docker
 def test_local_lambda_container_that_never_serves(docker_engine, lambda_base_image):
     """An image whose CMD is not a handler module: the emulator exits, the error shows its log."""
-    from quetzal_deploy.images import DockerError
-    from quetzal_deploy.local_lambda import LocalLambda
+    from quetzal_deploy.images.build import DockerError
+    from quetzal_deploy.local.lambda_emulator import LocalLambda
 
     function = LocalLambda(docker_engine, lambda_base_image, {}, port=free_port())
     with pytest.raises(DockerError, match="did not start serving") as raised:
@@ -173,7 +173,7 @@ def test_local_lambda_container_that_never_serves(docker_engine, lambda_base_ima
 
 
 def test_needs_host_network_for_a_loopback_endpoint():
-    from quetzal_deploy.local_lambda import needs_host_network
+    from quetzal_deploy.local.lambda_emulator import needs_host_network
 
     assert needs_host_network({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
     assert needs_host_network({"AWS_ENDPOINT_URL_S3": "http://localhost:4566"})
@@ -182,7 +182,7 @@ def test_needs_host_network_for_a_loopback_endpoint():
 
 
 def test_default_event_is_the_first_step_on_base(baked_repo):
-    from quetzal_deploy.local_lambda import default_event
+    from quetzal_deploy.local.lambda_emulator import default_event
     from quetzal_deploy.settings import load_settings
 
     event = default_event(load_settings(Path(baked_repo)))
@@ -196,8 +196,8 @@ def test_host_network_refuses_a_busy_port(docker_engine, toy_image):
     """On the host network the emulator needs port 8080: a busy port is a clear error, no container."""
     import socket
 
-    from quetzal_deploy.images import DockerError
-    from quetzal_deploy.local_lambda import EMULATOR_PORT, LocalLambda
+    from quetzal_deploy.images.build import DockerError
+    from quetzal_deploy.local.lambda_emulator import EMULATOR_PORT, LocalLambda
 
     with socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past earlier TIME_WAITs

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from quetzal_deploy.definition import load_definition, notebook_paths
+from quetzal_deploy.pipeline.definition import load_definition, notebook_paths
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.settings import load_settings
 

@@ -1,0 +1,55 @@
+"""The image's build context: the model repo's files (filtered by its ``.dockerignore``) plus the
+runtime of the installed quetzal-deploy, so a model repo carries no copy of the handler."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import quetzal_deploy
+import quetzal_deploy.runtime
+
+PACKAGE = Path(quetzal_deploy.__file__).resolve().parent
+RUNTIME = Path(quetzal_deploy.runtime.__file__).resolve().parent
+
+
+def runtime_files() -> Iterator[tuple[str, Path]]:
+    """``(name in the context, file)`` for the package marker and every runtime module."""
+    yield "quetzal_deploy/__init__.py", PACKAGE / "__init__.py"
+    for path in sorted(RUNTIME.rglob("*.py")):
+        yield f"quetzal_deploy/runtime/{path.relative_to(RUNTIME).as_posix()}", path
+
+
+def ignore_patterns(root: Path) -> list[str]:
+    """The lines of ``.dockerignore`` that are patterns (as ``docker build`` reads them)."""
+    ignore = root / ".dockerignore"
+    if not ignore.is_file():
+        return []
+    lines = (line.strip() for line in ignore.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Same header for the same file on every machine, so Docker's layer cache holds."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    return info
+
+
+def build_context(root: Path, extra: dict[str, Path] | None = None) -> IO[bytes]:
+    """An uncompressed tar of the context, rewound: the repo's files, the runtime, then ``extra``
+    (name in the context -> file or folder on disk; a name the repo also has is replaced)."""
+    from docker.utils.build import create_archive, exclude_paths
+
+    added = dict(runtime_files()) | dict(extra or {})
+    kept = sorted(name for name in exclude_paths(str(root), ignore_patterns(root), dockerfile="Dockerfile")
+                  if not any(name == n or name.startswith(n.rstrip("/") + "/") for n in added))
+    archive = create_archive(root=str(root), files=kept)
+    with tarfile.open(fileobj=archive, mode="a") as tar:
+        for name, path in added.items():
+            tar.add(str(path), arcname=name, filter=normalised)
+    archive.seek(0)
+    return archive

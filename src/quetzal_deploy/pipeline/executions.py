@@ -1,0 +1,287 @@
+"""Run the pipeline on AWS: start an execution as the front end does, follow it, explain failures."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from quetzal_deploy.aws import Aws, error_code, explain
+from quetzal_deploy.errors import AwsError
+from quetzal_deploy.pipeline.definition import iter_states
+from quetzal_deploy.pipeline.stepfunctions import StateMachine, state_machine
+from quetzal_deploy.runtime.notebook import log_name
+from quetzal_deploy.settings import Settings
+from quetzal_deploy.sync.layers import bucket_layers, crs_warnings
+from quetzal_deploy.sync.params import (
+    DEFAULT_CHOICE,
+    RunError,
+    checked_entries,
+    front_end_params,
+    load_overrides,
+    merge_params,
+    parse_json,
+)
+from quetzal_deploy.sync.scenarios import check_name, user_email
+
+LOG_TAIL_LINES = 20
+FIRST_POLL_S, MAX_POLL_S = 1.0, 5.0
+Out = Callable[[str], None]
+
+
+class Scenario:
+    """A scenario folder ``<name>/`` in the model's bucket."""
+
+    def __init__(self, s3, bucket: str, name: str, profile: str | None = None):
+        self.s3, self.bucket, self.profile = s3, bucket, profile
+        self.name = check_name(name.removesuffix("/"))
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}/"
+
+    def read(self, key: str) -> bytes | None:
+        """An object's bytes, or None when it does not exist."""
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+        except ClientError as ex:
+            if error_code(ex) in {"NoSuchKey", "404"}:
+                return None
+            raise self.error(ex) from ex
+        except BotoCoreError as ex:
+            raise explain(ex, self.profile) from ex
+
+    def check_exists(self) -> None:
+        try:
+            listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except (BotoCoreError, ClientError) as ex:
+            raise self.error(ex) from ex
+        if not listed.get("KeyCount"):
+            raise RunError(f"Scenario {self.name!r} is not in s3://{self.bucket}/: "
+                           f"run `invoke upload-scenarios {self.name}` first.")
+
+    def error(self, ex: Exception) -> AwsError:
+        if error_code(ex) == "NoSuchBucket":
+            return AwsError(f"Bucket {self.bucket} does not exist: run `invoke infra` first "
+                            "(or check MODEL_NAME in .env).")
+        return explain(ex, self.profile)
+
+    def entries(self) -> list[Mapping[str, Any]]:
+        """``inputs/params.json`` (checked entries), or no entry when the scenario has none."""
+        raw = self.read("inputs/params.json")
+        if raw is None:
+            return []
+        where = f"s3://{self.bucket}/{self.prefix}inputs/params.json"
+        try:
+            return checked_entries(parse_json(raw, where), where)
+        except RunError as ex:
+            raise RunError(f"{ex} Fix it in scenarios/{self.name}/ and upload the scenario again.") from ex
+
+    def layer_warnings(self) -> list[str]:
+        """A warning per output layer the front end would refuse (no CRS it reads)."""
+        try:
+            return crs_warnings(bucket_layers(self.s3, self.bucket, f"{self.prefix}outputs/"))
+        except (BotoCoreError, ClientError) as ex:
+            raise self.error(ex) from ex
+
+    def log_tail(self, notebook_path: str, lines: int = LOG_TAIL_LINES) -> tuple[str, list[str] | None]:
+        """Where the notebook's log is, and its last ``lines`` lines (None: no log)."""
+        key = log_name(notebook_path)
+        raw = self.read(key)
+        text = None if raw is None else raw.decode("utf-8", errors="replace").splitlines()[-lines:]
+        return f"s3://{self.bucket}/{self.prefix}{key}", text
+
+
+def execution_input(scenario: str, params: dict, choice: str, variants: list, email: str,
+                    authorization: str = "") -> dict:
+    """The state machine input in the front end's exact shape (DESIGN.md).
+
+    ``authorization`` is the front end's Cognito token, checked by the optional Authorization
+    state; a CLI run is otherwise authorised by IAM and sends none.
+    """
+    return {
+        "authorization": authorization,
+        "scenario_path_S3": f"{scenario}/",
+        "choice": choice,
+        "variants": variants,
+        "launcher_arg": {"training_folder": "/tmp", "params": params},
+        "metadata": {"user_email": email},
+    }
+
+
+def name_slug(scenario: str) -> str:
+    """The scenario name as a plain word for execution names, ARNs and run folders."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", scenario)[:50]
+
+
+def execution_name(scenario: str) -> str:
+    """A unique, valid execution name that says which scenario ran and when."""
+    return f"{name_slug(scenario)}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def event_details(event: Mapping[str, Any]) -> dict[str, Any]:
+    return next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+
+
+class Follower:
+    """Prints an execution's states as they start and end, and keeps what a failure report needs."""
+
+    def __init__(self, machine: StateMachine, execution_arn: str, out: Out = print,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.machine, self.arn, self.out, self.sleep = machine, execution_arn, out, sleep
+        self.seen = 0
+        self.open_states: dict[str, float] = {}
+        self.last_failed_state = None
+        self.last_error: dict[str, Any] = {}
+
+    def read_new_events(self) -> None:
+        for index, event in enumerate(self.machine.history(self.arn)):
+            if index >= self.seen:
+                self.on_event(event)
+                self.seen = index + 1
+
+    def on_event(self, event: Mapping[str, Any]) -> None:
+        kind, details = event["type"], event_details(event)
+        started = event["timestamp"].timestamp()
+        if kind.endswith("StateEntered"):
+            self.open_states[details["name"]] = started
+            self.out(f"  → {details['name']}")
+        elif kind.endswith("StateExited"):
+            entered = self.open_states.pop(details["name"], started)
+            self.out(f"  ✓ {details['name']} ({started - entered:.1f} s)")
+        elif "error" in details or "cause" in details:
+            state = next(reversed(self.open_states), self.last_failed_state)
+            if state and state != self.last_failed_state:
+                self.out(f"  ✗ {state} ({details.get('error', 'failed')})")
+            self.last_error, self.last_failed_state = details, state
+
+    def follow(self) -> dict[str, Any]:
+        """Poll until the execution ends; returns its final description."""
+        delay = FIRST_POLL_S
+        while True:
+            described = self.machine.describe(self.arn)
+            self.read_new_events()
+            if described["status"] != "RUNNING":
+                return described
+            self.sleep(delay)
+            delay = min(delay * 1.5, MAX_POLL_S)
+
+    def failed_state(self) -> str | None:
+        return self.last_failed_state or next(reversed(self.open_states), None)
+
+
+def readable_cause(cause: str) -> str:
+    """The cause's message: a Lambda error is JSON whose ``errorMessage`` carries the traceback."""
+    try:
+        parsed = json.loads(cause)
+    except (TypeError, json.JSONDecodeError):
+        return cause
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        return f"{parsed.get('errorType', 'Error')}: {parsed['errorMessage']}"
+    return cause
+
+
+def notebook_of(definition: Mapping[str, Any], state_name: str) -> str | None:
+    for name, state in iter_states(definition["States"]):
+        payload = state.get("Parameters", {}).get("Payload", {})
+        if name == state_name and isinstance(payload, dict) and "notebook_path" in payload:
+            return payload["notebook_path"]
+    return None
+
+
+def report_failure(described: Mapping[str, Any], follower: Follower, machine: StateMachine,
+                   scenario: Scenario, out: Out) -> None:
+    """The failing state, its error and cause, and the tail of that notebook's log."""
+    state = follower.failed_state()
+    error = described.get("error") or follower.last_error.get("error", "")
+    cause = described.get("cause") or follower.last_error.get("cause", "")
+    out(f"Failed state: {state or 'unknown'}")
+    out(f"Error: {error or 'none given'}")
+    if cause:
+        out(f"Cause: {readable_cause(cause)}")
+    notebook = notebook_of(machine.definition(), state) if state else None
+    if notebook is None:
+        return
+    where, tail = scenario.log_tail(notebook)
+    if tail is None:
+        out(f"No log at {where}: the notebook did not start or its log was not uploaded.")
+        return
+    out(f"Last {len(tail)} lines of {where}:")
+    for line in tail:
+        out(f"  | {line}")
+
+
+def seconds_between(start: datetime, stop: datetime | None) -> float:
+    return ((stop or datetime.now(UTC)) - start).total_seconds()
+
+
+def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=None, wait=True,
+               out: Out = print, authorization: str = "") -> int:
+    """Run the pipeline on AWS on ``scenario``; returns the exit code (0 when it succeeded).
+
+    ``params`` is ``{category: {name: value}}`` (or flat ``{name: value}``) or the path of a JSON
+    file holding it; it overrides the scenario's ``inputs/params.json`` values, which are sent
+    too, as the front end does.
+    """
+    overrides = load_overrides(params) if isinstance(params, (str, Path)) else (params or {})
+    choice = choice or DEFAULT_CHOICE
+    bucket = Scenario(aws.client("s3"), settings.bucket, scenario, settings.profile)
+    bucket.check_exists()
+    defaults, variants = front_end_params(bucket.entries(), choice)
+    machine = state_machine(settings, aws)
+    payload = execution_input(bucket.name, merge_params(defaults, overrides), choice, variants,
+                              user_email(settings), authorization)
+    arn = machine.start(execution_name(bucket.name), payload)
+    out(f"Started {arn}")
+    if not wait:
+        out("Not waiting: follow it with `invoke executions`.")
+        return 0
+    follower = Follower(machine, arn, out)
+    try:
+        described = follower.follow()
+    except KeyboardInterrupt:
+        out(f"Stopped following; the execution goes on: {arn}")
+        return 130
+    seconds = seconds_between(described["startDate"], described.get("stopDate"))
+    out(f"Execution {described['status']} after {seconds:.1f} s")
+    for warning in bucket.layer_warnings():
+        out(warning)
+    if described["status"] == "SUCCEEDED":
+        return 0
+    report_failure(described, follower, machine, bucket, out)
+    return 1
+
+
+def list_executions(settings: Settings, aws: Aws, last: int = 10) -> list[dict[str, Any]]:
+    """The ``last`` most recent executions: name, status, start, duration in seconds."""
+    if last < 1:
+        raise RunError("--last must be 1 or more")
+    return [
+        {
+            "name": e["name"],
+            "status": e["status"],
+            "start": e["startDate"],
+            "seconds": seconds_between(e["startDate"], e.get("stopDate")),
+        }
+        for e in state_machine(settings, aws).executions(last)
+    ]
+
+
+def executions_table(executions: Iterable[Mapping[str, Any]]) -> str:
+    """Executions as aligned text columns."""
+    rows = [("STARTED (UTC)", "STATUS", "DURATION", "NAME")]
+    for e in executions:
+        started = e["start"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append((started, e["status"], f"{e['seconds']:.1f} s", e["name"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        for row in rows
+    )

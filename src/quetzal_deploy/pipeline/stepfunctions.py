@@ -1,0 +1,159 @@
+"""The model's state machine: validate ``step-functions.json``, deploy it, start and read executions."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from statelint.linter import Linter
+
+from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.errors import AwsError, ConfigError
+from quetzal_deploy.pipeline.definition import (
+    DefinitionError,
+    deployable,
+    duplicate_state_names,
+    fargate_steps,
+    front_end_warnings,
+    load_definition,
+    notebook_paths,
+)
+from quetzal_deploy.pipeline.front_steps import STEPS_KEY, display_warnings, front_end_steps, steps_json
+from quetzal_deploy.settings import Settings
+from quetzal_deploy.sync.scenarios import ScenarioStore, user_email
+
+
+class StateMachine:
+    """One state machine, found by name, behind an injected Step Functions client."""
+
+    def __init__(self, client, name: str, profile: str | None = None):
+        self.client = client
+        self.name = name
+        self.profile = profile
+
+    def call(self, method: str, **kwargs) -> dict[str, Any]:
+        """Call the client; botocore errors become AwsError with a fix hint."""
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except (BotoCoreError, ClientError) as ex:
+            raise explain(ex, self.profile) from ex
+
+    def pages(self, method: str, key: str, **kwargs) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated call."""
+        try:
+            for page in self.client.get_paginator(method).paginate(**kwargs):
+                yield from page[key]
+        except (BotoCoreError, ClientError) as ex:
+            raise explain(ex, self.profile) from ex
+
+    @property
+    def arn(self) -> str:
+        """The state machine's ARN; a missing one is an error that says to run ``invoke infra``."""
+        if not hasattr(self, "_arn"):
+            found = [m["stateMachineArn"] for m in self.pages("list_state_machines", "stateMachines")
+                     if m["name"] == self.name]
+            if not found:
+                raise AwsError(
+                    f"State machine {self.name!r} does not exist in this account and region: "
+                    "run `invoke infra` first (or check MODEL_NAME and AWS_REGION in .env)."
+                )
+            self._arn = found[0]
+        return self._arn
+
+    def definition(self) -> dict[str, Any]:
+        return json.loads(self.call("describe_state_machine", stateMachineArn=self.arn)["definition"])
+
+    def update(self, definition: dict[str, Any]) -> None:
+        self.call("update_state_machine", stateMachineArn=self.arn, definition=json.dumps(definition))
+
+    def start(self, name: str, execution_input: dict[str, Any]) -> str:
+        """Start an execution; returns its ARN."""
+        started = self.call("start_execution", stateMachineArn=self.arn, name=name,
+                            input=json.dumps(execution_input))
+        return started["executionArn"]
+
+    def describe(self, execution_arn: str) -> dict[str, Any]:
+        return self.call("describe_execution", executionArn=execution_arn)
+
+    def history(self, execution_arn: str) -> Iterator[dict[str, Any]]:
+        """The execution's events, oldest first, every page."""
+        return self.pages("get_execution_history", "events", executionArn=execution_arn)
+
+    def executions(self, last: int) -> list[dict[str, Any]]:
+        """The ``last`` most recent executions, newest first."""
+        return list(islice(self.pages("list_executions", "executions", stateMachineArn=self.arn), last))
+
+
+def state_machine(settings: Settings, aws: Aws) -> StateMachine:
+    return StateMachine(aws.client("stepfunctions"), settings.state_machine, settings.profile)
+
+
+# statelint refuses MaxAttempts 99999999, the largest value Step Functions accepts.
+STATELINT_OFF_BY_ONE = re.compile(r".*\.MaxAttempts is 99999999 but allowed ceiling is 99999999")
+
+
+def asl_problems(definition: dict[str, Any]) -> list[str]:
+    """What the Amazon States Language linter (statelint) finds wrong, and duplicate state names."""
+    duplicates = duplicate_state_names(definition)
+    return duplicates or [p for p in Linter.validate(definition) if not STATELINT_OFF_BY_ONE.fullmatch(p)]
+
+
+def validated_definition(settings: Settings, account_id: str) -> dict[str, Any]:
+    """``step-functions.json`` checked (JSON, notebooks, ASL) with its placeholders filled."""
+    definition = load_definition(settings.definition_path)
+    missing = [path for path in notebook_paths(definition) if not (settings.root / path).is_file()]
+    if missing:
+        raise DefinitionError(
+            f"step-functions.json runs notebook(s) that do not exist: {', '.join(missing)}; "
+            f"add them under {settings.notebooks_dir.name}/ or fix their notebook_path."
+        )
+    fargate = fargate_steps(definition)
+    if fargate and not (settings.fargate_subnets and settings.fargate_security_groups):
+        raise DefinitionError(
+            f"step-functions.json runs {', '.join(fargate)} on Fargate, but FARGATE_SUBNETS and "
+            "FARGATE_SECURITY_GROUPS in .env are not both set: name the existing subnets and "
+            "security groups the tasks run in (the same as the module's fargate_* variables)."
+        )
+    rendered = deployable(definition, settings, account_id)
+    problems = asl_problems(rendered)
+    if problems:
+        raise DefinitionError(
+            "step-functions.json is not valid Amazon States Language: " + "; ".join(problems)
+        )
+    return rendered
+
+
+def warn_line(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
+                 out: Callable[[str], None] = print, warn: Callable[[str], None] = warn_line) -> None:
+    """Deploy ``step-functions.json`` to the model's state machine (``dry_run``: print it only)."""
+    rendered = validated_definition(settings, aws.account_id)
+    for warning in front_end_warnings(rendered) + display_warnings(rendered):
+        warn(f"Warning: {warning}")
+    if dry_run:
+        out(json.dumps(rendered, indent=2))
+        return
+    state_machine(settings, aws).update(rendered)
+    steps = ", ".join(notebook_paths(rendered)) or "no notebook"
+    out(f"Updated state machine {settings.state_machine}: {steps}")
+    publish_steps(settings, aws, rendered, out)
+
+
+def publish_steps(settings: Settings, aws: Aws, definition: dict[str, Any],
+                  out: Callable[[str], None]) -> None:
+    """Write ``_common/steps.json``, the steps the front end lists per pipeline variant."""
+    try:
+        email = user_email(settings)
+    except ConfigError:
+        email = None
+    ScenarioStore(settings, aws).put_json(STEPS_KEY, steps_json(definition), email)
+    counts = ", ".join(f"{v['name']}: {len(v['steps'])} step(s)" for v in front_end_steps(definition))
+    out(f"Published s3://{settings.bucket}/{STEPS_KEY} ({counts})")

@@ -1,0 +1,233 @@
+"""The Lambda entry point: run one notebook of the pipeline on one scenario.
+
+``handler(event, context)`` is the image's ``CMD``. It builds an ``S3Storage`` on
+``BUCKET_NAME`` (or, when ``QUETZAL_BUCKET_FOLDER`` is set, a ``FolderStorage`` on that folder:
+``invoke run --local --docker`` mounts one), works in ``QUETZAL_WORKDIR`` (unset or empty: ``/tmp``),
+finds the code in ``LAMBDA_TASK_ROOT`` (or the current folder), takes the
+deadline from the context and the image tag from ``IMAGE_TAG``, and calls ``run_step``.
+
+``run_step(event, *, storage, workdir, task_root, time_left_s, image_tag, echo=print,
+extra_env=None, platform="Lambda")`` is the reusable core (the local runner calls it with a
+``FolderStorage`` and ``AWS_EXECUTION_ENV`` in ``extra_env``, which the notebook's process gets;
+``runtime.cli`` calls it on Fargate, where ``platform`` names the limit in a timeout's message):
+
+1. validate the event (``InvalidEvent``) and the working folder (``UnsafeWorkdir``);
+2. clean: empty the working folder; download: the model-wide ``inputs/`` of the task root (when
+   there is one) into ``inputs/``, then the scenario ``S/`` over it (scenario files win);
+3. run: the notebook's script as a child process (see ``notebook``), stopped a safety margin
+   before the deadline; its log goes to ``S/logs/<path under notebooks/>.txt`` in every case, then
+   ``NotebookTimeout`` / ``NotebookError`` (unless it printed ``end_of_notebook``);
+4. merge its ``RETURN: {...}`` lines into the returned event (``StateTooLarge`` past the Step
+   Functions limit), set ``model_tag`` and the change stamp in ``info.json``, and upload:
+   everything but ``inputs/`` and ``logs/``, with the event's ``metadata`` as object metadata.
+
+It prints one timing line per phase and returns a ``StepResult``: the event for the next state
+and the step's statistics (phase durations, the notebook's peak memory, the folder's size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StateTooLarge, StorageError
+from quetzal_deploy.runtime.event import StepEvent, parse_event
+from quetzal_deploy.runtime.info import info_bytes, parse_info, stamped
+from quetzal_deploy.runtime.notebook import (
+    Outcome,
+    child_environment,
+    deep_merge,
+    log_name,
+    parse_returns,
+    run_script,
+    script_for,
+)
+from quetzal_deploy.runtime.storage import EXCLUDED, FolderStorage, S3Storage, Storage
+from quetzal_deploy.runtime.workdir import PRIVATE, check_workdir, empty_folder, size_mb
+
+# Step Functions limits a state's input/output to 256 KiB; the Lambda invoke wrapper around
+# the payload (status, headers, request id) needs about 1 KiB of it.
+MAX_STATE_BYTES = 256 * 1024 - 4 * 1024
+LAMBDA, FARGATE = "Lambda", "Fargate"
+TIMEOUT_ADVICE = {
+    LAMBDA: "raise LAMBDA_TIME_LIMIT (at most 900 s); past 15 minutes, run the step on Fargate "
+            '("Resource": "arn:aws:states:::ecs:runTask.waitForTaskToken" in step-functions.json, '
+            "see the README's Fargate steps)",
+    FARGATE: "raise the step's TimeoutSeconds in step-functions.json",
+}
+
+
+@dataclass
+class StepResult:
+    """The event for the next state, and what the step cost."""
+
+    event: dict
+    durations: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    workdir_mb: float = 0.0
+    downloaded: int = 0
+    uploaded: int = 0
+    log_key: str = ""
+
+
+def safety_margin(time_left_s: float) -> float:
+    """Seconds kept after the notebook is stopped: to upload its log and fail cleanly."""
+    return min(10.0, max(1.0, time_left_s / 20))
+
+
+@contextmanager
+def phase(name: str, durations: dict, echo, detail=lambda: ""):
+    """Time one phase and print its line, whether it succeeds or fails."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        durations[name] = time.monotonic() - started
+        echo(f"[quetzal] {name}: {durations[name]:.2f} s{detail()}")
+
+
+def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path,
+               stop_at: float, log_key: str, echo, extra_env: dict | None = None,
+               platform: str = LAMBDA) -> Outcome:
+    """Run the notebook until ``stop_at`` (``time.monotonic``); upload its log whatever happens."""
+    private = workdir / PRIVATE
+    log_path = private / f"{step.step_name}.log"
+    log_path.touch()
+    try:
+        script = script_for(step.notebook, private)
+        outcome = run_script(
+            script,
+            json.dumps(dict(step.launcher_arg, training_folder=str(workdir))),
+            cwd=step.notebook.parent,
+            env=child_environment(task_root, step.notebook, private, extra_env),
+            log_path=log_path,
+            budget_s=stop_at - time.monotonic(),  # conversion may have taken some
+            echo=echo,
+        )
+        if outcome.timed_out:
+            with log_path.open("a", encoding="utf-8") as log:
+                log.write(f"\n[quetzal] stopped after {outcome.seconds:.1f} s: the {platform} time "
+                          "limit was near.\n")
+        return outcome
+    except NotebookError as ex:
+        log_path.write_text(f"{ex}\n", encoding="utf-8")
+        raise
+    finally:
+        storage.put_text(log_key, log_path.read_text(encoding="utf-8", errors="replace"),
+                         step.metadata)
+
+
+def check_outcome(outcome: Outcome, step: StepEvent, log_key: str, margin_s: float,
+                  platform: str = LAMBDA) -> None:
+    if outcome.timed_out:
+        raise NotebookTimeout(
+            f"{step.notebook_path} was stopped after {outcome.seconds:.1f} s, {margin_s:.0f} s "
+            f"before the {platform} time limit; its log so far is in {log_key}. Make the step "
+            f"faster, split it in two, or {TIMEOUT_ADVICE[platform]}."
+        )
+    if outcome.failed:
+        raise NotebookError(
+            f"{step.notebook_path} {outcome.exit_description()} after {outcome.seconds:.1f} s "
+            f"(full log: {log_key}):\n{outcome.failure_text()}"
+        )
+
+
+def returned_event(event: dict, outcome: Outcome, step: StepEvent) -> dict:
+    """The event merged with the notebook's RETURN: values, within the state size limit."""
+    merged = deep_merge(event, parse_returns(outcome.returns, step.notebook_path))
+    size = len(json.dumps(merged, ensure_ascii=False).encode())
+    if size > MAX_STATE_BYTES:
+        raise StateTooLarge(
+            f"{step.notebook_path} returned an event of {size} bytes; Step Functions passes at "
+            f"most {MAX_STATE_BYTES} between states. Print smaller RETURN: values and write "
+            "large results to files in outputs/."
+        )
+    return merged
+
+
+def set_run_info(info_path: Path, image_tag: str, email: str, echo) -> None:
+    """Record in ``info.json`` the image that produced the outputs, who ran it and when."""
+    raw = info_path.read_bytes() if info_path.is_file() else None
+    info = parse_info(raw)
+    if raw is not None and not info:
+        echo(f"[quetzal] WARNING: {info_path.name} is not a JSON object; rewriting it.")
+    info_path.write_bytes(info_bytes(stamped(info, email, model_tag=image_tag)))
+
+
+def copy_model_inputs(task_root: Path, workdir: Path) -> int:
+    """The model-wide ``inputs/`` (baked in the image) into the step's ``inputs/``; file count."""
+    source = task_root / "inputs"
+    if not source.is_dir():
+        return 0
+    shutil.copytree(source, workdir / "inputs", dirs_exist_ok=True)
+    return sum(1 for path in (workdir / "inputs").rglob("*") if path.is_file())
+
+
+def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_left_s: float,
+             image_tag: str, echo=print, extra_env: dict | None = None,
+             platform: str = LAMBDA) -> StepResult:
+    """Run one pipeline step; see the module docstring for the phases."""
+    deadline = time.monotonic() + time_left_s
+    margin_s = safety_margin(time_left_s)
+    step = parse_event(event, task_root)
+    workdir = check_workdir(workdir, task_root)
+    result = StepResult(event={}, log_key=step.scenario + log_name(step.notebook_path))
+    times = result.durations
+    echo(f"[quetzal] {step.notebook_path} on {step.scenario} (image {image_tag})")
+
+    with phase("clean", times, echo):
+        empty_folder(workdir)
+    with phase("download", times, echo, lambda: f" ({result.downloaded} files)"):
+        result.downloaded = copy_model_inputs(task_root, workdir)
+        result.downloaded += storage.download_prefix(step.scenario, workdir)
+    empty_folder(workdir / PRIVATE)
+    with phase("run", times, echo):
+        outcome = run_logged(step, storage, workdir, task_root, deadline - margin_s,
+                             result.log_key, echo, extra_env, platform)
+    result.peak_memory_mb = outcome.peak_memory_mb
+    result.workdir_mb = size_mb(workdir)
+    check_outcome(outcome, step, result.log_key, margin_s, platform)
+    result.event = returned_event(event, outcome, step)
+
+    set_run_info(workdir / "info.json", image_tag, event.get("metadata", {}).get("user_email", ""), echo)
+    with phase("upload", times, echo, lambda: f" ({result.uploaded} files)"):
+        result.uploaded = storage.upload_tree(workdir, step.scenario,
+                                              exclude=EXCLUDED + (f"{PRIVATE}/",),
+                                              metadata=step.metadata)
+    return result
+
+
+def default_task_root() -> Path:
+    """``LAMBDA_TASK_ROOT`` in the image, else the current folder (a model repo, run locally)."""
+    return Path(os.environ.get("LAMBDA_TASK_ROOT") or Path.cwd())
+
+
+def storage_from_environment() -> Storage:
+    """A mounted folder standing in for the bucket (``QUETZAL_BUCKET_FOLDER``), else the bucket."""
+    folder = os.environ.get("QUETZAL_BUCKET_FOLDER")
+    if folder:
+        return FolderStorage(Path(folder))
+    bucket = os.environ.get("BUCKET_NAME")
+    if not bucket:
+        raise StorageError("BUCKET_NAME is not set: the Lambda's environment must name the "
+                           "scenario bucket (the Terraform module sets it).")
+    return S3Storage(bucket)
+
+
+def handler(event, context):
+    """Lambda entry point: the event of a Step Functions Task; returns the next state's event."""
+    result = run_step(
+        event,
+        storage=storage_from_environment(),
+        workdir=Path(os.environ.get("QUETZAL_WORKDIR") or "/tmp"),  # empty means unset
+        task_root=default_task_root(),
+        time_left_s=context.get_remaining_time_in_millis() / 1000,
+        image_tag=os.environ.get("IMAGE_TAG") or "unknown",
+        echo=lambda line: print(line, flush=True),
+    )
+    return result.event

@@ -1,0 +1,141 @@
+"""Image flows: build, push, update, rollback, test-lambda, shell, requirements."""
+
+import json
+import subprocess
+from pathlib import Path
+
+from invoke import Exit
+
+from quetzal_deploy.aws import Aws
+from quetzal_deploy.images import registry
+from quetzal_deploy.images.build import build_image, check_tag, default_tag, docker_client, resolve_base_image
+from quetzal_deploy.images.requirements import regenerate
+from quetzal_deploy.local.lambda_emulator import (
+    LocalLambda,
+    default_event,
+    lambda_environment,
+    needs_host_network,
+)
+from quetzal_deploy.tasks.common import AWS_HELP, ask, quetzal_task, settings_for
+
+TAG_HELP = "image tag (default: the git commit, plus -dirty-<time> with uncommitted image changes)"
+BASE_HELP = "base image (default: QUETZAL_BASE_IMAGE, else the AWS Lambda Python image)"
+LOCAL_TAG_HELP = "image tag (default: local)"
+
+
+def build_for(settings, tag, base_image, client=None) -> str:
+    """Build with the task's options; returns the image's local name."""
+    check_tag(tag)
+    return build_image(client or docker_client(), settings, tag, resolve_base_image(base_image))
+
+
+@quetzal_task(help={"tag": TAG_HELP, "base_image": BASE_HELP})
+def build(c, tag=None, base_image=None):
+    """Build the model's Lambda image (requirements, handler, notebooks as scripts)."""
+    settings = settings_for()
+    build_for(settings, tag or default_tag(settings.root), base_image)
+
+
+@quetzal_task(help={
+    "tag": TAG_HELP,
+    "initial": "first deployment: the Lambda may not exist yet (then push only)",
+    "base_image": BASE_HELP,
+    **AWS_HELP,
+})
+def push(c, tag=None, initial=False, base_image=None, profile=None, region=None):
+    """Build the image, push it to ECR and point the Lambda at it (QUETZAL_REGISTRY: another registry)."""
+    settings = settings_for(profile, region)
+    registry.push(settings, Aws(settings), tag=tag, initial=initial, base=base_image)
+
+
+@quetzal_task(help={
+    "tag": "the new tag (default: asked, proposing the git commit)",
+    "yes": "do not ask: use --tag or the proposed tag",
+    "base_image": BASE_HELP,
+    **AWS_HELP,
+})
+def update(c, tag=None, yes=False, base_image=None, profile=None, region=None):
+    """Show the deployed tag and the last ones in ECR, then build and push a new tag."""
+    settings = settings_for(profile, region)
+    aws = Aws(settings)
+    deployed = registry.tag_of(registry.lambda_for(settings, aws).image_uri())
+    print(f"Deployed: {deployed or '(no Lambda function yet)'}")
+    recent = registry.ecr_for(settings, aws).recent()
+    print("Last tags in ECR:" if recent else "No image in ECR yet.")
+    for image in recent:
+        when = f"{image.pushed_at:%Y-%m-%d %H:%M}" if image.pushed_at else ""
+        print(f"  {image.tag:40} {when}{'  <- deployed' if image.tag == deployed else ''}")
+    if tag is None:
+        proposed = default_tag(settings.root)
+        if not yes:
+            tag = ask(f"New tag [{proposed}]: ", "pass --tag T, or --yes for the proposed one.")
+        tag = tag or proposed
+    registry.push(settings, aws, tag=check_tag(tag), initial=deployed is None, base=base_image)
+
+
+@quetzal_task(help={"to": "tag to run (default: the tag pushed before the deployed one)", **AWS_HELP})
+def rollback(c, to=None, profile=None, region=None):
+    """Point the Lambda at an earlier tag already in ECR, without rebuilding."""
+    settings = settings_for(profile, region)
+    registry.rollback(settings, Aws(settings), to=to)
+
+
+@quetzal_task(help={
+    "event": "JSON file with the event (default: the base scenario, first step)",
+    "keep": "leave the container running after the invocation",
+    "host_network": "run on the host network (automatic when AWS_ENDPOINT_URL is on this machine)",
+    "port": "local port for the emulator (default 9000; 8080 on the host network)",
+    "tag": LOCAL_TAG_HELP,
+    "base_image": BASE_HELP,
+    **AWS_HELP,
+})
+def test_lambda(c, event=None, keep=False, host_network=False, port=9000, tag="local", base_image=None,
+                profile=None, region=None):
+    """Build the image and run one event through it locally, behind the Lambda emulator."""
+    settings = settings_for(profile, region)
+    payload = read_event(Path(event)) if event else default_event(settings)
+    env = lambda_environment(settings, Aws(settings))
+    if needs_host_network(env) and not host_network:
+        print("AWS_ENDPOINT_URL is on this machine: running on the host network to reach it.")
+        host_network = True
+    client = docker_client()
+    image = build_for(settings, tag, base_image, client)
+    function = LocalLambda(client, image, env, host_network=host_network, port=int(port)).start()
+    try:
+        print(f"Invoking {image} with:\n{json.dumps(payload, indent=2)}")
+        answer = function.invoke(payload, timeout_s=settings.timeout_s + 60)
+        print(f"--- container log ---\n{function.logs().rstrip()}")
+        print(f"--- response ---\n{json.dumps(answer.payload, indent=2)}")
+    finally:
+        if keep:
+            print(f"Container {function.name} keeps running on {function.url}; "
+                  f"stop it with `docker rm -f {function.name}`.")
+        else:
+            function.stop()
+    if answer.failed:
+        raise Exit(f"ERROR: the function failed ({answer.error}): see the response above.", code=1)
+
+
+def read_event(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Exit(f"ERROR: event file {path} not found.", code=1) from None
+    except json.JSONDecodeError as ex:
+        raise Exit(f"ERROR: {path} is not valid JSON (line {ex.lineno}: {ex.msg}).", code=1) from ex
+
+
+@quetzal_task(help={"tag": LOCAL_TAG_HELP, "base_image": BASE_HELP})
+def shell(c, tag="local", base_image=None):
+    """Open an interactive shell in the freshly built image."""
+    image = build_for(settings_for(), tag, base_image)
+    subprocess.run(["docker", "run", "--rm", "-it", "--entrypoint", "/bin/sh", image], check=False)
+
+
+@quetzal_task
+def requirements(c):
+    """Regenerate requirements.txt from this environment with pip-chill (tooling left out)."""
+    settings = settings_for()
+    added, removed = regenerate(settings.root)
+    print(f"Wrote {settings.root / 'requirements.txt'}: "
+          f"added {', '.join(added) or 'nothing'}, removed {', '.join(removed) or 'nothing'}.")

@@ -1,0 +1,62 @@
+"""The package's layout is its architecture: each concern's subpackage imports only the ones the
+README's table lists, and the runtime (shipped in the image) imports nothing else of the package."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from fixtures.bake import SRC
+
+PACKAGE = SRC / "quetzal_deploy"
+SHARED = {"settings", "aws", "errors", "sizing", "doctor"}
+ALLOWED = {  # concern -> the concerns it may import (itself and the package root always)
+    "runtime": set(),
+    "sync": {"runtime", "shared"},
+    "images": {"runtime", "pipeline", "shared"},
+    "pipeline": {"sync", "runtime", "shared"},
+    "infra": {"images", "pipeline", "sync", "access", "shared"},
+    "access": {"shared"},
+    "local": {"pipeline", "sync", "images", "runtime", "shared"},
+    "tasks": {"runtime", "sync", "images", "pipeline", "infra", "access", "local", "shared"},
+    "shared": {"images", "pipeline"},  # doctor checks Docker and the state machine
+}
+
+
+def concern(module: str) -> str:
+    """``quetzal_deploy.sync.s3sync`` -> ``sync``; a top-level module -> ``shared``."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[1] == "__init__":
+        return "root"
+    return "shared" if parts[1] in SHARED else parts[1]
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {name for name in found if name.startswith("quetzal_deploy.")}
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[p.relative_to(PACKAGE).as_posix() for p in MODULES])
+def test_a_module_imports_only_the_concerns_it_may(path):
+    module = ".".join(("quetzal_deploy", *path.relative_to(PACKAGE).with_suffix("").parts))
+    mine = concern(module)
+    if mine == "root":
+        assert not imports(path), "the package's __init__ imports nothing (the image ships it)"
+        return
+    wrong = {name for name in imports(path) if concern(name) not in ALLOWED[mine] | {mine, "root"}}
+    assert not wrong, f"{module} ({mine}) imports {sorted(wrong)}"
+
+
+def test_every_concern_of_the_readme_is_a_subpackage():
+    for name in ALLOWED.keys() - {"shared"}:
+        assert (PACKAGE / name / "__init__.py").is_file(), name
+    assert {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"} <= SHARED
