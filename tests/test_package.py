@@ -1,0 +1,70 @@
+"""quetzal-deploy as a built wheel: it carries the tooling, the runtime, the template and the
+Terraform module, and a model baked from the wheel alone (no checkout) works with it."""
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import quetzal_deploy
+from fixtures.bake import TEMPLATE
+
+SHIPPED_TEMPLATE = ("cookiecutter.json", "local_extensions.py", "hooks", "terraform",
+                    "{{cookiecutter.model_name}}")
+
+
+def tracked(*paths: str) -> set[str]:
+    listing = subprocess.run(["git", "ls-files", "--", *paths], cwd=TEMPLATE, check=True,
+                             capture_output=True, text=True).stdout
+    return set(listing.split())
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel pip builds from this checkout (hatchling, offline: no build isolation)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(out), str(TEMPLATE)], check=True, capture_output=True, text=True)
+    (built,) = out.glob("quetzal_deploy-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def unpacked(wheel, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("site")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(root)
+    return root
+
+
+def test_the_wheel_is_named_after_the_package_version(wheel):
+    assert wheel.name.startswith(f"quetzal_deploy-{quetzal_deploy.__version__}-py3-none-any")
+
+
+def test_the_wheel_carries_the_package_and_the_whole_template(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    package = {f"quetzal_deploy/{p.removeprefix('src/quetzal_deploy/')}" for p in tracked("src")}
+    template = {f"quetzal_deploy/template/{p}" for p in tracked(*SHIPPED_TEMPLATE)}
+    assert package <= names and template <= names, sorted((package | template) - names)
+    assert not [n for n in names if "__pycache__" in n or n.startswith(("tests/", "benchmarks/"))]
+
+
+def test_a_model_baked_from_the_wheel_alone_works(unpacked, tmp_path):
+    """Bake with the wheel's own template (as ``quetzal-deploy`` installed from an index would),
+    then list the baked repo's tasks with only the wheel's package importable."""
+    env = {**os.environ, "PYTHONPATH": str(unpacked)}
+    template = unpacked / "quetzal_deploy" / "template"
+    subprocess.run([sys.executable, "-m", "cookiecutter", str(template), "--no-input", "-o", str(tmp_path)],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    repo = tmp_path / "quetzal-test"
+    assert f"quetzal-deploy=={quetzal_deploy.__version__}" in (repo / "requirements-dev.txt").read_text()
+    assert (repo / "infra" / "modules" / "quetzal-model" / "main.tf").is_file()
+    where = subprocess.run([sys.executable, "-c", "import quetzal_deploy; print(quetzal_deploy.__file__)"],
+                           cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+    assert where.startswith(str(unpacked))
+    tasks = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=repo, env=env,
+                           check=True, capture_output=True, text=True).stdout
+    assert {"upload-scenarios", "update-steps", "run", "push", "doctor"} <= set(tasks.split())
