@@ -174,6 +174,18 @@ def test_display_magics_are_dropped_and_the_script_runs(tmp_path):
     assert done.stdout.splitlines() == ["after the magics", "timed cell"]
 
 
+def test_display_prints_in_the_script_and_an_import_of_it_still_wins(tmp_path):
+    """Notebooks call Jupyter's ``display()`` builtin; a script has no such name."""
+    shown = write_notebook(tmp_path / "notebooks" / "shown.ipynb", "display({'trips': 3}, 'ok')")
+    done = subprocess.run([sys.executable, "-c", script_source(shown)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "{'trips': 3} ok\n"
+    imported = write_notebook(tmp_path / "notebooks" / "imported.ipynb",
+                              "from pprint import pprint as display\ndisplay('kept')")
+    done = subprocess.run([sys.executable, "-c", script_source(imported)], capture_output=True, text=True)
+    assert done.stdout == "'kept'\n", done.stderr
+
+
 def test_shell_escapes_and_other_magics_are_refused_with_cell_and_fix(tmp_path):
     write_notebook(tmp_path / "notebooks" / "g" / "shell.ipynb",
                    "import os\n!pip install geopandas", "%run ../common.ipynb",

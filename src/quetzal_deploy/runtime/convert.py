@@ -2,7 +2,7 @@
 
 ``python -m quetzal_deploy.runtime.convert notebooks`` writes ``<step>.py`` next to every
 ``<step>.ipynb`` under ``notebooks/``, at any depth (``.ipynb_checkpoints`` skipped). Code cells
-are kept in order; markdown and raw cells are left out.
+are kept in order; markdown and raw cells are left out; ``display(...)`` prints.
 
 IPython syntax cannot run in a script. Display-only magics are dropped (``HARMLESS``); any other
 magic or shell escape (``!pip``, ``%run``, ``%%bash``, ``%cd``...) stops the conversion with the
@@ -25,6 +25,8 @@ HARMLESS = (
     "%matplotlib", "%config", "%autoreload", "%aimport", "%load_ext autoreload",
     "%reload_ext autoreload", "%%time",
 )
+# Jupyter's ``display()`` is a builtin there; in a script it prints (an import of it still wins).
+DISPLAY = "display = print  # Jupyter's display() builtin, printed in a script"
 # A magic or shell escape starting a line, possibly assigned: `%x`, `%%x`, `!x`, `y = !x`.
 IPYTHON_LINE = re.compile(r"^(?P<indent>\s*)(?P<assign>[A-Za-z_][\w.]*\s*=\s*)?(?P<magic>(?:%%?|!)\S.*)$")
 FIXES = (
@@ -83,7 +85,7 @@ def script_source(notebook: Path, shown: str | None = None) -> str:
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as ex:
         raise NotebookError(f"{shown} could not be converted to a script ({type(ex).__name__}: "
                             f"{ex}). Open it in Jupyter, fix it and save it.") from ex
-    parts = [f"# Converted from {Path(notebook).name} by quetzal_deploy.runtime.convert.\n"]
+    parts = [f"# Converted from {Path(notebook).name} by quetzal_deploy.runtime.convert.\n{DISPLAY}\n"]
     problems = []
     for index, cell in enumerate(cells, start=1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
