@@ -127,13 +127,13 @@ def toy_image(docker_engine, lambda_base_image, tmp_path_factory):
 
 @pytest.mark.docker
 def test_local_lambda_reports_like_lambda(docker_engine, toy_image):
-    """Port mapping 9000-style (bridge), Lambda's error shape, timeout and deadline."""
+    """Port mapping (bridge), Lambda's error shape, timeout and deadline."""
     from quetzal_deploy.local.lambda_emulator import LocalLambda
 
     # The timeout counts each cold start (a runtime process per timeout or exit): 10 s holds on a
     # loaded 2-core machine, where 3 s did not.
     env = {"AWS_LAMBDA_FUNCTION_TIMEOUT": "10", "AWS_REGION": "ca-central-1"}
-    with LocalLambda(docker_engine, toy_image, env, port=free_port()) as function:
+    with LocalLambda(docker_engine, toy_image, env) as function:
         ok = function.invoke({"x": 1})
         assert not ok.failed and ok.payload["echo"] == {"x": 1}
         assert 0 < ok.payload["remaining_ms"] <= 10_000
@@ -160,12 +160,24 @@ def test_local_lambda_reports_like_lambda(docker_engine, toy_image):
 
 
 @pytest.mark.docker
+def test_two_local_lambdas_at_once_get_their_own_ports(docker_engine, toy_image):
+    """With no port given, Docker picks a free one: a kept container never blocks the next."""
+    from quetzal_deploy.local.lambda_emulator import LocalLambda
+
+    with (LocalLambda(docker_engine, toy_image, {}) as first,
+          LocalLambda(docker_engine, toy_image, {}) as second):
+        assert first.port != second.port and 0 not in (first.port, second.port)
+        assert first.invoke({"n": 1}).payload["echo"] == {"n": 1}
+        assert second.invoke({"n": 2}).payload["echo"] == {"n": 2}
+
+
+@pytest.mark.docker
 def test_local_lambda_container_that_never_serves(docker_engine, lambda_base_image):
     """An image whose CMD is not a handler module: the emulator exits, the error shows its log."""
     from quetzal_deploy.images.build import DockerError
     from quetzal_deploy.local.lambda_emulator import LocalLambda
 
-    function = LocalLambda(docker_engine, lambda_base_image, {}, port=free_port())
+    function = LocalLambda(docker_engine, lambda_base_image, {}, port=free_port())  # a chosen port
     with pytest.raises(DockerError, match="did not start serving") as raised:
         function.start(ready_within_s=20)
     function.stop()

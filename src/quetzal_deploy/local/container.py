@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,12 +30,6 @@ MOUNT = "/bucket"
 OUTBOX = "/quetzal-outbox"
 ENTRY_POINT = ["python", "-m", "quetzal_deploy.runtime.cli"]  # the Terraform task definition's too
 STOP_GRACE_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ContainerTasks:
@@ -55,7 +48,7 @@ class ContainerTasks:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(settings.memory_mb),
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(settings.timeout_s),
         }
-        self.function = LocalLambda(client, image, env, port=free_port(),
+        self.function = LocalLambda(client, image, env,
                                     volumes={str(bucket.resolve()): {"bind": MOUNT, "mode": "rw"}})
         self.printed = 0
 

@@ -96,11 +96,11 @@ class LocalLambda:
     """One container of ``image`` serving Lambda invocations on this machine."""
 
     def __init__(self, client, image: str, env: dict[str, str], host_network: bool = False,
-                 port: int = 9000, name: str | None = None, volumes: dict | None = None):
+                 port: int = 0, name: str | None = None, volumes: dict | None = None):
         self.client, self.image, self.env = client, image, env
         self.volumes = volumes or {}  # docker SDK form: {host_path: {"bind": path, "mode": "rw"}}
         self.host_network = host_network
-        self.port = EMULATOR_PORT if host_network else port
+        self.port = EMULATOR_PORT if host_network else port  # 0: a free one, chosen by Docker
         self.name = name or f"quetzal-lambda-{secrets.token_hex(4)}"
         self.container = None
 
@@ -116,7 +116,7 @@ class LocalLambda:
                               "Lambda emulator needs it. Stop what listens there (a container from "
                               "`--keep`? see `docker ps`), then retry.")
         network = {"network_mode": "host"} if self.host_network else {
-            "ports": {f"{EMULATOR_PORT}/tcp": ("127.0.0.1", self.port)}}
+            "ports": {f"{EMULATOR_PORT}/tcp": ("127.0.0.1", self.port or None)}}
         try:
             self.container = self.client.containers.run(
                 self.image, detach=True, name=self.name, environment=self.env, volumes=self.volumes,
@@ -126,6 +126,9 @@ class LocalLambda:
                 f"Could not start {self.image}: {ex}. If the port is taken, stop what uses "
                 f"port {self.port} (`docker ps`), or run with another one."
             ) from ex
+        if not self.port:
+            self.container.reload()
+            self.port = int(self.container.ports[f"{EMULATOR_PORT}/tcp"][0]["HostPort"])
         self.wait_ready(ready_within_s)
         return self
 

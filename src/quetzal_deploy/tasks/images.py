@@ -84,12 +84,12 @@ def rollback(c, to=None, profile=None, region=None):
     "event": "JSON file with the event (default: the base scenario, first step)",
     "keep": "leave the container running after the invocation",
     "host_network": "run on the host network (automatic when AWS_ENDPOINT_URL is on this machine)",
-    "port": "local port for the emulator (default 9000; 8080 on the host network)",
+    "port": "local port for the emulator (default: a free one; 8080 on the host network)",
     "tag": LOCAL_TAG_HELP,
     "base_image": BASE_HELP,
     **AWS_HELP,
 })
-def test_lambda(c, event=None, keep=False, host_network=False, port=9000, tag="local", base_image=None,
+def test_lambda(c, event=None, keep=False, host_network=False, port=0, tag="local", base_image=None,
                 profile=None, region=None):
     """Build the image and run one event through it locally, behind the Lambda emulator."""
     settings = settings_for(profile, region)
