@@ -276,6 +276,24 @@ def test_a_fargate_step_over_its_own_time_limit_fails_with_its_message(baked_rep
     assert "before the Fargate time limit" in done.stdout and "TimeoutSeconds" in done.stdout
 
 
+def test_a_state_too_big_for_ecs_overrides_fails_the_fargate_step_as_ecs_would(baked_repo, tmp_path):
+    """The event reaches a Fargate step in RunTask's overrides, which ECS caps at 8,192 characters
+    (Lambda's 256 KiB does not apply): a bigger state fails there, catchable, with the fix."""
+    write_notebook(baked_repo, "grow", 'print("RETURN:", json.dumps({"launcher_arg": {"params": '
+                                       '{"zones": ["z%05d" % i for i in range(1500)]}}}))\n')
+    write_notebook(baked_repo, "assign", 'print("never runs")\n')
+    write_definition(baked_repo, {
+        "grow": lambda_task(step_payload("grow"), Next="assign"),
+        "assign": fargate_task(step_payload("assign"), TimeoutSeconds=600, End=True),
+    }, "grow")
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ECS.InvalidParameterException" in done.stdout and "at most 8,192" in done.stdout
+    assert "never runs" not in done.stdout
+
+
 @pytest.mark.docker
 @pytest.mark.slow
 @pytest.mark.xdist_group("docker")

@@ -33,6 +33,7 @@ from quetzal_deploy.pipeline.definition import ECS_RUN_TASK, LAMBDA_INVOKE
 
 STATE_LIMIT_BYTES = 256 * 1024
 HISTORY_LIMIT = 25_000  # events in one execution's history, a Step Functions quota
+ECS_OVERRIDES_LIMIT = 8192  # characters of a RunTask's overrides JSON, an ECS quota
 LOCAL_RETRIES = 10
 YEAR_S = 365 * 24 * 3600
 # History events per state entered (StateEntered/Exited), per Task attempt (TaskScheduled,
@@ -328,11 +329,34 @@ def fargate_call(name: str, label: str, parameters: Any, state: Mapping[str, Any
     try:
         overrides = parameters["Overrides"]["ContainerOverrides"][0]
         environment = {item["Name"]: item["Value"] for item in overrides.get("Environment", [])}
-        return TaskCall(state=name, label=label, function=parameters["TaskDefinition"],
+        call = TaskCall(state=name, label=label, function=parameters["TaskDefinition"],
                         payload=environment, timeout_s=state.get("TimeoutSeconds"), platform="Fargate")
     except (KeyError, IndexError, TypeError) as ex:
         raise runtime_error(f"Task '{name}': {ECS_RUN_TASK} needs TaskDefinition and "
                             f"Overrides.ContainerOverrides[0].Environment ({ex!r} missing)") from ex
+    check_overrides_size(name, parameters["Overrides"])
+    return call
+
+
+def check_overrides_size(name: str, overrides: Any) -> None:
+    """ECS refuses a RunTask whose overrides exceed 8,192 characters of JSON, so a Fargate step
+    whose event grew too big fails there: fail the same way here, with the fix."""
+    size = len(json.dumps(ecs_form(overrides), separators=(",", ":")))
+    if size > ECS_OVERRIDES_LIMIT:
+        raise StatesError("ECS.InvalidParameterException", (
+            f"Task '{name}': the container overrides are {size:,} characters of JSON; ECS RunTask "
+            f"accepts at most {ECS_OVERRIDES_LIMIT:,}. The step's event goes to the container in "
+            "them: keep it small (pass big values as files in the scenario, which the step reads "
+            "from S3, and keep only their names in the state)."))
+
+
+def ecs_form(value: Any) -> Any:
+    """Step Functions' ``Overrides`` as ECS receives them (camelCase keys: ``containerOverrides``)."""
+    if isinstance(value, dict):
+        return {key[:1].lower() + key[1:]: ecs_form(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [ecs_form(item) for item in value]
+    return value
 
 
 def first_match(handlers: list, error: str) -> int | None:
