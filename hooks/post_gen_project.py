@@ -4,6 +4,7 @@ Runs inside the new project folder. It makes no network call.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,14 @@ LOCAL_STATE = {{ cookiecutter.terraform_state_bucket | tojson }} == "local"
 AWS_REGION = {{ cookiecutter.aws_region | tojson }}
 FRONT_END_REGION = {{ cookiecutter.front_end_region | tojson }}
 TEMPLATE_DIR = Path({{ cookiecutter._repo_dir | absolute_path | tojson }})
+# The answers (every prompt; keys starting with "_" are cookiecutter's own) and the version
+# this repo is baked from, kept in the repo so `invoke upgrade` can render the template again.
+CONTEXT = json.loads({{ cookiecutter | tojson | tojson }})
+TEMPLATE_VERSION = {{ quetzal_deploy_version | tojson }}
+TEMPLATE_RECORD = ".quetzal-template.json"
+TEMPLATE_BRANCH = "quetzal-template"
+# Set by `invoke upgrade`, which renders the template into a folder of its own: no git there.
+RENDER_ONLY = os.environ.get("QUETZAL_TEMPLATE_RENDER_ONLY") == "1"
 
 NOTEBOOK_TEMPLATE = Path("notebooks", "_step.ipynb")
 LAMBDA_RETRY = [
@@ -140,6 +149,13 @@ def remove_backend_config():
         Path("infra", "backend.hcl").unlink()
 
 
+def write_template_record():
+    """What `invoke upgrade` needs to render this same bake again: the version and the answers."""
+    answers = {key: value for key, value in CONTEXT.items() if not key.startswith("_")}
+    record = {"template": "quetzal-template", "version": TEMPLATE_VERSION, "answers": answers}
+    Path(TEMPLATE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
 def git(*args):
     identity = ["-c", "user.name=quetzal-template", "-c", "user.email=quetzal-template@localhost"]
     configured = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True)
@@ -158,7 +174,9 @@ def init_git():
     try:
         git("init", "--quiet", "--initial-branch=main")
         git("add", "--all")
-        git("commit", "--quiet", "--no-verify", "-m", f"Create {MODEL_NAME} from quetzal-template")
+        git("commit", "--quiet", "--no-verify", "-m",
+            f"Create {MODEL_NAME} from quetzal-template {TEMPLATE_VERSION}")
+        git("branch", TEMPLATE_BRANCH)  # the pristine bake, which `invoke upgrade` builds on
     except subprocess.CalledProcessError as ex:
         print(f"ERROR: git failed: {ex.stderr.strip() or ex}", file=sys.stderr)
         sys.exit(1)
@@ -189,6 +207,9 @@ def main():
     write_state_machine()
     copy_terraform_module()
     remove_backend_config()
+    write_template_record()
+    if RENDER_ONLY:
+        return
     init_git()
     print_next_steps()
 

@@ -15,10 +15,14 @@ import pytest
 import quetzal_deploy
 from fixtures.bake import TEMPLATE, bake
 from fixtures.parts import require_executable
+from fixtures.tasks import run_task
 
 TEMPLATE_PROJECT = TEMPLATE / "{{cookiecutter.model_name}}"
 MODULE = TEMPLATE / "terraform"
 DEFAULT_STEPS = "preparation,assignment"
+DEFAULT_ANSWERS = {key: value[0] if isinstance(value, list) else value for key, value
+                   in json.loads((TEMPLATE / "cookiecutter.json").read_text()).items()
+                   if not key.startswith("_")}
 INPUT_FOLDERS = {"has_pt_network": "pt", "has_road_network": "road", "has_od": "od"}
 KNOWN_PLACEHOLDERS = {"region", "account_id", "function_name", "auth_function_name", "model_name"}
 
@@ -121,7 +125,7 @@ def expected_files(model: str, answers: dict) -> set[str]:
     if answers.get("terraform_state_bucket") == "local":
         files.discard("infra/backend.hcl")
     steps = [s.strip() for s in answers.get("steps", DEFAULT_STEPS).split(",")]
-    files |= {f"notebooks/{s}.ipynb" for s in steps} | {"step-functions.json"}
+    files |= {f"notebooks/{s}.ipynb" for s in steps} | {"step-functions.json", ".quetzal-template.json"}
     for key, folder in INPUT_FOLDERS.items():
         if str(answers.get(key, "yes")).lower() in {"no", "false"}:
             files = {f for f in files if not f.startswith(f"scenarios/base/inputs/{folder}/")}
@@ -160,6 +164,22 @@ def test_bake_is_a_clean_git_repo_with_one_commit(supported_bake):
     repo, _ = supported_bake
     assert len(git(repo, "log", "--format=%H").split()) == 1
     assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "rev-parse", "quetzal-template") == git(repo, "rev-parse", "HEAD")  # `invoke upgrade`
+
+
+def test_bake_records_its_answers_and_template_version(supported_bake):
+    repo, answers = supported_bake
+    record = json.loads((repo / ".quetzal-template.json").read_text(encoding="utf-8"))
+    assert record["version"] == quetzal_deploy.__version__
+    assert record["answers"] == {**DEFAULT_ANSWERS, **answers}
+
+
+def test_upgrade_to_the_same_version_finds_nothing_to_change(supported_bake, tmp_path):
+    """Rendering the template on the recorded answers gives back the bake, file for file."""
+    repo = Path(shutil.copytree(supported_bake[0], tmp_path / "repo", symlinks=True))
+    done = run_task(repo, "upgrade", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Up to date" in done.stdout and git(repo, "status", "--porcelain") == ""
 
 
 def copied_verbatim(repo: Path, path: Path) -> bool:

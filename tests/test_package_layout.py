@@ -18,7 +18,8 @@ ALLOWED = {  # concern -> the concerns it may import (itself and the package roo
     "infra": {"images", "pipeline", "sync", "access", "shared"},
     "access": {"shared"},
     "local": {"pipeline", "sync", "images", "runtime", "shared"},
-    "tasks": {"runtime", "sync", "images", "pipeline", "infra", "access", "local", "shared"},
+    "upgrade": {"shared"},
+    "tasks": {"runtime", "sync", "images", "pipeline", "infra", "access", "local", "upgrade", "shared"},
     "shared": {"images", "pipeline"},  # doctor checks Docker and the state machine
 }
 

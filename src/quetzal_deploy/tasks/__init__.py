@@ -4,9 +4,9 @@ available at the top level."""
 
 from invoke import Collection
 
-from quetzal_deploy.tasks import access, config, images, infra, observe, pipeline, run, scenarios
+from quetzal_deploy.tasks import access, config, images, infra, observe, pipeline, run, scenarios, upgrade
 
 ns = Collection()
-for module in (config, infra, images, scenarios, pipeline, run, observe, access):
+for module in (config, infra, images, scenarios, pipeline, run, observe, access, upgrade):
     for task in Collection.from_module(module).tasks.values():
         ns.add_task(task)

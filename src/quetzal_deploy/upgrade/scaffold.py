@@ -1,0 +1,149 @@
+"""``invoke upgrade``: the template's changes between the version a repo was baked from and the
+installed one, merged into the repo by git.
+
+The ``quetzal-template`` branch holds the pristine scaffolding: the bake's first commit, then one
+commit per upgrade with the installed template rendered on the repo's recorded answers. Merging
+that branch is git's three-way merge: the model's own edits stay, the template's changes come
+in, and lines both changed become conflicts for the user to resolve.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import quetzal_deploy
+from quetzal_deploy.upgrade.template import (
+    UpgradeError,
+    installed_version,
+    read_record,
+    render,
+)
+
+BRANCH = "quetzal-template"
+IDENTITY = ["-c", "user.name=quetzal-template", "-c", "user.email=quetzal-template@localhost"]
+Out = Callable[[str], None]
+
+
+def git(root: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``git *args`` in ``root`` (with a fallback identity when none is configured)."""
+    identity = [] if configured(root) else IDENTITY
+    done = subprocess.run(["git", *identity, *args], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    if check and done.returncode != 0:
+        raise UpgradeError(f"git {' '.join(args)} failed: {(done.stderr or done.stdout).strip()}")
+    return done
+
+
+def configured(root: Path) -> bool:
+    found = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True)
+    return bool(found.stdout.strip())
+
+
+def repo_root(start: Path) -> Path:
+    """The git repository around ``start``, which must hold the template record at its top."""
+    found = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True)
+    if found.returncode != 0:
+        raise UpgradeError(f"{start} is not in a git repository: `invoke upgrade` merges the template's "
+                           "changes with git (run it in the model repo).")
+    return Path(found.stdout.strip())
+
+
+def template_tip(root: Path) -> str:
+    """The commit of the ``quetzal-template`` branch; a clear fix when the clone lacks it."""
+    found = git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{BRANCH}^{{commit}}", check=False)
+    if found.returncode != 0:
+        raise UpgradeError(
+            f"This clone has no '{BRANCH}' branch (the pristine scaffolding upgrades build on). Fetch it: "
+            f"`git fetch origin {BRANCH}:{BRANCH}`, and push it with the repo (`git push origin {BRANCH}`).")
+    return found.stdout.strip()
+
+
+def require_clean(root: Path) -> None:
+    changed = git(root, "status", "--porcelain", "--untracked-files=no").stdout
+    if changed.strip():
+        raise UpgradeError("Commit or stash your changes first: an upgrade merges into a clean tree, so "
+                           f"nothing of yours is mixed with the template's changes.\n{changed.rstrip()}")
+    if (root / ".git" / "MERGE_HEAD").exists():
+        raise UpgradeError("A merge is in progress: finish it (`git commit`) or `git merge --abort` first.")
+
+
+def commit_render(root: Path, project: Path, parent: str, message: str) -> str:
+    """A commit of the rendered ``project`` on ``parent`` (temporary index, the repo's work tree
+    untouched); ``parent`` itself when the template renders the same files."""
+    git_dir = git(root, "rev-parse", "--absolute-git-dir").stdout.strip()
+    with tempfile.TemporaryDirectory() as scratch:
+        index = str(Path(scratch, "index"))
+        env = {"GIT_DIR": git_dir, "GIT_WORK_TREE": str(project), "GIT_INDEX_FILE": index}
+        git(project, "add", "--all", env=env)
+        tree = git(project, "write-tree", env=env).stdout.strip()
+    if tree == git(root, "rev-parse", f"{parent}^{{tree}}").stdout.strip():
+        return parent
+    return git(root, "commit-tree", tree, "-p", parent, "-m", message).stdout.strip()
+
+
+def merged(root: Path, commit: str) -> bool:
+    return git(root, "merge-base", "--is-ancestor", commit, "HEAD", check=False).returncode == 0
+
+
+def check(root: Path, echo: Out = print) -> bool:
+    """True when the repo's scaffolding is at the installed version (or newer); says which."""
+    recorded, installed = read_record(root).version, installed_version()
+    if recorded < installed:
+        echo(f"BEHIND: scaffolding from quetzal-template {recorded}, installed quetzal-deploy {installed}: "
+             "run `invoke upgrade`.")
+        return False
+    note = f" (newer than the installed {installed}: `pip install -r requirements-dev.txt`)" \
+        if recorded > installed else ""
+    echo(f"OK: scaffolding at quetzal-template {recorded}{note}.")
+    return True
+
+
+def upgrade(root: Path, confirm: Callable[[str], bool], echo: Out = print) -> bool:
+    """Render, show the template's diff, merge on ``confirm``; False when the user declined.
+
+    Conflicts leave the merge in progress for the user and raise UpgradeError listing the files.
+    """
+    require_clean(root)
+    record, tip = read_record(root), template_tip(root)
+    version = quetzal_deploy.__version__
+    with tempfile.TemporaryDirectory() as scratch:
+        project = render(record.answers, Path(scratch))
+        new_tip = commit_render(root, project, tip, f"quetzal-template {version}, rendered by invoke upgrade")
+    if merged(root, new_tip):
+        echo(f"Up to date: the template {version} renders the scaffolding this repo already has.")
+        return True
+    base = git(root, "merge-base", "HEAD", new_tip).stdout.strip()
+    echo(f"Template changes from {record.version} to {version}:")
+    echo(git(root, "diff", "--stat", base, new_tip).stdout.rstrip())
+    echo(git(root, "diff", base, new_tip).stdout.rstrip())
+    if not confirm(f"Merge these template changes ({BRANCH} -> {current_branch(root)})?"):
+        echo("Nothing changed.")
+        return False
+    if new_tip != tip:
+        git(root, "update-ref", f"refs/heads/{BRANCH}", new_tip, tip)
+    merge(root, version)
+    echo(f"Upgraded to quetzal-template {version}: review with `git show --stat HEAD`.")
+    return True
+
+
+def current_branch(root: Path) -> str:
+    return git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+
+
+def merge(root: Path, version: str) -> None:
+    message = f"Upgrade the scaffolding to quetzal-template {version}"
+    done = git(root, "merge", "--no-ff", "--no-edit", "-m", message, BRANCH, check=False)
+    if done.returncode == 0:
+        return
+    conflicted = git(root, "diff", "--name-only", "--diff-filter=U").stdout.split()
+    if not conflicted:
+        raise UpgradeError(f"git merge {BRANCH} failed: {(done.stderr or done.stdout).strip()}")
+    listing = "\n".join(f"  {name}" for name in conflicted)
+    raise UpgradeError(
+        f"The template and this repo changed the same lines in:\n{listing}\nNothing was overwritten: "
+        "the merge is left in progress. Resolve the <<<<<<< markers, `git add` the files and "
+        f"`git commit`; or `git merge --abort` to go back (the {BRANCH} branch keeps the new template).")
