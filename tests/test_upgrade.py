@@ -5,17 +5,24 @@ test edits (a new version, a handler fix in the runtime, a Dockerfile and a .env
 the baked repo's invoke with N+1's ``src`` first on PYTHONPATH is "N+1 installed".
 """
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
 
+import quetzal_deploy
 from fixtures.bake import TEMPLATE
 from fixtures.tasks import run_task
+from quetzal_deploy.images.build import VERSION_LABEL
+
+MODEL = "quetzal-test"
 
 IGNORED = shutil.ignore_patterns(".git", "build", "__pycache__", ".pytest_cache", ".ruff_cache", ".terraform",
                                  ".hypothesis", ".benchmarks", "*.tfstate*")
@@ -186,3 +193,91 @@ def test_a_clone_without_the_template_branch_gets_the_command_that_fixes_it(repo
 def test_check_is_ok_at_the_installed_version(repo, versions):
     done = run_task(repo, "upgrade", "--check", env={"PYTHONPATH": str(versions["n"] / "src")})
     assert done.returncode == 0 and done.stdout == "OK: scaffolding at quetzal-template 1.0.0.\n"
+
+
+def runtime_line(done) -> str:
+    """The doctor report's line about the deployed image's runtime, its spaces collapsed."""
+    return " ".join(next(line for line in done.stdout.splitlines() if "image runtime" in line).split())
+
+
+def deploy_function(boto, image_uri: str) -> None:
+    role = boto.client("iam").create_role(RoleName=f"{MODEL}-lambda", AssumeRolePolicyDocument="{}")
+    boto.client("lambda").create_function(FunctionName=MODEL, PackageType="Image", Role=role["Role"]["Arn"],
+                                          Code={"ImageUri": image_uri})
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group("docker")
+def test_the_image_built_after_an_upgrade_carries_the_new_runtime(
+        repo, versions, installed, boto, docker_engine, lambda_base_image, registry):
+    """Deployed at N, upgraded to N+1: doctor warns; pushed again: the image says N+1 and doctor agrees."""
+    run = uuid.uuid4().hex[:10]  # tags of their own: other test runs share the engine and the registry
+    old = {"PYTHONPATH": str(versions["n"] / "src"), "QUETZAL_BASE_IMAGE": lambda_base_image,
+           "QUETZAL_REGISTRY": registry}
+    new = {**old, **installed}
+    repository = boto.client("ecr").create_repository(repositoryName=MODEL)["repository"]["repositoryUri"]
+    first = run_task(repo, "push", "--initial", "--tag", f"n-{run}", env=old, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    deploy_function(boto, f"{repository}:n-{run}")
+    assert run_task(repo, "upgrade", "--yes", env=new).returncode == 0
+
+    behind = runtime_line(run_task(repo, "doctor", env=new))
+    pushed = run_task(repo, "push", "--tag", f"n1-{run}", env=new, timeout=900)
+    assert pushed.returncode == 0, pushed.stdout[-3000:] + pushed.stderr[-3000:]
+    current = runtime_line(run_task(repo, "doctor", env=new))
+
+    assert behind.startswith("!") and "quetzal-deploy 1.0.0, older than the installed 1.1.0" in behind, behind
+    image = docker_engine.images.get(f"{MODEL}:n1-{run}")
+    assert image.labels[VERSION_LABEL] == "1.1.0"
+    assert "QUETZAL_UPGRADED=yes" in image.attrs["Config"]["Env"]  # the template's Dockerfile change
+    shipped = docker_engine.containers.run(image.id, entrypoint=["cat"], remove=True, command=[
+        "/var/task/info.json", "/var/task/quetzal_deploy/runtime/handler.py"]).decode()
+    assert '{"quetzal_deploy_version": "1.1.0"}' in shipped and HANDLER_FIX.strip() in shipped
+    assert current.startswith("✓") and f"image n1-{run}: quetzal-deploy 1.1.0" in current, current
+
+
+def put_image(registry: str, repo: str, tag: str, labels: dict) -> None:
+    """An image with no layers and these labels, put in the registry through its HTTP API."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": labels},
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
+    base = f"http://{registry}/v2/{repo}"
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/blobs/uploads/", method="POST")) as started:
+        location = started.headers["Location"]
+    upload = f"{location}{'&' if '?' in location else '?'}digest={digest}"
+    blob = urllib.request.Request(upload, data=config, method="PUT",
+                                  headers={"Content-Type": "application/octet-stream"})
+    urllib.request.urlopen(blob).close()
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config),
+                           "digest": digest}, "layers": []}
+    request = urllib.request.Request(f"{base}/manifests/{tag}", data=json.dumps(manifest).encode(),
+                                     method="PUT", headers={"Content-Type": manifest["mediaType"]})
+    urllib.request.urlopen(request).close()
+
+
+@pytest.mark.parametrize(("labels", "expected"), [
+    ({VERSION_LABEL: "0.9.0"}, f"! image runtime image {{tag}} runs the handler of quetzal-deploy 0.9.0, "
+                               f"older than the installed {quetzal_deploy.__version__}"),
+    ({}, "! image runtime image {tag} runs the handler of quetzal-deploy (unrecorded)"),
+    ({VERSION_LABEL: quetzal_deploy.__version__}, f"✓ image runtime image {{tag}}: quetzal-deploy "
+                                                  f"{quetzal_deploy.__version__}"),
+])
+def test_doctor_reads_the_deployed_image_version_from_the_registry(baked_repo, boto, registry, labels,
+                                                                   expected):
+    tag = f"doctor-{uuid.uuid4().hex[:10]}"
+    put_image(registry, MODEL, tag, labels)
+    repository = boto.client("ecr").create_repository(repositoryName=MODEL)["repository"]["repositoryUri"]
+    deploy_function(boto, f"{repository}:{tag}")
+
+    done = run_task(baked_repo, "doctor", env={"QUETZAL_REGISTRY": registry})
+
+    assert runtime_line(done).startswith(expected.format(tag=tag)), done.stdout
+
+
+def test_doctor_says_why_it_cannot_read_the_image_version(baked_repo, boto):
+    repository = boto.client("ecr").create_repository(repositoryName=MODEL)["repository"]["repositoryUri"]
+    deploy_function(boto, f"{repository}:anything")
+    done = run_task(baked_repo, "doctor")  # an emulator, and no QUETZAL_REGISTRY holding the layers
+    assert runtime_line(done).startswith("! image runtime could not read the deployed image's version: an "
+                                         "emulated ECR keeps no layers: set QUETZAL_REGISTRY"), done.stdout

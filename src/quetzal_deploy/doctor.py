@@ -11,7 +11,9 @@ import docker
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from docker.errors import DockerException
+from packaging.version import InvalidVersion, Version
 
+import quetzal_deploy
 from quetzal_deploy.aws import Aws, explain
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.pipeline.stepfunctions import state_machine
@@ -108,6 +110,35 @@ def architecture_check(settings: Settings, aws: Aws) -> list[Check]:
     return [passed("architecture", f"{runs_on}, like image {ref}")]
 
 
+def runtime_check(settings: Settings, aws: Aws) -> Check:
+    """Warns when the deployed image's handler is older than the installed quetzal-deploy's
+    (the image's version label, read from the registry holding it)."""
+    from quetzal_deploy.images.registry import deployed_version, lambda_for, tag_of
+
+    name, installed = "image runtime", quetzal_deploy.__version__
+    fix = "`invoke push` builds and deploys the image with the installed quetzal-deploy's handler"
+    try:
+        image_uri = lambda_for(settings, aws).image_uri()
+        found = deployed_version(settings, aws, image_uri)
+    except (OSError, ValueError, KeyError, QuetzalError) as ex:  # URLError is an OSError
+        return Check(name, True, f"could not read the deployed image's version: {ex}",
+                     "check that the image is still in the registry (`invoke update` lists the tags)",
+                     warning=True)
+    tag = tag_of(image_uri)
+    if older_than(found, installed):
+        return Check(name, True, f"image {tag} runs the handler of quetzal-deploy {found or '(unrecorded)'}, "
+                     f"older than the installed {installed}", fix, warning=True)
+    return passed(name, f"image {tag}: quetzal-deploy {found}")
+
+
+def older_than(found: str | None, installed: str) -> bool:
+    """True when ``found`` is an older version than ``installed``, or no version at all."""
+    try:
+        return Version(found or "") < Version(installed)
+    except InvalidVersion:
+        return True
+
+
 def docker_check() -> Check:
     try:
         client = docker.from_env()
@@ -138,7 +169,7 @@ def run_checks(profile: str | None = None, region: str | None = None) -> list[Ch
         checks = [passed(".env", f"{settings.root / '.env'} ({settings.model_name})"),
                   *aws_checks(settings, aws)]
         if any(check.name == "Lambda function" and check.ok for check in checks):
-            checks += architecture_check(settings, aws)
+            checks += [*architecture_check(settings, aws), runtime_check(settings, aws)]
     return [*checks, docker_check(), terraform_check()]
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import quetzal_deploy
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.images.context import build_context
 from quetzal_deploy.settings import Settings
@@ -22,6 +23,8 @@ STEP = re.compile(r"^Step \d+/\d+ : ")
 # Lambda's architecture names -> Docker's platform and image architecture names.
 PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 DOCKER_ARCHITECTURES = {"amd64": "x86_64", "arm64": "arm64"}
+# The image's label naming the quetzal-deploy whose runtime it carries (the Dockerfile sets it).
+VERSION_LABEL = "org.quetzal.deploy.version"
 
 
 class DockerError(QuetzalError):
@@ -163,7 +166,8 @@ def build_image(client, settings: Settings, tag: str, base: str | None = None, e
 
     ref = image_ref(settings, check_tag(tag))
     platform = PLATFORMS[settings.architecture]
-    args = {"PYTHON_VERSION": settings.python_version, "IMAGE_TAG": tag}
+    args = {"PYTHON_VERSION": settings.python_version, "IMAGE_TAG": tag,
+            "QUETZAL_DEPLOY_VERSION": quetzal_deploy.__version__}
     if base:
         args["BASE_IMAGE"] = base
     echo(f"Building {ref} for {platform} from {settings.root}" + (f" on {base}" if base else ""))

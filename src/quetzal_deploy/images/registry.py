@@ -10,6 +10,7 @@ record, the pushed manifest being registered in ECR with ``put_image`` so ``upda
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sys
 import urllib.error
@@ -22,6 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 from quetzal_deploy.aws import Aws, error_code, explain
 from quetzal_deploy.errors import AwsError, QuetzalError
 from quetzal_deploy.images.build import (
+    DOCKER_ARCHITECTURES,
+    VERSION_LABEL,
     DockerError,
     Out,
     architecture_mismatch,
@@ -41,6 +44,10 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.oci.image.manifest.v1+json",
 )
+INDEX_TYPES = (
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
 
 
 class PushError(DockerError):
@@ -55,6 +62,12 @@ def tag_of(image_uri: str | None) -> str | None:
         return image_uri.rsplit("@", 1)[1]
     name = image_uri.rsplit("/", 1)[-1]
     return name.split(":", 1)[1] if ":" in name else "latest"
+
+
+def repository_of(image_uri: str) -> str:
+    """The repository of an image URI: ``host/repo:tag`` (or ``host/repo@digest``) -> ``host/repo``."""
+    host, _, path = image_uri.split("@", 1)[0].partition("/")
+    return f"{host}/{path.split(':', 1)[0]}"
 
 
 @dataclass(frozen=True)
@@ -256,13 +269,52 @@ def push_image(client, local_ref: str, repository: str, tag: str, auth: dict, ec
          f"{progress.reused} already in the registry)")
 
 
-def fetch_manifest(registry: str, repo: str, tag: str) -> tuple[bytes, str]:
-    """The manifest a registry serves for ``repo:tag`` (anonymous read)."""
+def registry_get(registry: str, path: str, accept: str = "", auth: dict | None = None) -> tuple[bytes, str]:
+    """``GET /v2/<path>`` on a registry: its body and content type. ``auth``: ``{"username",
+    "password"}`` (ECR's token), sent to the registry only, not to where it redirects a blob."""
     local = registry.split(":")[0] in {"127.0.0.1", "localhost"}
-    url = f"{'http' if local else 'https'}://{registry}/v2/{repo}/manifests/{tag}"
-    request = urllib.request.Request(url, headers={"Accept": ", ".join(MANIFEST_TYPES)})
+    request = urllib.request.Request(f"{'http' if local else 'https'}://{registry}/v2/{path}",
+                                     headers={"Accept": accept} if accept else {})
+    if auth:
+        pair = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
+        request.add_unredirected_header("Authorization", f"Basic {pair}")
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.read(), response.headers.get_content_type()
+
+
+def fetch_manifest(registry: str, repo: str, tag: str, auth: dict | None = None) -> tuple[bytes, str]:
+    """The manifest a registry serves for ``repo:tag``."""
+    return registry_get(registry, f"{repo}/manifests/{tag}", ", ".join(MANIFEST_TYPES), auth)
+
+
+def image_labels(registry: str, repo: str, reference: str, architecture: str,
+                 auth: dict | None = None) -> dict:
+    """The labels of ``repo:reference`` read from the registry (for an index, of its image for
+    ``architecture``, in Docker's words: amd64, arm64)."""
+    accept = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
+    manifest = json.loads(registry_get(registry, f"{repo}/manifests/{reference}", accept, auth)[0])
+    if "manifests" in manifest:
+        listed = manifest["manifests"]
+        ours = [m for m in listed if m.get("platform", {}).get("architecture") == architecture]
+        chosen = (ours or listed)[0]
+        return image_labels(registry, repo, chosen["digest"], architecture, auth)
+    config = json.loads(registry_get(registry, f"{repo}/blobs/{manifest['config']['digest']}", "", auth)[0])
+    return (config.get("config") or {}).get("Labels") or {}
+
+
+def deployed_version(settings: Settings, aws: Aws, image_uri: str) -> str | None:
+    """The quetzal-deploy version recorded in the image the Lambda runs, read from the registry
+    holding its layers (``QUETZAL_REGISTRY`` with an emulator, else ECR); None when unlabelled."""
+    mirror = other_registry()
+    if not mirror and any(os.environ.get(name) for name in EMULATOR_ENVS):
+        raise QuetzalError(f"an emulated ECR keeps no layers: set {REGISTRY_ENV} to the registry "
+                           "`invoke push` sent them to")
+    host, repo = repository_of(image_uri).split("/", 1)
+    auth = None if mirror else ecr_for(settings, aws).credentials()
+    architecture = next(d for d, lam in DOCKER_ARCHITECTURES.items() if lam == settings.architecture)
+    labels = image_labels(mirror or host, settings.ecr_repo if mirror else repo, tag_of(image_uri),
+                          architecture, auth)
+    return labels.get(VERSION_LABEL)
 
 
 def lambda_for(settings: Settings, aws: Aws) -> LambdaFunction:
