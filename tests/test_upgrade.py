@@ -30,6 +30,7 @@ ENV_LINE = "    PIP_DISABLE_PIP_VERSION_CHECK=1\n"
 ENV_LINES_N1 = "    PIP_DISABLE_PIP_VERSION_CHECK=1 \\\n    QUETZAL_UPGRADED=yes\n"
 HANDLER_FIX = "\nHANDLER_FIX = 'the N+1 handler'\n"
 NEW_SETTING = "# Added by the template N+1.\nQUETZAL_NEW_SETTING=on\n"
+MODULE_FIX = "\n# The Terraform module of N+1.\n"
 
 
 def git(repo, *args):
@@ -52,7 +53,8 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def make_next_version(template: Path) -> None:
-    """N+1: a new version, a handler fix, a Dockerfile change, a new .env setting at its end."""
+    """N+1: a new version, a handler fix, a Dockerfile change, a new .env setting at its end, a
+    change in the Terraform module (vendored in the repo)."""
     set_version(template, "1.1.0")
     handler = template / "src" / "quetzal_deploy" / "runtime" / "handler.py"
     handler.write_text(handler.read_text(encoding="utf-8") + HANDLER_FIX, encoding="utf-8")
@@ -60,6 +62,8 @@ def make_next_version(template: Path) -> None:
     edit(scaffold / "Dockerfile", ENV_LINE, ENV_LINES_N1)
     with (scaffold / ".env").open("a", encoding="utf-8") as env:
         env.write(NEW_SETTING)
+    with (template / "terraform" / "main.tf").open("a", encoding="utf-8") as module:
+        module.write(MODULE_FIX)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +133,7 @@ def test_upgrade_brings_the_template_changes_and_keeps_the_model_edits(repo, ins
     assert "LAMBDA_MEMORY_SIZE=3008" in env_file and NEW_SETTING in env_file  # both edits in one file
     assert "the model's own edit" in (repo / "notebooks" / "preparation.ipynb").read_text()
     assert "quetzal-deploy==1.1.0" in (repo / "requirements-dev.txt").read_text()
+    assert (repo / "infra" / "modules" / "quetzal-model" / "main.tf").read_text().endswith(MODULE_FIX)
     assert json.loads((repo / ".quetzal-template.json").read_text())["version"] == "1.1.0"
     assert git(repo, "status", "--porcelain") == ""
     assert git(repo, "log", "-1", "--format=%P", "HEAD").count(" ") == 1  # a merge, reviewable
@@ -162,6 +167,11 @@ def test_both_changing_the_same_lines_is_a_conflict_nothing_overwritten(repo, in
     git(repo, "merge", "--abort")
     assert git(repo, "rev-parse", "HEAD") == before and git(repo, "status", "--porcelain") == ""
     assert "PIP_DISABLE_PIP_VERSION_CHECK=0\n" in (repo / "Dockerfile").read_text()
+    resumed = run_task(repo, "upgrade", "--yes", env=installed)  # the branch already holds N+1
+    assert resumed.returncode == 1 and "Dockerfile" in resumed.stderr
+    assert "+    QUETZAL_UPGRADED=yes" in resumed.stdout, resumed.stdout
+    in_progress = run_task(repo, "upgrade", "--yes", env=installed)
+    assert in_progress.returncode == 1 and "A merge is in progress" in in_progress.stderr
 
 
 def test_upgrade_refuses_a_dirty_tree_and_asks_before_merging(repo, installed):

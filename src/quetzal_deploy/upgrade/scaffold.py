@@ -63,12 +63,12 @@ def template_tip(root: Path) -> str:
 
 
 def require_clean(root: Path) -> None:
+    if git(root, "rev-parse", "--quiet", "--verify", "MERGE_HEAD", check=False).returncode == 0:
+        raise UpgradeError("A merge is in progress: finish it (`git commit`) or `git merge --abort` first.")
     changed = git(root, "status", "--porcelain", "--untracked-files=no").stdout
     if changed.strip():
         raise UpgradeError("Commit or stash your changes first: an upgrade merges into a clean tree, so "
                            f"nothing of yours is mixed with the template's changes.\n{changed.rstrip()}")
-    if (root / ".git" / "MERGE_HEAD").exists():
-        raise UpgradeError("A merge is in progress: finish it (`git commit`) or `git merge --abort` first.")
 
 
 def commit_render(root: Path, project: Path, parent: str, message: str) -> str:
