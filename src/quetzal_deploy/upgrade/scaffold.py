@@ -9,6 +9,7 @@ in, and lines both changed become conflicts for the user to resolve.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import tempfile
@@ -38,14 +39,20 @@ def git(root: Path, *args: str, env: dict | None = None, check: bool = True) -> 
     return done
 
 
+@functools.cache
 def configured(root: Path) -> bool:
+    """Whether git has a user identity here (commits need one)."""
     found = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True)
     return bool(found.stdout.strip())
 
 
 def repo_root(start: Path) -> Path:
     """The git repository around ``start``, which must hold the template record at its top."""
-    found = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True)
+    try:
+        found = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True,
+                               text=True)
+    except OSError as ex:
+        raise UpgradeError(f"git cannot run ({ex}): install git, which `invoke upgrade` merges with.") from ex
     if found.returncode != 0:
         raise UpgradeError(f"{start} is not in a git repository: `invoke upgrade` merges the template's "
                            "changes with git (run it in the model repo).")
