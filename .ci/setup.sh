@@ -29,7 +29,7 @@ if ! command -v terraform >/dev/null 2>&1 \
 fi
 
 echo "setup: installing Python packages"
-"$PYTHON" -m pip install -q --disable-pip-version-check -r requirements-test.txt
+"$PYTHON" -m pip install -q --disable-pip-version-check -r requirements-test.txt -r benchmarks/requirements.txt
 
 # checkov pins an old boto3 and ships its own hcl2: it gets a venv of its own.
 CHECKOV_VENV="${CHECKOV_VENV:-$HOME/.cache/quetzal-template/checkov-venv}"

@@ -2,10 +2,10 @@
 
 `invoke destroy` lists the first page of versions and delete markers and removes it with one
 DeleteObjects call (up to 1,000 keys), until the bucket is empty. The old procedure emptied the
-bucket by hand, which in a script means one DeleteObject per version. Both run in this process
-against moto's ThreadedMotoServer on 127.0.0.1; a botocore ``before-send`` hook sleeps a
-simulated round trip (30 ms by default, what a workstation sees from S3) before every request.
-The same two procedures at 0 ms show moto's own CPU cost (the floor no client can beat).
+bucket by hand, which in a script means one DeleteObject per version. Both reach moto server
+(a process of its own) through ``netdelay.py``, a loopback proxy adding a round trip (30 ms by
+default, what a workstation sees from S3). The same two procedures through a 0 ms proxy show
+moto's own CPU cost (the floor no client can beat).
 
     python benchmarks/bench_destroy.py [--keys 200] [--versions 3] [--rtt-ms 30]
 """
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import boto3
-from emulated_aws import Network, moto_server
+from emulated_aws import network, use
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -28,13 +28,6 @@ from quetzal_deploy.settings import Settings  # noqa: E402
 
 BUCKET = "bench-destroy"
 REGION = "us-east-1"
-
-
-def session(rtt_s: float) -> boto3.Session:
-    """A session whose clients wait ``rtt_s`` before every S3 request."""
-    made = boto3.Session(region_name=REGION)
-    Network(rtt_s).attach(made.events)
-    return made
 
 
 def fill(keys: int, versions: int) -> int:
@@ -77,12 +70,14 @@ def main() -> None:
                         memory_mb=128, timeout_s=1, storage_mb=512)
     procedures = {"by hand": lambda chosen: by_hand(chosen.client("s3")),
                   "invoke destroy": lambda chosen: empty_bucket(Aws(settings, chosen), BUCKET)}
-    with moto_server(REGION):
+    with network(REGION, options.rtt_ms, 0.0) as (direct, proxies):
         results = {}
         for rtt_ms in (options.rtt_ms, 0.0):
             for name, procedure in procedures.items():
+                use(direct)
                 entries = fill(options.keys, options.versions)
-                seconds, count = timed(procedure, session(rtt_ms / 1000))
+                use(proxies[rtt_ms])
+                seconds, count = timed(procedure, boto3.Session(region_name=REGION))
                 assert count == entries, (name, count, entries)
                 boto3.client("s3", region_name=REGION).delete_bucket(Bucket=BUCKET)
                 results[name, rtt_ms] = seconds

@@ -2,8 +2,8 @@
 
 One step on a 200-file scenario (1-10 KB inputs) with a trivial notebook (it writes 50 small
 outputs), so nearly all the time is the handler's: clean, download, conversion, starting the
-script, upload. Both handlers run in this process against moto's ThreadedMotoServer on
-127.0.0.1, each run after deleting the scenario's outputs/ and logs/ (as the front end does).
+script, upload. Both handlers run in this process against moto server (a process of its own),
+each run after deleting the scenario's outputs/ and logs/ (as the front end does).
 
 - old: the previous handler's procedure: sequential ``Bucket.download_file`` (HeadObject +
   GetObject per file), conversion at run time with the ``jupyter nbconvert`` command, the
@@ -12,9 +12,9 @@ script, upload. Both handlers run in this process against moto's ThreadedMotoSer
   at image build time (as the Dockerfile does). A third row shows the new handler when only the
   ``.ipynb`` exists (converted in-process by ``quetzal_deploy.runtime.convert``).
 
-Moto answers with no network time, so a botocore ``before-send`` hook sleeps a simulated round
-trip (30 ms by default, what a workstation sees from S3) before each request; the same runs
-with no added latency show moto's own floor (about 10 ms of its CPU per request).
+Moto answers with no network time, so both reach it through ``netdelay.py``, a loopback proxy
+adding a round trip (30 ms by default, what a workstation sees from S3); the same runs through a
+0 ms proxy show moto's own floor.
 
     python benchmarks/bench_handler.py [--files 200] [--outputs 50] [--rtt-ms 30] [--repeats 3]
 """
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import boto3
 import nbformat
-from emulated_aws import Network, moto_server
+from emulated_aws import Requests, network, use
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -78,10 +78,10 @@ def task_root(folder: Path, build_time_script: bool) -> Path:
     return folder
 
 
-def new_handler(root: Path, workdir: Path, network: Network, outputs: int) -> dict[str, float]:
-    # A fresh client with the handler's own settings, so the hook does not stay on the shared one.
+def new_handler(root: Path, workdir: Path, requests: Requests, outputs: int) -> dict[str, float]:
+    # A fresh client with the handler's own settings, on the endpoint of this round trip.
     client = default_client.__wrapped__()
-    network.attach(client.meta.events)
+    requests.attach(client.meta.events)
     storage = S3Storage(BUCKET, client)
     event = {"notebook_path": "notebooks/trivial.ipynb", "scenario_path_S3": SCENARIO,
              "launcher_arg": {"outputs": outputs}, "metadata": METADATA}
@@ -91,10 +91,10 @@ def new_handler(root: Path, workdir: Path, network: Network, outputs: int) -> di
     return {**result.durations, "total": time.perf_counter() - started}
 
 
-def old_handler(root: Path, workdir: Path, network: Network, outputs: int) -> dict[str, float]:
+def old_handler(root: Path, workdir: Path, requests: Requests, outputs: int) -> dict[str, float]:
     """The previous handler's steps, timed the same way (rewritten here, minus its bugs' waits)."""
     bucket = boto3.resource("s3").Bucket(BUCKET)
-    network.attach(bucket.meta.client.meta.events)
+    requests.attach(bucket.meta.client.meta.events)
     times, mark = {}, time.perf_counter()
     started = mark
 
@@ -139,16 +139,16 @@ def delete_results() -> None:
         bucket.objects.filter(Prefix=SCENARIO + folder).delete()
 
 
-def measure(run, root: Path, rtt_s: float, repeats: int, outputs: int) -> tuple[dict, int]:
+def measure(run, root: Path, repeats: int, outputs: int) -> tuple[dict, int]:
     """Median phase times over ``repeats`` runs, and the requests of one run."""
     runs = []
     for _ in range(repeats):
         delete_results()
         with tempfile.TemporaryDirectory(prefix="bench-handler-work-") as work:
-            network = Network(rtt_s)
-            runs.append(run(root, Path(work), network, outputs))
+            requests = Requests()
+            runs.append(run(root, Path(work), requests, outputs))
     phases = {name: statistics.median(run[name] for run in runs) for name in runs[0]}
-    return phases, network.requests
+    return phases, requests.count
 
 
 def row(label: str, rtt_ms: int, phases: dict, requests: int) -> str:
@@ -165,7 +165,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    with moto_server(REGION):
+    with network(REGION, args.rtt_ms, 0) as (direct, proxies):
+        use(direct)
         upload_scenario(args.files)
         with tempfile.TemporaryDirectory(prefix="bench-handler-") as tmp:
             built = task_root(Path(tmp, "built"), build_time_script=True)
@@ -175,16 +176,16 @@ def main() -> None:
             print(f"{'approach':<34} {'rtt':>8} {'clean':>8} {'download':>8} {'convert':>8} "
                   f"{'run':>8} {'upload':>8} {'total':>8} {'requests':>9}")
             for rtt_ms in (args.rtt_ms, 0):
-                rtt_s = rtt_ms / 1000
-                old, old_requests = measure(old_handler, built, rtt_s, args.repeats, args.outputs)
-                new, new_requests = measure(new_handler, built, rtt_s, args.repeats, args.outputs)
-                lazy, lazy_requests = measure(new_handler, plain, rtt_s, args.repeats, args.outputs)
+                use(proxies[rtt_ms])
+                old, old_requests = measure(old_handler, built, args.repeats, args.outputs)
+                new, new_requests = measure(new_handler, built, args.repeats, args.outputs)
+                lazy, lazy_requests = measure(new_handler, plain, args.repeats, args.outputs)
                 print(row("old: sequential, jupyter nbconvert", rtt_ms, old, old_requests))
                 print(row("new: parallel, build-time script", rtt_ms, new, new_requests))
                 print(row("new: .ipynb only (in-process)", rtt_ms, lazy, lazy_requests))
                 print(f"{'':<34} {'':>8} new/old total = {new['total'] / old['total']:.2f} "
                       f"(.ipynb only: {lazy['total'] / old['total']:.2f})")
-            print("rtt = simulated round trip added before each request; 0 ms = moto's floor.")
+            print("rtt = round trip added by the proxy in front of moto; 0 ms = moto's floor.")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 """Benchmark: syncing a 1,000-file scenario to S3, new sync vs the old delete-then-upload.
 
-Everything runs in this one process against moto's ThreadedMotoServer on 127.0.0.1. Moto
-answers in about no network time, so a botocore ``before-send`` hook sleeps a simulated round
-trip (30 ms by default, what a workstation sees from S3) before every request of the measured
-clients. Moto's floor is the same PUT requests with no added latency, sent by 16 threads: the
-emulator's own CPU cost, which no client can beat.
+Moto server runs in a process of its own; every client reaches it through ``netdelay.py``, a
+loopback proxy adding a round trip (30 ms by default, what a workstation sees from S3). Moto's
+floor is the same PUT requests through a 0 ms proxy, sent by 16 threads: the emulator's own CPU
+cost, which no client can beat.
 
     python benchmarks/bench_sync.py [--files 1000] [--rtt-ms 30] [--runs 2]
 """
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
-from emulated_aws import Network, moto_server
+from emulated_aws import network
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -41,13 +40,10 @@ def make_files(folder: Path, count: int) -> None:
         path.write_bytes(rng.randbytes(rng.randint(1024, 10 * 1024)))
 
 
-def client(endpoint: str, rtt_s: float):
-    """An S3 client whose every request first waits ``rtt_s`` (the simulated round trip)."""
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="bench",
-                      aws_secret_access_key="bench",
-                      config=Config(retries={"mode": "standard"}, max_pool_connections=32))
-    Network(rtt_s).attach(s3.meta.events)
-    return s3
+def client(endpoint: str):
+    """An S3 client on ``endpoint`` (a proxy adding the round trip)."""
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
+                        config=Config(retries={"mode": "standard"}, max_pool_connections=32))
 
 
 def new_sync(s3, folder: Path, prefix: str) -> int:
@@ -100,8 +96,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="runs of the fast cases; the best is shown")
     args = parser.parse_args()
 
-    with moto_server(REGION) as endpoint:
-        slow, fast = client(endpoint, args.rtt_ms / 1000), client(endpoint, 0)
+    with network(REGION, args.rtt_ms, 0) as (_, proxies):
+        slow, fast = client(proxies[args.rtt_ms]), client(proxies[0])
         fast.create_bucket(Bucket=BUCKET)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -115,8 +111,8 @@ def main() -> None:
             }
 
     floor_s, new_first, new_again, old_first, old_again = (seconds for seconds, _ in rows.values())
-    print(f"\n{args.files} files of 1-10 KB, moto server in-process, {args.rtt_ms:g} ms simulated "
-          f"round trip per request (floor: none); fast cases: best of {args.runs}\n")
+    print(f"\n{args.files} files of 1-10 KB, moto server behind a {args.rtt_ms:g} ms round-trip "
+          f"proxy (floor: 0 ms); fast cases: best of {args.runs}\n")
     print(f"{'run':52} {'seconds':>8} {'uploads':>8}")
     for label, (seconds, count) in rows.items():
         print(f"{label:52} {seconds:8.2f} {count:8d}")
