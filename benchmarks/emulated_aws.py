@@ -2,7 +2,7 @@
 
 Moto's own server (werkzeug's) closes the connection after every response, which would make
 every request pay a new connection's round trip, unlike S3; here moto's application is served by
-waitress, which keeps connections alive as S3 does (``python emulated_aws.py PORT``).
+cheroot, which keeps connections alive as S3 does (``python emulated_aws.py PORT``).
 Moto answers with no network time, so every client (ours, ``aws``, ``s5cmd``) reaches it through
 ``netdelay.py``, a loopback proxy adding the round trip a workstation sees from S3 (DESIGN.md).
 Both run as separate, quiet processes: their logs go nowhere, and they take no CPU time from the
@@ -106,15 +106,49 @@ class Requests:
         self.count += 1
 
 
+def keep_read_objects(count: int = 8) -> None:
+    """Moto reads an object's whole body for every GET, ranged ones too, so a download in N parts
+    would cost N full reads, unlike S3. Keep the bodies of the last ``count`` objects read: each
+    part then costs its own length. Writing an object forgets it."""
+    import threading
+
+    from moto.s3.models import FakeKey
+
+    read, write = FakeKey.value.fget, FakeKey.value.fset
+    kept: dict[int, tuple[FakeKey, bytes]] = {}
+    lock = threading.Lock()
+
+    def value(key):
+        with lock:
+            hit = kept.get(id(key))
+        if hit and hit[0] is key:
+            return hit[1]
+        body = read(key)
+        with lock:
+            while len(kept) >= count:
+                kept.pop(next(iter(kept)))
+            kept[id(key)] = (key, body)
+        return body
+
+    def set_value(key, body):
+        with lock:
+            kept.pop(id(key), None)
+        write(key, body)
+
+    FakeKey.value = property(value, set_value)
+
+
 def serve_moto(port: int) -> None:
-    """Moto's application on ``127.0.0.1:port`` with HTTP keep-alive (waitress), until killed."""
-    import waitress
+    """Moto's application on ``127.0.0.1:port`` with HTTP keep-alive (cheroot), until killed.
+
+    cheroot sends header names as moto writes them (S3's lowercase ``x-amz-meta-*``)."""
+    from cheroot import wsgi
     from moto.server import DomainDispatcherApplication, create_backend_app
 
-    waitress.serve(DomainDispatcherApplication(create_backend_app), host="127.0.0.1", port=port,
-                   threads=32, connection_limit=2000, backlog=2048, max_request_body_size=1 << 34,
-                   _quiet=True)
-
+    keep_read_objects()
+    server = wsgi.Server(("127.0.0.1", port), DomainDispatcherApplication(create_backend_app),
+                         numthreads=64, request_queue_size=2048, timeout=60)
+    server.safe_start()
 
 if __name__ == "__main__":
     serve_moto(int(sys.argv[1]))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 
+import botocore.utils
 import pytest
 
 from fixtures.aws import REGION
+from quetzal_deploy.runtime import transfer
 from quetzal_deploy.runtime.paths import unsafe_reason
 from quetzal_deploy.sync.s3sync import S3Prefix, read_local
 
@@ -67,7 +69,7 @@ def test_file_edited_between_plan_and_upload_is_stored_with_the_checksum_of_what
     path = tmp_path / "inputs" / "od.geojson"
     path.parent.mkdir()
     path.write_bytes(b"a" * size)
-    target = S3Prefix(s3, BUCKET, "scenario", spool=tmp_path / "spool")
+    target = S3Prefix(s3, BUCKET, "scenario")
     plan = target.plan_upload(read_local(tmp_path, everything), everything)
     path.write_bytes(b"b" * (size + 7))  # the user saves again while the plan is shown
 
@@ -77,7 +79,44 @@ def test_file_edited_between_plan_and_upload_is_stored_with_the_checksum_of_what
     head = s3.head_object(Bucket=BUCKET, Key="scenario/inputs/od.geojson")
     assert body == b"b" * (size + 7)
     assert head["Metadata"]["checksum"] == hashlib.sha256(body).hexdigest()
-    assert list((tmp_path / "spool").glob("*")) == [], "the private copy of a large file is removed"
+
+
+def test_large_file_is_hashed_once_and_its_etag_known_before_it_is_sent(s3, tmp_path, monkeypatch):
+    """The plan's digest predicts the multipart ETag, so sending needs no second read to prove that
+    the checksum describes the bytes sent."""
+    (tmp_path / "od.bin").write_bytes(b"z" * (3 * BIG))
+    target = S3Prefix(s3, BUCKET, "scenario")
+    plan = target.plan_upload(read_local(tmp_path, everything), everything)
+    reads = []
+    monkeypatch.setattr(transfer, "digest_file", lambda path: reads.append(path))
+
+    target.upload(plan, {"user_email": "someone@example.com"})
+
+    head = s3.head_object(Bucket=BUCKET, Key="scenario/od.bin")
+    assert reads == []
+    assert head["ETag"].strip('"') == plan.upload[0].digest.etag and "-" in head["ETag"]
+    assert head["Metadata"]["checksum"] == hashlib.sha256(b"z" * (3 * BIG)).hexdigest()
+
+
+def test_large_file_edited_mid_upload_leaves_no_version_with_a_wrong_checksum(s3, tmp_path):
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    path = tmp_path / "od.bin"
+    path.write_bytes(b"a" * BIG)
+    target = S3Prefix(s3, BUCKET, "scenario")
+    plan = target.plan_upload(read_local(tmp_path, everything), everything)
+    path.write_bytes(b"b" * BIG)  # same size: only the ETag tells
+
+    target.upload(plan, {"user_email": "someone@example.com"})
+
+    versions = s3.list_object_versions(Bucket=BUCKET, Prefix="scenario/od.bin")["Versions"]
+    assert len(versions) == 1
+    head = s3.head_object(Bucket=BUCKET, Key="scenario/od.bin")
+    assert head["Metadata"]["checksum"] == hashlib.sha256(b"b" * BIG).hexdigest()
+
+
+@pytest.mark.parametrize("text", ["2026-11-28T12:30:05.000Z", "Sat, 28 Nov 2026 12:30:05 GMT"])
+def test_timestamps_parse_to_the_same_instant_as_botocore(text):
+    assert transfer.parse_timestamp(text) == botocore.utils.parse_timestamp(text)
 
 
 @pytest.mark.parametrize("rel, outside", [

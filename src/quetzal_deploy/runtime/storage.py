@@ -15,35 +15,38 @@ Every key is checked before the first byte moves (``paths.safe_relative``): a ke
 land outside ``dest`` (``..``, an absolute part, control characters) raises ``UnsafeKey`` and
 nothing is written.
 
-``S3Storage(bucket, client=None)`` transfers files in parallel (s3transfer), skips the
-HeadObject of each download (sizes come from the listing), and stores ``metadata`` as object
-metadata plus a ``checksum`` computed as the front end computes it.
+``S3Storage(bucket, client=None)`` transfers files through ``transfer.Transfers`` (the one
+transfer stack, shared with ``invoke upload-scenarios``): in parallel, multipart with bounded
+memory for large files, no HeadObject per download, and ``metadata`` stored as object metadata
+plus a ``checksum`` of the bytes sent, computed as the front end computes it.
 ``FolderStorage(root)`` maps key ``S/inputs/x`` to the file ``root/S/inputs/x``; it keeps no
 metadata (a local folder has nowhere to store it, and nothing local reads it).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import threading
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from s3transfer.manager import TransferConfig, TransferManager
-from s3transfer.subscribers import BaseSubscriber
 
-from quetzal_deploy.runtime.checksum import bytes_checksum, file_checksum
+from quetzal_deploy.runtime.checksum import bytes_checksum
 from quetzal_deploy.runtime.errors import StorageError
 from quetzal_deploy.runtime.paths import safe_relative, target_in, tree_files
+from quetzal_deploy.runtime.transfer import (
+    PART_SUFFIX,
+    WORKERS,
+    Transfers,
+    boto_session,
+    list_objects,
+    replace_atomically,
+)
 
 EXCLUDED = ("inputs/", "logs/")
-WORKERS = 16
 
 
 class Storage(Protocol):
@@ -71,18 +74,7 @@ def download_plan(keys: list[str], prefix: str, dest: Path) -> list[tuple[str, P
 def default_client():
     """One S3 client per process (warm Lambda containers reuse it), standard retries."""
     config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=WORKERS)
-    return boto3.client("s3", config=config)
-
-
-class Listed(BaseSubscriber):
-    """Gives s3transfer the size and ETag from the listing, so a download needs no HeadObject."""
-
-    def __init__(self, item: dict):
-        self.item = item
-
-    def on_queued(self, future, **kwargs):
-        future.meta.provide_transfer_size(self.item["Size"])
-        future.meta.provide_object_etag(self.item["ETag"])
+    return boto_session().client("s3", config=config)
 
 
 class S3Storage:
@@ -101,31 +93,22 @@ class S3Storage:
 
     def objects(self, prefix: str) -> dict[str, dict]:
         """Key -> listing entry (Size, ETag, ...) of every object under ``prefix``, sorted."""
-        items = {}
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix)
-            for page in pages:
-                items.update((item["Key"], item) for item in page.get("Contents", []))
+            return list_objects(self.client, self.bucket, prefix)
         except (BotoCoreError, ClientError) as ex:
             raise self.failure("listing", prefix, ex) from ex
-        return dict(sorted(items.items()))
 
     def list_keys(self, prefix: str) -> list[str]:
         return list(self.objects(prefix))
 
-    def transfers(self) -> TransferManager:
-        return TransferManager(self.client, TransferConfig(max_request_concurrency=self.workers))
-
     def run_all(self, action: str, submit, items) -> int:
         """Submit every transfer, then wait for all; the first failure becomes a StorageError."""
-        with self.transfers() as manager:
-            futures = [(key, submit(manager, key, item)) for key, item in items]
-            for key, future in futures:
-                try:
-                    future.result()
-                except (BotoCoreError, ClientError, OSError) as ex:
-                    raise self.failure(action, key, ex) from ex
+        with Transfers(self.client, self.bucket, self.workers) as transfers:
+            futures = [(key, submit(transfers, key, item)) for key, item in items]
+            _, failed = transfers.wait(futures)
+        if failed:
+            key, ex = failed[0]
+            raise self.failure(action, key, ex) from ex
         return len(futures)
 
     def download_prefix(self, prefix: str, dest: Path) -> int:
@@ -134,8 +117,8 @@ class S3Storage:
         for _, path in plan:
             path.parent.mkdir(parents=True, exist_ok=True)
 
-        def submit(manager, key, path):
-            return manager.download(self.bucket, key, str(path), subscribers=[Listed(listing[key])])
+        def submit(transfers, key, path):
+            return transfers.download(key, path, listing[key]["Size"], listing[key]["ETag"])
 
         return self.run_all("download", submit, plan)
 
@@ -144,9 +127,8 @@ class S3Storage:
         for key, _ in plan:
             safe_relative(key, prefix)
 
-        def submit(manager, key, path):
-            extra = {"Metadata": {**(metadata or {}), "checksum": file_checksum(path)}}
-            return manager.upload(str(path), self.bucket, key, extra_args=extra)
+        def submit(transfers, key, path):
+            return transfers.upload(path, key, {"Metadata": dict(metadata or {})})
 
         return self.run_all("upload", submit, plan)
 
@@ -160,20 +142,6 @@ class S3Storage:
             )
         except (BotoCoreError, ClientError) as ex:
             raise self.failure("upload", key, ex) from ex
-
-
-PART_SUFFIX = ".quetzal-part"  # a file being written: never listed
-
-
-def replace_atomically(target: Path, write) -> None:
-    """Write ``target`` through a temporary file beside it: a reader (a parallel Map step) sees
-    the old file or the new one, never half of it, as with an S3 PUT."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}{PART_SUFFIX}")
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 class FolderStorage:

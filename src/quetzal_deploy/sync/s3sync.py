@@ -1,43 +1,37 @@
 """Sync a local folder with one prefix of an S3 bucket: plan first, then transfer in parallel.
 
 Requests dominate a sync's time, so a plan costs one paginated ListObjectsV2 plus a HeadObject
-only where the listing cannot tell whether a file changed (same size, but a multipart or
-encrypted ETag that is not the content MD5). Every local file is read (hashed) before the first
-write, so a local fault aborts with the bucket untouched. Deletions run only after every upload
-succeeded; when an upload fails, the versions the others wrote are deleted again (the model's
-bucket is versioned), so the prefix is left exactly as it was.
+only where the listing cannot tell whether a file changed (same size, but an ETag other than the
+one our upload gives: another tool's part size, an encrypted object). Transfers go through
+``runtime.transfer`` (the one transfer stack, shared with the Lambda handler). Every local file
+is read (hashed) before the first write, so a local fault aborts with the bucket untouched.
+Deletions run only after every upload succeeded; when an upload fails, the versions the others
+wrote are deleted again (the model's bucket is versioned), so the prefix is left exactly as it was.
 
 Which files and keys may move is ``runtime.paths``'s rule, shared with the Lambda handler: a
 symbolic link is followed only inside the folder, a key never lands outside it (``..``, control
-characters, a local folder link leading elsewhere). A file is read again when it is sent, and its
-``checksum`` metadata is the hash of the bytes sent, even if it was edited since the plan.
+characters, a local folder link leading elsewhere). The ``checksum`` metadata is the hash of the
+bytes sent, even if a file was edited since the plan: a large file is hashed once, for the plan,
+and the ETag S3 computes from what it received proves the digest still holds (``transfer``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
 from quetzal_deploy.errors import QuetzalError
-from quetzal_deploy.runtime.checksum import CHECKSUM_ALGORITHM, CHUNK_BYTES, bytes_checksum, file_digests
 from quetzal_deploy.runtime.errors import StepError, UnsafeKey
 from quetzal_deploy.runtime.paths import safe_relative, shown, target_in, tree_files
+from quetzal_deploy.runtime.transfer import WORKERS as CONCURRENCY
+from quetzal_deploy.runtime.transfer import Digest, Transfers, digest_file, list_objects
 
-CONCURRENCY = 16
-# Files from this size go through boto3's managed transfer (multipart, parallel parts); smaller
-# ones are one PutObject each, which costs less CPU per file than a managed transfer.
-LARGE = TransferConfig(max_concurrency=4)
 DELETE_BATCH = 1000  # DeleteObjects limit
 SHOWN_NAMES = 10
 
@@ -55,9 +49,11 @@ class LocalFile:
 
     rel: str
     path: Path
-    size: int
-    md5: str
-    checksum: str
+    digest: Digest
+
+    @property
+    def size(self) -> int:
+        return self.digest.size
 
 
 @dataclass(frozen=True)
@@ -134,8 +130,7 @@ def digest_files(files: list[tuple[Path, str]], concurrency: int = CONCURRENCY) 
     def digest(item: tuple[Path, str]) -> LocalFile:
         path, rel = item
         try:
-            md5, checksum = file_digests(path, "md5", CHECKSUM_ALGORITHM)
-            return LocalFile(rel, path, path.stat().st_size, md5, checksum)
+            return LocalFile(rel, path, digest_file(path))
         except OSError as ex:
             raise SyncError(f"cannot read {shown(str(path))} ({ex.strerror or ex}): fix or remove it, "
                             "then re-run; nothing was transferred") from ex
@@ -144,48 +139,22 @@ def digest_files(files: list[tuple[Path, str]], concurrency: int = CONCURRENCY) 
         return {f.rel: f for f in pool.map(digest, files)}
 
 
-@contextmanager
-def frozen(path: Path, spool: Path | None) -> Iterator[tuple[bytes | Path, str]]:
-    """The file's content as it is now, and its checksum: bytes below the multipart threshold,
-    else a private copy in ``spool``. What is hashed is what is sent, even if the file changes."""
-    with open(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as stream:
-        head = stream.read(LARGE.multipart_threshold)
-        if len(head) < LARGE.multipart_threshold:
-            yield head, bytes_checksum(head)
-            return
-        digest = hashlib.new(CHECKSUM_ALGORITHM, head)
-        if spool:
-            spool.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="quetzal-upload-", dir=spool) as folder:
-            copy = Path(folder, "body")
-            with copy.open("wb") as out:
-                out.write(head)
-                while chunk := stream.read(CHUNK_BYTES):
-                    digest.update(chunk)
-                    out.write(chunk)
-            yield copy, digest.hexdigest()
-
-
 class S3Prefix:
     """One folder-like prefix of a bucket (``<scenario>/``, ``_common/``), on an injected client."""
 
-    def __init__(self, s3, bucket: str, prefix: str, *, concurrency: int = CONCURRENCY,
-                 spool: Path | None = None):
+    def __init__(self, s3, bucket: str, prefix: str, *, concurrency: int = CONCURRENCY):
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.concurrency = concurrency
-        self.spool = spool  # where large files are copied while they are sent (default: temp)
 
     def list(self) -> dict[str, RemoteObject]:
         """Every object under the prefix (folder markers left out), by relative path."""
         objects = {}
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
-        for page in pages:
-            for item in page.get("Contents", []):
-                rel = item["Key"][len(self.prefix):]
-                if rel and not rel.endswith("/"):
-                    objects[rel] = RemoteObject(rel, item["Size"], item["ETag"].strip('"'))
+        for key, item in list_objects(self.s3, self.bucket, self.prefix).items():
+            rel = key[len(self.prefix):]
+            if rel and not rel.endswith("/"):
+                objects[rel] = RemoteObject(rel, item["Size"], item["ETag"].strip('"'))
         return objects
 
     def checksums(self, rels: Iterable[str]) -> dict[str, str | None]:
@@ -205,12 +174,12 @@ class S3Prefix:
             obj = remote.get(rel)
             if obj is None or obj.size != file.size:
                 continue
-            if obj.etag == file.md5:
+            if obj.etag == file.digest.etag:
                 same.add(rel)
             else:
                 unsure.append(rel)
         stored = self.checksums(unsure)
-        return same | {rel for rel in unsure if stored[rel] == local[rel].checksum}
+        return same | {rel for rel in unsure if stored[rel] == local[rel].digest.checksum}
 
     def plan_upload(self, local: Mapping[str, LocalFile], owned: Callable[[str], bool]) -> UploadPlan:
         """Upload new and changed files; delete remote files gone locally for which ``owned(rel)``."""
@@ -227,19 +196,10 @@ class S3Prefix:
     def upload(self, plan: UploadPlan, metadata: Mapping[str, str]) -> None:
         """Upload, then delete; if an upload fails, undo the others and delete nothing."""
 
-        def send(file: LocalFile, progress: Callable[[int], object]) -> str | None:
-            """Upload one file; returns the version it created (None in an unversioned bucket)."""
-            key = self.prefix + file.rel
-            with frozen(file.path, self.spool) as (body, checksum):
-                extra = {"Metadata": {**metadata, "checksum": checksum},
-                         "ContentType": content_type(file.rel)}
-                if isinstance(body, Path):
-                    self.s3.upload_file(str(body), self.bucket, key, ExtraArgs=extra,
-                                        Callback=progress, Config=LARGE)
-                    return self.s3.head_object(Bucket=self.bucket, Key=key).get("VersionId")
-                response = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
-                progress(len(body))
-                return response.get("VersionId")
+        def send(transfers: Transfers, file: LocalFile, progress: Callable[[int], object]):
+            """Upload one file; its future gives the version it created (None if unversioned)."""
+            extra = {"Metadata": dict(metadata), "ContentType": content_type(file.rel)}
+            return transfers.upload(file.path, self.prefix + file.rel, extra, file.digest, progress)
 
         written, failed = self._transfer(plan.upload, send, sum(f.size for f in plan.upload), "upload")
         if failed:
@@ -314,11 +274,11 @@ class S3Prefix:
         """Fetch each object to a temporary file renamed into place (boto3's managed download)."""
         targets = self.targets(plan.folder, [obj.rel for obj in plan.fetch])  # links made since the plan
 
-        def fetch(obj: RemoteObject, progress: Callable[[int], object]) -> None:
-            target = targets[obj.rel]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.s3.download_file(self.bucket, self.prefix + obj.rel, str(target),
-                                  Callback=progress, Config=LARGE)
+        for obj in plan.fetch:
+            targets[obj.rel].parent.mkdir(parents=True, exist_ok=True)
+
+        def fetch(transfers: Transfers, obj: RemoteObject, progress: Callable[[int], object]):
+            return transfers.download(self.prefix + obj.rel, targets[obj.rel], obj.size, obj.etag, progress)
 
         _, failed = self._transfer(plan.fetch, fetch, sum(o.size for o in plan.fetch), "download")
         if failed:
@@ -326,23 +286,12 @@ class S3Prefix:
             raise SyncError(f"{len(failed)} of {len(plan.fetch)} downloads failed (first: {rel}: {ex}); "
                             "files already fetched are complete: re-run to finish") from ex
 
-    def _transfer(self, items, action, total_bytes: int, label: str):
-        """Run ``action(item, progress)`` for every item on a thread pool.
+    def _transfer(self, items, submit, total_bytes: int, label: str):
+        """``submit(transfers, item, progress)`` for every item, then wait for all (on Ctrl-C,
+        transfers not yet started are dropped).
 
         Returns ``({rel: result}, [(rel, error)])``: what succeeded, then what failed.
         """
-
-        def attempt(item):
-            try:
-                return item.rel, action(item, bar.update), None
-            except (BotoCoreError, ClientError, OSError) as ex:
-                return item.rel, None, ex
-
-        pool = ThreadPoolExecutor(self.concurrency)
-        try:
-            with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=label, disable=None) as bar:
-                outcomes = list(pool.map(attempt, items))
-        finally:  # on Ctrl-C, transfers not yet started are dropped
-            pool.shutdown(cancel_futures=True)
-        done = {rel: result for rel, result, error in outcomes if error is None}
-        return done, [(rel, error) for rel, _, error in outcomes if error is not None]
+        with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=label, disable=None) as bar, \
+                Transfers(self.s3, self.bucket, self.concurrency) as transfers:
+            return transfers.wait([(item.rel, submit(transfers, item, bar.update)) for item in items])

@@ -166,9 +166,8 @@ class ScenarioStore:
         return self.aws.client("s3")
 
     def prefix(self, name: str) -> S3Prefix:
-        """``name/`` on the bucket; large files are copied under the repo's (gitignored) ``.quetzal/``
-        while they are sent, on the same disk as the scenarios rather than in a RAM-backed /tmp."""
-        return S3Prefix(self.s3, self.bucket, name, spool=self.settings.root / ".quetzal")
+        """``name/`` on the bucket."""
+        return S3Prefix(self.s3, self.bucket, name)
 
     @contextmanager
     def errors(self) -> Iterator[None]:
