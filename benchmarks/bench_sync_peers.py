@@ -54,9 +54,10 @@ def ours(action: str, folder: str, uri: str) -> None:
 
     bucket, prefix = uri.removeprefix("s3://").split("/", 1)
     s3 = boto_session().client("s3", config=RETRIES)  # as Aws.client makes it
-    target = S3Prefix(s3, bucket, prefix)
+    cache = Path(folder).parent / ".quetzal-digests"  # as the repo's .quetzal/digests
+    target = S3Prefix(s3, bucket, prefix, cache=cache)
     if action == "upload":
-        plan = target.plan_upload(read_local(Path(folder), everything), everything)
+        plan = target.plan_upload(read_local(Path(folder), everything, cache=cache), everything)
         target.upload(plan, {"user_email": "bench@example.org"})
     else:
         target.download(target.plan_download(Path(folder), everything))

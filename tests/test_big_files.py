@@ -49,4 +49,4 @@ def test_a_large_file_through_the_handler_keeps_memory_bounded(boto, tmp_path):
     assert head["Metadata"]["checksum"] == zeros_checksum(size)
     assert head["ETag"].count("-") == 1, "sent in parts"
     assert size > transfer.MULTIPART_BYTES
-    assert (tmp_path / "work" / "inputs" / "od.bin").stat().st_size == size
+    assert (tmp_path / "large" / "work" / "inputs" / "od.bin").stat().st_size == size

@@ -4,11 +4,14 @@ files never reach (multipart ETags, keys that would escape the folder, files edi
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 
 import botocore.utils
 import pytest
 
 from fixtures.aws import REGION
+from quetzal_deploy import s3sync
 from quetzal_deploy.runtime import transfer
 from quetzal_deploy.runtime.paths import unsafe_reason
 from quetzal_deploy.sync.s3sync import S3Prefix, read_local
@@ -112,6 +115,30 @@ def test_large_file_edited_mid_upload_leaves_no_version_with_a_wrong_checksum(s3
     assert len(versions) == 1
     head = s3.head_object(Bucket=BUCKET, Key="scenario/od.bin")
     assert head["Metadata"]["checksum"] == hashlib.sha256(b"b" * BIG).hexdigest()
+
+
+def test_digest_cache_reads_a_file_again_only_once_it_was_written(tmp_path, monkeypatch):
+    """An unchanged file is not read again; one rewritten with its size and modification time kept
+    is (its change time moved)."""
+    monkeypatch.setattr(s3sync.DigestCache, "RECENT_S", 0.0)
+    folder, cache = tmp_path / "scenario", tmp_path / "digests"
+    path = folder / "inputs" / "od.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"a" * 100)
+    first = read_local(folder, everything, cache=cache)
+    reads = []
+    monkeypatch.setattr(s3sync, "digest_file", lambda p: reads.append(p) or transfer.digest_file(p))
+
+    assert read_local(folder, everything, cache=cache) == first
+    assert reads == []
+
+    mtime = path.stat().st_mtime_ns
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    path.write_bytes(b"b" * 100)
+    os.utime(path, ns=(mtime, mtime))
+    again = read_local(folder, everything, cache=cache)
+    assert len(reads) == 1
+    assert again["inputs/od.csv"].digest.checksum == hashlib.sha256(b"b" * 100).hexdigest()
 
 
 @pytest.mark.parametrize("text", ["2026-11-28T12:30:05.000Z", "Sat, 28 Nov 2026 12:30:05 GMT"])

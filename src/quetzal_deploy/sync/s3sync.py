@@ -17,7 +17,12 @@ and the ETag S3 computes from what it received proves the digest still holds (``
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import mimetypes
+import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +35,7 @@ from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.runtime.errors import StepError, UnsafeKey
 from quetzal_deploy.runtime.paths import safe_relative, shown, target_in, tree_files
 from quetzal_deploy.runtime.transfer import WORKERS as CONCURRENCY
-from quetzal_deploy.runtime.transfer import Digest, Transfers, digest_file, list_objects
+from quetzal_deploy.runtime.transfer import Digest, Transfers, digest_file, list_objects, replace_atomically
 
 DELETE_BATCH = 1000  # DeleteObjects limit
 SHOWN_NAMES = 10
@@ -113,40 +118,91 @@ def content_type(rel: str) -> str:
     return mimetypes.guess_type(rel)[0] or "application/octet-stream"
 
 
-def read_local(folder: Path, include: Callable[[str], bool],
-               concurrency: int = CONCURRENCY) -> dict[str, LocalFile]:
+class DigestCache:
+    """Digests of the files of one folder already read, kept in a JSON file under ``folder`` (the
+    repo's ``.quetzal/digests/``), so that an unchanged file is not read again, as git's index does:
+    an entry holds only while the file's size, modification and change times and inode are the same
+    (any write changes the change time, which no tool sets back). A file changed within ``RECENT_S``
+    of being read is not kept: a second write in the same clock tick could keep its times.
+    """
+
+    RECENT_S = 2.0
+
+    def __init__(self, folder: Path | None, source: Path):
+        name = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:32] + ".json"
+        self.file = folder / name if folder else None
+        self.seen: dict[str, list] = {}
+        try:
+            self.kept = json.loads(self.file.read_text()) if self.file else {}
+        except (OSError, ValueError):
+            self.kept = {}
+
+    @staticmethod
+    def stamp(info: os.stat_result) -> list[int]:
+        return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+
+    def digest(self, path: Path) -> Digest:
+        """The file's digest, read from the file only when its stamp changed."""
+        stamp = self.stamp(os.stat(path))
+        entry = self.kept.get(str(path))
+        if entry and entry[0] == stamp:
+            digest = Digest(*entry[1])
+        else:
+            digest = digest_file(path)
+        if time.time_ns() - stamp[2] > self.RECENT_S * 1e9 and stamp[0] == digest.size:
+            self.seen[str(path)] = [stamp, [digest.size, digest.etag, digest.checksum]]
+        return digest
+
+    def save(self) -> None:
+        """Keep the entries of the files seen in this read (best effort: a cache)."""
+        if self.file:
+            with contextlib.suppress(OSError):
+                self.file.parent.mkdir(parents=True, exist_ok=True)
+                replace_atomically(self.file, lambda temporary: temporary.write_text(json.dumps(self.seen)))
+
+
+def read_local(folder: Path, include: Callable[[str], bool], concurrency: int = CONCURRENCY,
+               cache: Path | None = None) -> dict[str, LocalFile]:
     """Hash every file under ``folder`` that ``include(rel)`` accepts (``paths.tree_files``: links
-    leading outside the folder, loops, pipes are errors); any unreadable one is an error."""
+    leading outside the folder, loops, pipes are errors); any unreadable one is an error. With a
+    ``cache`` folder, files unchanged since the last read are not read again (``DigestCache``)."""
     try:
         files = tree_files(folder, lambda rel: not include(rel))
     except StepError as ex:
         raise SyncError(str(ex)) from ex
-    return digest_files(files, concurrency)
+    return digest_files(files, concurrency, DigestCache(cache, folder))
 
 
-def digest_files(files: list[tuple[Path, str]], concurrency: int = CONCURRENCY) -> dict[str, LocalFile]:
-    """``LocalFile`` of each (path, rel), hashed in parallel."""
+def digest_files(files: list[tuple[Path, str]], concurrency: int = CONCURRENCY,
+                 cache: DigestCache | None = None) -> dict[str, LocalFile]:
+    """``LocalFile`` of each (path, rel), hashed in parallel (through ``cache`` when given)."""
+    read = cache.digest if cache else digest_file
 
     def digest(item: tuple[Path, str]) -> LocalFile:
         path, rel = item
         try:
-            return LocalFile(rel, path, digest_file(path))
+            return LocalFile(rel, path, read(path))
         except OSError as ex:
             raise SyncError(f"cannot read {shown(str(path))} ({ex.strerror or ex}): fix or remove it, "
                             "then re-run; nothing was transferred") from ex
 
     with ThreadPoolExecutor(concurrency) as pool:
-        return {f.rel: f for f in pool.map(digest, files)}
+        local = {f.rel: f for f in pool.map(digest, files)}
+    if cache:
+        cache.save()
+    return local
 
 
 class S3Prefix:
     """One folder-like prefix of a bucket (``<scenario>/``, ``_common/``), on an injected client."""
 
-    def __init__(self, s3, bucket: str, prefix: str, *, concurrency: int = CONCURRENCY):
+    def __init__(self, s3, bucket: str, prefix: str, *, concurrency: int = CONCURRENCY,
+                 cache: Path | None = None):
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.concurrency = concurrency
+        self.cache = cache  # DigestCache's folder for the local files a download compares
 
     def list(self) -> dict[str, RemoteObject]:
         """Every object under the prefix (folder markers left out), by relative path."""
@@ -247,7 +303,7 @@ class S3Prefix:
             raise SyncError(f"{', '.join(shown(str(targets[rel])) for rel in blocked)} exist(s) locally "
                             "but are not files: move them away, then re-run; nothing was written")
         local = digest_files([(targets[rel], rel) for rel in remote if targets[rel].is_file()],
-                             self.concurrency)
+                             self.concurrency, DigestCache(self.cache, folder))
         same = self._same(local, remote)
         plan = DownloadPlan(prefix=self.prefix, folder=folder)
         for rel, obj in sorted(remote.items()):

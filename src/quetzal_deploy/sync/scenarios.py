@@ -165,9 +165,14 @@ class ScenarioStore:
     def s3(self):
         return self.aws.client("s3")
 
+    @property
+    def digests(self) -> Path:
+        """Where the digests of local files already read are kept (``s3sync.DigestCache``)."""
+        return self.settings.root / ".quetzal" / "digests"
+
     def prefix(self, name: str) -> S3Prefix:
         """``name/`` on the bucket."""
-        return S3Prefix(self.s3, self.bucket, name)
+        return S3Prefix(self.s3, self.bucket, name, cache=self.digests)
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -185,7 +190,7 @@ class ScenarioStore:
     def plan_upload(self, name: str, with_outputs: bool = False) -> ScenarioUpload:
         include = scenario_files(with_outputs)
         folder = local_scenario(self.settings, name)
-        local = read_local(folder, include)
+        local = read_local(folder, include, cache=self.digests)
         local_info = folder / INFO
         if not local and not local_info.is_file():
             raise ConfigError(f"{folder} has no files to upload: an empty folder would empty "
@@ -304,6 +309,6 @@ class ScenarioStore:
         folder = not_a_link(self.settings.root / COMMON)
         if not folder.is_dir():
             raise ConfigError(f"{folder} not found: restore it from git (it holds modelConfig.json)")
-        local = read_local(folder, config_files)
+        local = read_local(folder, config_files, cache=self.digests)
         with self.errors():
             return self.prefix(COMMON).plan_upload(local, config_files)
