@@ -25,7 +25,7 @@ from emulated_aws import moto_server, use
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP = ROOT / "tests" / "support" / "big_step.py"
-TEMPLATE = ROOT / "{{cookiecutter.model_name}}"
+SOURCE = ROOT / "src"
 BUCKET = "bench-big-files"
 REGION = "us-east-1"
 
@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     with moto_server(REGION) as direct:
         use(direct)
-        env = {**os.environ, "PYTHONPATH": str(TEMPLATE)}
+        env = {**os.environ, "PYTHONPATH": str(SOURCE)}
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         print(f"{'file size':>10} {'before MB':>10} {'peak MB':>10} {'growth MB':>10} {'seconds':>8}")
         for size_mb in args.sizes_mb:

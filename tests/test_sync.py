@@ -11,9 +11,9 @@ import botocore.utils
 import pytest
 
 from fixtures.aws import REGION
-from quetzal_deploy import s3sync
 from quetzal_deploy.runtime import transfer
 from quetzal_deploy.runtime.paths import unsafe_reason
+from quetzal_deploy.sync import s3sync
 from quetzal_deploy.sync.s3sync import S3Prefix, read_local
 
 BUCKET = "sync-engine"
