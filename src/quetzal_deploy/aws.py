@@ -22,10 +22,9 @@ from botocore.exceptions import (
 )
 
 from quetzal_deploy.errors import AwsError
-from quetzal_deploy.runtime.transfer import WORKERS, boto_session
 from quetzal_deploy.settings import Settings
 
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=WORKERS)
+RETRIES = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "InvalidClientTokenId",
                  "UnrecognizedClientException", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
@@ -81,7 +80,7 @@ class Aws:
         if self._session is not None:
             return self._session
         try:
-            return boto_session(profile_name=self.settings.profile, region_name=self.settings.region)
+            return boto3.Session(profile_name=self.settings.profile, region_name=self.settings.region)
         except ProfileNotFound as ex:
             raise explain(ex) from ex
 

@@ -10,6 +10,9 @@ local runner can reuse it:
   quetzal_deploy.runtime.convert notebooks``), display magics dropped, other IPython refused.
 - ``storage.S3Storage(bucket)`` / ``storage.FolderStorage(root)``: the scenario's bucket, or a
   local folder standing in for it.
+- ``transfer.Transfers(client, bucket)``: the one S3 transfer stack (parallel, multipart with
+  bounded memory, checksum of the bytes sent), used by ``S3Storage`` and by the workstation's
+  scenario sync (``sync.s3sync``).
 - ``errors``: ``NotebookError``, ``NotebookTimeout``, ``InvalidEvent``, ``StateTooLarge``,
   ``UnsafeKey``, ``UnsafeWorkdir``, ``StorageError``; on Lambda the class name becomes the Step
   Functions ``Error`` and the message its ``Cause``.
