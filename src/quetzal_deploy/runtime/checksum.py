@@ -8,7 +8,6 @@ Standard library only: the Lambda image imports this module too.
 """
 
 import hashlib
-from pathlib import Path
 
 CHECKSUM_ALGORITHM = "sha256"
 CHUNK_BYTES = 1024 * 1024
@@ -17,18 +16,3 @@ CHUNK_BYTES = 1024 * 1024
 def bytes_checksum(data: bytes) -> str:
     """Hex SHA-256 of `data`, as the front end computes it."""
     return hashlib.new(CHECKSUM_ALGORITHM, data).hexdigest()
-
-
-def file_digests(path: Path, *algorithms: str) -> list[str]:
-    """Hex digests of the file's content for each hashlib algorithm, in one read."""
-    digests = [hashlib.new(name, usedforsecurity=False) for name in algorithms]
-    with Path(path).open("rb") as stream:
-        while chunk := stream.read(CHUNK_BYTES):
-            for digest in digests:
-                digest.update(chunk)
-    return [digest.hexdigest() for digest in digests]
-
-
-def file_checksum(path: Path) -> str:
-    """Hex SHA-256 of the file's content, as the front end computes it."""
-    return file_digests(path, CHECKSUM_ALGORITHM)[0]
