@@ -42,7 +42,9 @@ def main() -> None:
         for size_mb in args.sizes_mb:
             with tempfile.TemporaryDirectory(prefix="bench-big-") as tmp:
                 done = subprocess.run([sys.executable, str(STEP), BUCKET, str(size_mb), tmp],
-                                      env=env, check=True, capture_output=True, text=True)
+                                      env=env, capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"the {size_mb} MB step failed:\n{done.stderr[-3000:]}")
             result = json.loads(done.stdout.splitlines()[-1])
             growth = result["peak_mb"] - result["baseline_mb"]
             print(f"{size_mb:>7} MB {result['baseline_mb']:10.0f} {result['peak_mb']:10.0f} "
