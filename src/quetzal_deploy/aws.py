@@ -6,12 +6,18 @@ boto3 itself, so an emulator needs no special case here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cached_property
+from typing import TypeVar
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
+    ConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
@@ -24,16 +30,26 @@ from botocore.exceptions import (
 from quetzal_deploy.errors import AwsError
 from quetzal_deploy.settings import Settings
 
+T = TypeVar("T")
 RETRIES = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
-EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "InvalidClientTokenId",
-                 "UnrecognizedClientException", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
-
-
+# What botocore raises for a call: the service's answer, or a failure before or around it.
+AWS_ERRORS = (BotoCoreError, ClientError)
+EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired", "InvalidClientTokenId",
+                           "UnrecognizedClientException", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                          "AuthorizationError", "Forbidden", "403"})
+THROTTLED_CODES = frozenset({"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+                             "RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded",
+                             "SlowDown", "ProvisionedThroughputExceededException"})
+MISSING_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "404", "ResourceNotFoundException",
+                           "RepositoryNotFoundException", "NoSuchEntity", "StateMachineDoesNotExist",
+                           "ExecutionDoesNotExist", "FunctionNotFound"})
+MISSING_OBJECT = frozenset({"NoSuchKey", "404"})  # GetObject's answer, HeadObject's
 # S3's answers to a conditional write (If-Match / If-None-Match) whose condition no longer holds.
 CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
 
-def error_code(ex: BaseException) -> str:
+def error_code(ex: BaseException | None) -> str:
     """The AWS error code of a ``ClientError`` (e.g. ``NoSuchBucket``), else ``""``."""
     return ex.response.get("Error", {}).get("Code", "") if isinstance(ex, ClientError) else ""
 
@@ -57,15 +73,63 @@ def explain(ex: Exception, profile: str | None = None) -> AwsError:
     if isinstance(ex, NoRegionError):
         return AwsError("No AWS region: set AWS_REGION in .env or pass --region.")
     if isinstance(ex, ClientError):
-        code = error_code(ex)
-        message = ex.response.get("Error", {}).get("Message", str(ex))
-        if code in EXPIRED_CODES:
-            return AwsError(f"AWS rejected your credentials ({code}). {credentials_hint(profile)}")
-        if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
-            return AwsError(f"AWS denied access: {message}. Use a profile allowed to manage "
-                            "this model's resources.")
-        return AwsError(f"AWS error {code}: {message}")
+        return explain_answer(error_code(ex), ex.response.get("Error", {}).get("Message", str(ex)), profile)
+    if isinstance(ex, (ConnectionError, HTTPClientError)):
+        return AwsError(f"AWS could not be reached: {ex}. Check the network, AWS_REGION in .env and, "
+                        "for an emulator, AWS_ENDPOINT_URL.")
     return AwsError(f"AWS could not be reached: {ex}")
+
+
+def explain_answer(code: str, message: str, profile: str | None) -> AwsError:
+    """An error the service answered (``code``, ``message``) as an AwsError with its fix."""
+    if code in EXPIRED_CODES:
+        return AwsError(f"AWS rejected your credentials ({code}). {credentials_hint(profile)}")
+    if code in DENIED_CODES:
+        return AwsError(f"AWS denied access: {message}. Use a profile allowed to manage "
+                        "this model's resources.")
+    if code in THROTTLED_CODES:
+        return AwsError(f"AWS is throttling this account's requests ({code}: {message}), even after "
+                        "retries: wait a minute and run the command again, or run fewer at once.")
+    if code in MISSING_CODES:
+        return AwsError(f"AWS has no such resource ({code}: {message}): run `invoke infra` to create "
+                        "the model's resources, or check MODEL_NAME and AWS_REGION in .env.")
+    return AwsError(f"AWS error {code}: {message}")
+
+
+@contextmanager
+def translated(profile: str | None = None, known: Mapping[str, str] | None = None) -> Iterator[None]:
+    """botocore errors raised inside become an AwsError ``from`` them: an error code in ``known``
+    with the caller's own message (it names the resource), any other as :func:`explain` says."""
+    try:
+        yield
+    except AWS_ERRORS as ex:
+        if known and error_code(ex) in known:
+            raise AwsError(known[error_code(ex)]) from ex
+        raise explain(ex, profile) from ex
+
+
+def unless_absent(action: Callable[[], T], absent: Collection[str], default: T, profile: str | None = None,
+                  known: Mapping[str, str] | None = None) -> T:
+    """``action()``; ``default`` when AWS answers one of the ``absent`` codes (e.g. ``NoSuchKey``),
+    other errors :func:`translated`."""
+    with translated(profile, known):
+        try:
+            return action()
+        except ClientError as ex:
+            if error_code(ex) in absent:
+                return default
+            raise
+
+
+def s3_object(s3, bucket: str, key: str, profile: str | None = None,
+              known: Mapping[str, str] | None = None) -> tuple[bytes, str] | None:
+    """An S3 object's bytes and ETag; None when there is no such object, other errors translated."""
+
+    def fetch() -> tuple[bytes, str]:
+        stored = s3.get_object(Bucket=bucket, Key=key)
+        return stored["Body"].read(), stored["ETag"]
+
+    return unless_absent(fetch, MISSING_OBJECT, None, profile, known)
 
 
 class Aws:
@@ -79,10 +143,8 @@ class Aws:
     def session(self) -> boto3.Session:
         if self._session is not None:
             return self._session
-        try:
+        with translated():
             return boto3.Session(profile_name=self.settings.profile, region_name=self.settings.region)
-        except ProfileNotFound as ex:
-            raise explain(ex) from ex
 
     def client(self, service: str):
         """A client with standard retries, for this model's region."""
@@ -91,7 +153,5 @@ class Aws:
     @cached_property
     def account_id(self) -> str:
         """The caller's account id; fails with a fix hint when credentials are missing."""
-        try:
+        with translated(self.settings.profile):
             return self.client("sts").get_caller_identity()["Account"]
-        except Exception as ex:  # botocore raises many unrelated types for the same cause
-            raise explain(ex, self.settings.profile) from ex

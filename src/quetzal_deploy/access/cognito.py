@@ -16,9 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from quetzal_deploy.aws import CONDITION_FAILED, Aws, error_code, explain
+from quetzal_deploy.aws import CONDITION_FAILED, Aws, s3_object, translated, unless_absent
 from quetzal_deploy.errors import AwsError, ConfigError
 from quetzal_deploy.settings import Settings
 
@@ -59,13 +57,10 @@ class AccessFile:
 
     def read_tagged(self) -> tuple[dict[str, list[str]], str | None]:
         """The groups and the ETag they were read at (None: no file yet)."""
-        try:
-            stored = self.s3.get_object(Bucket=self.bucket, Key=ACCESS_KEY)
-            body = stored["Body"].read()
-        except (BotoCoreError, ClientError) as ex:
-            if error_code(ex) in {"NoSuchKey", "404"}:
-                return {}, None
-            raise self.error(ex) from ex
+        found = s3_object(self.s3, self.bucket, ACCESS_KEY, self.profile, self.known)
+        if found is None:
+            return {}, None
+        body, etag = found
         try:
             groups = json.loads(body)
         except json.JSONDecodeError as ex:
@@ -74,28 +69,19 @@ class AccessFile:
         if not isinstance(groups, dict) or not all(isinstance(m, list) for m in groups.values()):
             raise AwsError(f"{self.url} must be a JSON object of group names to lists of models: fix it "
                            "by hand before granting access")
-        return groups, stored["ETag"]
+        return groups, etag
 
     def exists(self) -> bool:
-        try:
-            self.s3.head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError) as ex:
-            if error_code(ex) in {"NoSuchBucket", "404"}:
-                return False
-            raise self.error(ex) from ex
-        return True
+        return unless_absent(lambda: self.s3.head_bucket(Bucket=self.bucket) is not None,
+                             {"NoSuchBucket", "404"}, False, self.profile, self.known)
 
     def write(self, groups: dict[str, list[str]], etag: str | None) -> bool:
         """Write if the file is still as read at ``etag``; False when someone changed it since."""
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=ACCESS_KEY, ContentType="application/json",
-                               Body=json.dumps(groups, indent=2).encode(), **condition)
-        except (BotoCoreError, ClientError) as ex:
-            if error_code(ex) in CONDITION_FAILED:
-                return False
-            raise self.error(ex) from ex
-        return True
+        return unless_absent(
+            lambda: self.s3.put_object(Bucket=self.bucket, Key=ACCESS_KEY, ContentType="application/json",
+                                       Body=json.dumps(groups, indent=2).encode(), **condition) is not None,
+            CONDITION_FAILED, False, self.profile, self.known)
 
     def update(self, change: Callable[[dict[str, list[str]]], T]) -> T:
         """Apply ``change`` (in place, returning whether and what it changed) until it is stored."""
@@ -108,11 +94,10 @@ class AccessFile:
         raise AwsError(f"{self.url} kept changing while it was being updated ({self.attempts} tries): "
                        "someone else is granting access right now; run the command again")
 
-    def error(self, ex: Exception) -> AwsError:
-        if error_code(ex) == "NoSuchBucket":
-            return AwsError(f"Config bucket {self.bucket} does not exist: create it, or set "
-                            "CONFIG_BUCKET_NAME in .env to the shared config bucket.")
-        return explain(ex, self.profile)
+    @property
+    def known(self) -> dict[str, str]:
+        return {"NoSuchBucket": f"Config bucket {self.bucket} does not exist: create it, or set "
+                                "CONFIG_BUCKET_NAME in .env to the shared config bucket."}
 
     def add(self, group: str, model: str) -> bool:
         """List ``model`` for ``group``; False when it already was."""
@@ -148,51 +133,37 @@ class ModelAccess:
         self.user_role = self.policy_name = user_role_name(settings.model_name)
 
     def call(self, client, method: str, **kwargs) -> dict[str, Any]:
-        try:
+        with translated(self.settings.profile):
             return getattr(client, method)(**kwargs)
-        except (BotoCoreError, ClientError) as ex:
-            raise explain(ex, self.settings.profile) from ex
 
-    def missing_role(self, ex: Exception) -> AwsError:
-        if error_code(ex) == "NoSuchEntity":
-            return AwsError(
-                f"IAM role {self.user_role} or its policy {self.policy_name} does not exist: set "
-                "COGNITO_IDENTITY_POOL_ID in .env and run `invoke infra`, which creates them."
-            )
-        return explain(ex, self.settings.profile)
+    def role_errors(self):
+        """AWS errors translated; a missing role or policy says how ``invoke infra`` creates them."""
+        return translated(self.settings.profile, {"NoSuchEntity": (
+            f"IAM role {self.user_role} or its policy {self.policy_name} does not exist: set "
+            "COGNITO_IDENTITY_POOL_ID in .env and run `invoke infra`, which creates them.")})
 
     def user_role_arn(self) -> str:
-        try:
+        with self.role_errors():
             return self.iam.get_role(RoleName=self.user_role)["Role"]["Arn"]
-        except (BotoCoreError, ClientError) as ex:
-            raise self.missing_role(ex) from ex
 
     def policy_document(self) -> str:
         """The model's S3 policy, as JSON text."""
-        try:
+        with self.role_errors():
             document = self.iam.get_role_policy(RoleName=self.user_role, PolicyName=self.policy_name)
-        except (BotoCoreError, ClientError) as ex:
-            raise self.missing_role(ex) from ex
         policy = document["PolicyDocument"]
         return policy if isinstance(policy, str) else json.dumps(policy)
 
     def check_user_pool(self) -> None:
-        try:
+        missing = (f"Cognito user pool {self.settings.user_pool_id} does not exist: "
+                   "fix COGNITO_USER_POOL_ID in .env.")
+        with translated(self.settings.profile, {"ResourceNotFoundException": missing}):
             self.cognito.describe_user_pool(UserPoolId=self.settings.user_pool_id)
-        except ClientError as ex:
-            if error_code(ex) == "ResourceNotFoundException":
-                raise AwsError(f"Cognito user pool {self.settings.user_pool_id} does not exist: "
-                               "fix COGNITO_USER_POOL_ID in .env.") from ex
-            raise explain(ex, self.settings.profile) from ex
 
     def group(self, name: str) -> dict[str, Any] | None:
         """The Cognito group, or None when the (existing) user pool has no such group."""
-        try:
-            return self.cognito.get_group(GroupName=name, UserPoolId=self.settings.user_pool_id)["Group"]
-        except ClientError as ex:
-            if error_code(ex) == "ResourceNotFoundException":
-                return None
-            raise explain(ex, self.settings.profile) from ex
+        return unless_absent(
+            lambda: self.cognito.get_group(GroupName=name, UserPoolId=self.settings.user_pool_id)["Group"],
+            {"ResourceNotFoundException"}, None, self.settings.profile)
 
     def grant(self, name: str, out: Out) -> None:
         """Give group ``name`` the model: create it with the user role, or extend its own role."""
@@ -229,13 +200,11 @@ class ModelAccess:
             self.remove_policy(role_name(group["RoleArn"]), out)
 
     def remove_policy(self, role: str, out: Out) -> None:
-        try:
-            self.iam.delete_role_policy(RoleName=role, PolicyName=self.policy_name)
-            out(f"Removed policy {self.policy_name} from role {role}")
-        except ClientError as ex:
-            if error_code(ex) != "NoSuchEntity":
-                raise explain(ex, self.settings.profile) from ex
-            out(f"Role {role} has no policy {self.policy_name}")
+        removed = unless_absent(
+            lambda: self.iam.delete_role_policy(RoleName=role, PolicyName=self.policy_name) is not None,
+            {"NoSuchEntity"}, False, self.settings.profile)
+        out(f"Removed policy {self.policy_name} from role {role}" if removed
+            else f"Role {role} has no policy {self.policy_name}")
 
 
 def require(settings: Settings, *keys: str) -> None:

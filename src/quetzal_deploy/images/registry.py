@@ -18,9 +18,9 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from botocore.exceptions import WaiterError
 
-from quetzal_deploy.aws import Aws, error_code, explain
+from quetzal_deploy.aws import Aws, translated, unless_absent
 from quetzal_deploy.errors import AwsError, QuetzalError
 from quetzal_deploy.images.build import (
     DOCKER_ARCHITECTURES,
@@ -84,18 +84,10 @@ class Ecr:
 
     def call(self, method: str, missing: str = "", **kwargs):
         """``ecr.<method>(**kwargs)``; None when the error code is ``missing``."""
-        try:
-            return getattr(self.ecr, method)(**kwargs)
-        except ClientError as ex:
-            code = error_code(ex)
-            if code == missing:
-                return None
-            if code == "RepositoryNotFoundException":
-                raise AwsError(f"ECR repository {self.repo} does not exist: run `invoke infra` first "
-                               "(or check MODEL_NAME in .env).") from ex
-            raise explain(ex, self.profile) from ex
-        except BotoCoreError as ex:
-            raise explain(ex, self.profile) from ex
+        known = {"RepositoryNotFoundException": f"ECR repository {self.repo} does not exist: run "
+                                                "`invoke infra` first (or check MODEL_NAME in .env)."}
+        return unless_absent(lambda: getattr(self.ecr, method)(**kwargs), {missing} - {""}, None,
+                             self.profile, known)
 
     def repository_uri(self) -> str:
         return self.call("describe_repositories", repositoryNames=[self.repo])["repositories"][0][
@@ -142,14 +134,8 @@ class LambdaFunction:
 
     def described(self) -> dict | None:
         """GetFunction's answer; None when the function does not exist yet."""
-        try:
-            return self.client.get_function(FunctionName=self.name)
-        except ClientError as ex:
-            if error_code(ex) == "ResourceNotFoundException":
-                return None
-            raise explain(ex, self.profile) from ex
-        except BotoCoreError as ex:
-            raise explain(ex, self.profile) from ex
+        return unless_absent(lambda: self.client.get_function(FunctionName=self.name),
+                             {"ResourceNotFoundException"}, None, self.profile)
 
     def image_uri(self) -> str | None:
         """The image the function runs; None when the function does not exist yet."""
@@ -163,16 +149,15 @@ class LambdaFunction:
 
     def point_to(self, image_uri: str) -> None:
         """Run ``image_uri`` from now on; returns once Lambda has finished the update."""
-        try:
-            self.client.update_function_code(FunctionName=self.name, ImageUri=image_uri)
-            self.client.get_waiter("function_updated_v2").wait(
-                FunctionName=self.name, WaiterConfig={"Delay": 2, "MaxAttempts": 150})
-        except WaiterError as ex:
-            reason = (ex.last_response or {}).get("Configuration", {}).get("LastUpdateStatusReason")
-            raise AwsError(f"Lambda {self.name} did not take image {image_uri}: {reason or ex}. "
-                           "Check the image is in ECR and runs (`invoke test-lambda`).") from ex
-        except (BotoCoreError, ClientError) as ex:
-            raise explain(ex, self.profile) from ex
+        with translated(self.profile):
+            try:
+                self.client.update_function_code(FunctionName=self.name, ImageUri=image_uri)
+                self.client.get_waiter("function_updated_v2").wait(
+                    FunctionName=self.name, WaiterConfig={"Delay": 2, "MaxAttempts": 150})
+            except WaiterError as ex:
+                reason = (ex.last_response or {}).get("Configuration", {}).get("LastUpdateStatusReason")
+                raise AwsError(f"Lambda {self.name} did not take image {image_uri}: {reason or ex}. "
+                               "Check the image is in ECR and runs (`invoke test-lambda`).") from ex
 
 
 class FargateTask:
@@ -189,21 +174,19 @@ class FargateTask:
     def point_to(self, image_uri: str) -> int | None:
         """Register a revision running ``image_uri`` (RunTask on the family takes the latest);
         returns its number, or None when there is no such task definition (no Fargate steps)."""
-        try:
-            described = self.client.describe_task_definition(taskDefinition=self.family, include=["TAGS"])
-            current = described["taskDefinition"]
-            containers = [dict(container, image=image_uri) if container["name"] == FARGATE_CONTAINER
-                          else container for container in current["containerDefinitions"]]
-            fields = {key: current[key] for key in self.REGISTERED if key in current}
-            if described.get("tags"):
-                fields["tags"] = described["tags"]
+        described = unless_absent(  # ClientException: no task definition, the model has no Fargate part
+            lambda: self.client.describe_task_definition(taskDefinition=self.family, include=["TAGS"]),
+            {"ClientException"}, None, self.profile)
+        if described is None:
+            return None
+        current = described["taskDefinition"]
+        containers = [dict(container, image=image_uri) if container["name"] == FARGATE_CONTAINER
+                      else container for container in current["containerDefinitions"]]
+        fields = {key: current[key] for key in self.REGISTERED if key in current}
+        if described.get("tags"):
+            fields["tags"] = described["tags"]
+        with translated(self.profile):
             registered = self.client.register_task_definition(**fields, containerDefinitions=containers)
-        except ClientError as ex:
-            if ex.operation_name == "DescribeTaskDefinition" and error_code(ex) == "ClientException":
-                return None  # no task definition: the model has no Fargate part
-            raise explain(ex, self.profile) from ex
-        except BotoCoreError as ex:
-            raise explain(ex, self.profile) from ex
         return registered["taskDefinition"]["revision"]
 
 

@@ -11,19 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import hcl2
-from botocore.exceptions import BotoCoreError, ClientError
 from lark.exceptions import LarkError
 
-from quetzal_deploy.aws import RETRIES, Aws, error_code, explain
+from quetzal_deploy.aws import RETRIES, Aws, translated, unless_absent
 from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
 from quetzal_deploy.images.build import git
 from quetzal_deploy.infra.terraform import Terraform
 from quetzal_deploy.settings import Settings
 
-T = TypeVar("T")
 Out = Callable[[str], None]
 Confirm = Callable[[str], bool]
 BACKEND_CONFIG = "backend.hcl"
@@ -42,18 +39,6 @@ ENV_VARIABLES = ("aws_region", "model_name", "lambda_memory_size", "lambda_timeo
 
 class Cancelled(QuetzalError):
     """The user said no: nothing more was changed."""
-
-
-def unless_missing(aws: Aws, missing: set[str], default: T, action: Callable[[], T]) -> T:
-    """``action()``; ``default`` when AWS answers one of the ``missing`` codes, other errors explained."""
-    try:
-        return action()
-    except ClientError as ex:
-        if error_code(ex) in missing:
-            return default
-        raise explain(ex, aws.settings.profile) from ex
-    except BotoCoreError as ex:
-        raise explain(ex, aws.settings.profile) from ex
 
 
 def drain(first_page: Callable[[], list], delete: Callable[[list], None]) -> int:
@@ -81,7 +66,7 @@ def empty_bucket(aws: Aws, bucket: str) -> int:
             raise AwsError(f"could not delete {len(answer['Errors'])} object(s) from {bucket}, "
                            f"e.g. {first['Key']}: {first.get('Message', first.get('Code'))}")
 
-    return unless_missing(aws, MISSING_BUCKET, 0, lambda: drain(first_page, delete))
+    return unless_absent(lambda: drain(first_page, delete), MISSING_BUCKET, 0, aws.settings.profile)
 
 
 def empty_repository(aws: Aws, repository: str) -> int:
@@ -99,7 +84,7 @@ def empty_repository(aws: Aws, repository: str) -> int:
             raise AwsError(f"could not delete {len(failures)} image(s) from {repository}: "
                            f"{failures[0].get('failureReason', failures[0].get('failureCode'))}")
 
-    return unless_missing(aws, MISSING_REPOSITORY, 0, lambda: drain(first_page, delete))
+    return unless_absent(lambda: drain(first_page, delete), MISSING_REPOSITORY, 0, aws.settings.profile)
 
 
 def latest_image_tag(aws: Aws, repository: str) -> str | None:
@@ -111,7 +96,7 @@ def latest_image_tag(aws: Aws, repository: str) -> str | None:
             repositoryName=repository, filter={"tagStatus": "TAGGED"})
         return [image for page in pages for image in page.get("imageDetails", [])]
 
-    images = unless_missing(aws, MISSING_REPOSITORY, [], tagged_images)
+    images = unless_absent(tagged_images, MISSING_REPOSITORY, [], aws.settings.profile)
     if not images:
         return None
     newest = max(images, key=lambda image: image["imagePushedAt"])
@@ -120,8 +105,8 @@ def latest_image_tag(aws: Aws, repository: str) -> str | None:
 
 
 def function_exists(aws: Aws, name: str) -> bool:
-    return unless_missing(aws, {"ResourceNotFoundException"}, False,
-                          lambda: bool(aws.client("lambda").get_function(FunctionName=name)))
+    return unless_absent(lambda: bool(aws.client("lambda").get_function(FunctionName=name)),
+                         {"ResourceNotFoundException"}, False, aws.settings.profile)
 
 
 def read_hcl(path: Path) -> dict[str, str]:
@@ -141,25 +126,16 @@ class StateBucket:
         self.s3 = aws.session.client("s3", region_name=region, config=RETRIES)
 
     def call(self, method: str, **kwargs):
-        try:
+        with translated(self.aws.settings.profile):
             return getattr(self.s3, method)(Bucket=self.name, **kwargs)
-        except (BotoCoreError, ClientError) as ex:
-            raise explain(ex, self.aws.settings.profile) from ex
 
     def exists(self) -> bool:
-        try:
-            self.s3.head_bucket(Bucket=self.name)
-        except ClientError as ex:
-            if error_code(ex) in MISSING_HEAD:
-                return False
-            if error_code(ex) in FORBIDDEN_HEAD:
-                raise AwsError(f"The Terraform state bucket {self.name} exists but this account may not "
-                               "use it (S3 bucket names are global: another account may own it). Pick "
-                               "another name in infra/backend.hcl (bucket = ...).") from ex
-            raise explain(ex, self.aws.settings.profile) from ex
-        except BotoCoreError as ex:
-            raise explain(ex, self.aws.settings.profile) from ex
-        return True
+        forbidden = (f"The Terraform state bucket {self.name} exists but this account may not use it (S3 "
+                     "bucket names are global: another account may own it). Pick another name in "
+                     "infra/backend.hcl (bucket = ...).")
+        head = unless_absent(lambda: self.s3.head_bucket(Bucket=self.name), MISSING_HEAD, None,
+                             self.aws.settings.profile, dict.fromkeys(FORBIDDEN_HEAD, forbidden))
+        return head is not None
 
     def create(self) -> None:
         """Versioned (every state kept), encrypted, public access blocked."""

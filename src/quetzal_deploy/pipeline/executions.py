@@ -11,10 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from quetzal_deploy.aws import Aws, error_code, explain
-from quetzal_deploy.errors import AwsError
+from quetzal_deploy.aws import Aws, s3_object, translated
 from quetzal_deploy.pipeline.definition import iter_states
 from quetzal_deploy.pipeline.stepfunctions import StateMachine, state_machine
 from quetzal_deploy.runtime.notebook import log_name
@@ -49,29 +46,20 @@ class Scenario:
 
     def read(self, key: str) -> bytes | None:
         """An object's bytes, or None when it does not exist."""
-        try:
-            return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
-        except ClientError as ex:
-            if error_code(ex) in {"NoSuchKey", "404"}:
-                return None
-            raise self.error(ex) from ex
-        except BotoCoreError as ex:
-            raise explain(ex, self.profile) from ex
+        found = s3_object(self.s3, self.bucket, self.prefix + key, self.profile, self.known)
+        return None if found is None else found[0]
 
     def check_exists(self) -> None:
-        try:
+        with translated(self.profile, self.known):
             listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
-        except (BotoCoreError, ClientError) as ex:
-            raise self.error(ex) from ex
         if not listed.get("KeyCount"):
             raise RunError(f"Scenario {self.name!r} is not in s3://{self.bucket}/: "
                            f"run `invoke upload-scenarios {self.name}` first.")
 
-    def error(self, ex: Exception) -> AwsError:
-        if error_code(ex) == "NoSuchBucket":
-            return AwsError(f"Bucket {self.bucket} does not exist: run `invoke infra` first "
-                            "(or check MODEL_NAME in .env).")
-        return explain(ex, self.profile)
+    @property
+    def known(self) -> dict[str, str]:
+        return {"NoSuchBucket": f"Bucket {self.bucket} does not exist: run `invoke infra` first "
+                                "(or check MODEL_NAME in .env)."}
 
     def entries(self) -> list[Mapping[str, Any]]:
         """``inputs/params.json`` (checked entries), or no entry when the scenario has none."""
@@ -86,10 +74,8 @@ class Scenario:
 
     def layer_warnings(self) -> list[str]:
         """A warning per output layer the front end would refuse (no CRS it reads)."""
-        try:
+        with translated(self.profile, self.known):
             return crs_warnings(bucket_layers(self.s3, self.bucket, f"{self.prefix}outputs/"))
-        except (BotoCoreError, ClientError) as ex:
-            raise self.error(ex) from ex
 
     def log_tail(self, notebook_path: str, lines: int = LOG_TAIL_LINES) -> tuple[str, list[str] | None]:
         """Where the notebook's log is, and its last ``lines`` lines (None: no log)."""

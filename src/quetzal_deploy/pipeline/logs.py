@@ -8,10 +8,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from quetzal_deploy.aws import Aws, error_code, explain
-from quetzal_deploy.errors import AwsError, QuetzalError
+from quetzal_deploy.aws import Aws, translated
+from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.settings import Settings
 
 DURATION = re.compile(r"\s*(\d+)\s*([smhd])\s*")
@@ -49,21 +47,14 @@ class LambdaLogs:
 
     def events(self, start_ms: int) -> Iterator[dict[str, Any]]:
         """Every event from ``start_ms`` on, every page, oldest first."""
-        try:
+        missing = (f"No log group {self.group} yet: the function has not run (run the pipeline "
+                   "first), or MODEL_NAME / AWS_REGION in .env are wrong.")
+        with translated(self.profile, {"ResourceNotFoundException": missing}):
             pages = self.client.get_paginator("filter_log_events").paginate(
                 logGroupName=self.group, startTime=start_ms, interleaved=True
             )
             for page in pages:
                 yield from page["events"]
-        except ClientError as ex:
-            if error_code(ex) == "ResourceNotFoundException":
-                raise AwsError(
-                    f"No log group {self.group} yet: the function has not run (run the pipeline "
-                    "first), or MODEL_NAME / AWS_REGION in .env are wrong."
-                ) from ex
-            raise explain(ex, self.profile) from ex
-        except BotoCoreError as ex:
-            raise explain(ex, self.profile) from ex
 
     def follow(self, start_ms: int, out: Callable[[str], None], polls: int | None = None,
                interval: float = FOLLOW_POLL_S, sleep: Callable[[float], None] = time.sleep) -> int:

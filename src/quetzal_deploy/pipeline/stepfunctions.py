@@ -9,10 +9,9 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from statelint.linter import Linter
 
-from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.aws import Aws, translated
 from quetzal_deploy.errors import AwsError, ConfigError
 from quetzal_deploy.pipeline.definition import (
     DefinitionError,
@@ -38,18 +37,14 @@ class StateMachine:
 
     def call(self, method: str, **kwargs) -> dict[str, Any]:
         """Call the client; botocore errors become AwsError with a fix hint."""
-        try:
+        with translated(self.profile):
             return getattr(self.client, method)(**kwargs)
-        except (BotoCoreError, ClientError) as ex:
-            raise explain(ex, self.profile) from ex
 
     def pages(self, method: str, key: str, **kwargs) -> Iterator[dict[str, Any]]:
         """Every item of a paginated call."""
-        try:
+        with translated(self.profile):
             for page in self.client.get_paginator(method).paginate(**kwargs):
                 yield from page[key]
-        except (BotoCoreError, ClientError) as ex:
-            raise explain(ex, self.profile) from ex
 
     @property
     def arn(self) -> str:

@@ -11,16 +11,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from quetzal_deploy.aws import CONDITION_FAILED, Aws, error_code, explain
-from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
+from quetzal_deploy.aws import CONDITION_FAILED, Aws, s3_object, translated
+from quetzal_deploy.errors import ConfigError, QuetzalError
 from quetzal_deploy.runtime.checksum import bytes_checksum
 from quetzal_deploy.runtime.info import STAMP_KEYS, info_bytes, parse_info, stamped
 from quetzal_deploy.runtime.names import COMMON, InvalidScenarioName, check_scenario_name
@@ -174,18 +171,15 @@ class ScenarioStore:
         """``name/`` on the bucket."""
         return S3Prefix(self.s3, self.bucket, name, cache=self.digests)
 
-    @contextmanager
-    def errors(self) -> Iterator[None]:
-        """botocore errors as domain errors: a missing bucket says to deploy first."""
-        try:
-            yield
-        except ClientError as ex:
-            if error_code(ex) == "NoSuchBucket":
-                raise AwsError(f"bucket {self.bucket} does not exist in {self.settings.region}: "
-                               "run `invoke infra` (or `invoke deploy`) first") from ex
-            raise explain(ex, self.settings.profile) from ex
-        except BotoCoreError as ex:
-            raise explain(ex, self.settings.profile) from ex
+    @property
+    def known(self) -> dict[str, str]:
+        """The messages of this bucket's own errors: a missing bucket says to deploy first."""
+        return {"NoSuchBucket": f"bucket {self.bucket} does not exist in {self.settings.region}: "
+                                "run `invoke infra` (or `invoke deploy`) first"}
+
+    def errors(self):
+        """botocore errors raised inside as domain errors."""
+        return translated(self.settings.profile, self.known)
 
     def plan_upload(self, name: str, with_outputs: bool = False) -> ScenarioUpload:
         include = scenario_files(with_outputs)
@@ -197,19 +191,15 @@ class ScenarioStore:
                               f"s3://{self.bucket}/{name}/ (add inputs/, info.json, styles.json)")
         with self.errors():
             files = self.prefix(name).plan_upload(local, include)
-            remote = parse_info(self.read_object(f"{name}/{INFO}"))
+        remote = parse_info(self.read_object(f"{name}/{INFO}"))
         mine = parse_info(local_info.read_bytes()) if local_info.is_file() else {}
         info = merged_info(remote, mine)
         return ScenarioUpload(files, info, unstamped(info) != unstamped(remote) or not remote)
 
     def read_object(self, key: str) -> bytes | None:
         """An object's bytes, or None when it does not exist."""
-        try:
-            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as ex:
-            if error_code(ex) in {"NoSuchKey", "404"}:
-                return None
-            raise
+        found = s3_object(self.s3, self.bucket, key, self.settings.profile, self.known)
+        return None if found is None else found[0]
 
     def upload(self, plan: ScenarioUpload | UploadPlan, email: str) -> None:
         """Sync the files, then (a scenario) write its stamped ``info.json``."""
@@ -251,36 +241,28 @@ class ScenarioStore:
 
     def _read_lock(self) -> tuple[list[str], str | None]:
         """lock.json's names and ETag (None when absent), for a conditional rewrite."""
-        with self.errors():
-            try:
-                stored = self.s3.get_object(Bucket=self.bucket, Key=LOCK_KEY)
-            except ClientError as ex:
-                if error_code(ex) in {"NoSuchKey", "404"}:
-                    return list(DEFAULT_LOCKED), None
-                raise
-            body = stored["Body"].read()
+        found = s3_object(self.s3, self.bucket, LOCK_KEY, self.settings.profile, self.known)
+        if found is None:
+            return list(DEFAULT_LOCKED), None
+        body, etag = found
         try:
             names = json.loads(body)
         except ValueError as ex:
             raise QuetzalError(f"s3://{self.bucket}/{LOCK_KEY} is not JSON: fix or delete it") from ex
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise QuetzalError(f"s3://{self.bucket}/{LOCK_KEY} must be a JSON array of scenario names")
-        return names, stored["ETag"]
+        return names, etag
 
     def _write_lock(self, names: list[str], etag: str | None, email: str) -> None:
         """Rewrite lock.json only if nobody changed it since it was read (S3 conditional write)."""
         body = json.dumps(names).encode()
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         metadata = {"user_email": email, "checksum": bytes_checksum(body)}
-        with self.errors():
-            try:
-                self.s3.put_object(Bucket=self.bucket, Key=LOCK_KEY, Body=body, Metadata=metadata,
-                                   ContentType="application/json", **condition)
-            except ClientError as ex:
-                if error_code(ex) in CONDITION_FAILED:
-                    raise QuetzalError(f"s3://{self.bucket}/{LOCK_KEY} changed while it was being updated "
-                                       "(someone else locked or unlocked a scenario): re-run") from ex
-                raise
+        changed = (f"s3://{self.bucket}/{LOCK_KEY} changed while it was being updated "
+                   "(someone else locked or unlocked a scenario): re-run")
+        with translated(self.settings.profile, {**self.known, **dict.fromkeys(CONDITION_FAILED, changed)}):
+            self.s3.put_object(Bucket=self.bucket, Key=LOCK_KEY, Body=body, Metadata=metadata,
+                               ContentType="application/json", **condition)
 
     def lock(self, name: str, email: str) -> bool:
         """Protect a scenario that exists on the bucket; False when it already was."""
