@@ -30,8 +30,8 @@ from quetzal_deploy.local.jsonpaths import assign, select
 from quetzal_deploy.local.templates import fill
 from quetzal_deploy.local.validation import check_supported
 from quetzal_deploy.pipeline.definition import ECS_RUN_TASK, LAMBDA_INVOKE
+from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES, state_bytes
 
-STATE_LIMIT_BYTES = 256 * 1024
 HISTORY_LIMIT = 25_000  # events in one execution's history, a Step Functions quota
 ECS_OVERRIDES_LIMIT = 8192  # characters of a RunTask's overrides JSON, an ECS quota
 LOCAL_RETRIES = 10
@@ -108,9 +108,9 @@ def function_name(function: str) -> str:
 
 
 def state_size(value: Any) -> int:
-    """Bytes of ``value`` as JSON; States.Runtime when it is not JSON Step Functions could carry."""
+    """Bytes of ``value`` as Step Functions counts them; States.Runtime when it is not JSON it could carry."""
     try:
-        return len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+        return state_bytes(value)
     except (ValueError, TypeError, RecursionError) as ex:
         raise runtime_error(f"The state's data is not JSON that Step Functions can carry ({ex}): a number "
                             "like 1e999 or NaN, a value nested too deeply, or one too large.") from ex

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES
 from quetzal_deploy.sizing import HEADROOM, suggest
 
-STATE_LIMIT_KB = 256
+STATE_LIMIT_KB = STATE_LIMIT_BYTES // 1024
 STATE_WARNING_KB = 200
 
 

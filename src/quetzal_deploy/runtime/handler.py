@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StateTooLarge, StorageError
-from quetzal_deploy.runtime.event import StepEvent, parse_event
+from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES, StepEvent, parse_event, state_bytes
 from quetzal_deploy.runtime.info import info_bytes, parse_info, stamped
 from quetzal_deploy.runtime.notebook import (
     Outcome,
@@ -50,9 +50,10 @@ from quetzal_deploy.runtime.notebook import (
 from quetzal_deploy.runtime.storage import EXCLUDED, FolderStorage, S3Storage, Storage
 from quetzal_deploy.runtime.workdir import PRIVATE, check_workdir, empty_folder, size_mb
 
-# Step Functions limits a state's input/output to 256 KiB; the Lambda invoke wrapper around
-# the payload (status, headers, request id) needs about 1 KiB of it.
-MAX_STATE_BYTES = 256 * 1024 - 4 * 1024
+# The lambda:invoke result wraps the returned event (status, headers, request id: about 1 KiB)
+# and the whole result counts against the state limit: keep 4 KiB for it.
+INVOKE_WRAPPER_BYTES = 4 * 1024
+MAX_STATE_BYTES = STATE_LIMIT_BYTES - INVOKE_WRAPPER_BYTES
 LAMBDA, FARGATE = "Lambda", "Fargate"
 TIMEOUT_ADVICE = {
     LAMBDA: "raise LAMBDA_TIME_LIMIT (at most 900 s); past 15 minutes, run the step on Fargate "
@@ -140,12 +141,16 @@ def check_outcome(outcome: Outcome, step: StepEvent, log_key: str, margin_s: flo
 def returned_event(event: dict, outcome: Outcome, step: StepEvent) -> dict:
     """The event merged with the notebook's RETURN: values, within the state size limit."""
     merged = deep_merge(event, parse_returns(outcome.returns, step.notebook_path))
-    size = len(json.dumps(merged, ensure_ascii=False).encode())
+    try:
+        size = state_bytes(merged)
+    except ValueError as ex:
+        raise NotebookError(f"{step.notebook_path} returned a value JSON cannot carry ({ex}): return "
+                            "null or a string instead of NaN or Infinity.") from ex
     if size > MAX_STATE_BYTES:
         raise StateTooLarge(
-            f"{step.notebook_path} returned an event of {size} bytes; Step Functions passes at "
-            f"most {MAX_STATE_BYTES} between states. Print smaller RETURN: values and write "
-            "large results to files in outputs/."
+            f"{step.notebook_path} returned an event of {size} bytes; Step Functions passes at most "
+            f"{STATE_LIMIT_BYTES} between states, {INVOKE_WRAPPER_BYTES} of them for the Lambda invoke "
+            "result around it. Print smaller RETURN: values and write large results to files in outputs/."
         )
     return merged
 
