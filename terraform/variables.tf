@@ -200,6 +200,10 @@ variable "config_bucket_name" {
     condition     = var.config_bucket_name == "" || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.config_bucket_name))
     error_message = "The config bucket name must be an S3 bucket name (3-63 lowercase letters, digits, '.' and '-'), or empty."
   }
+  validation {
+    condition     = !startswith(var.config_bucket_name, "xn--") && !startswith(var.config_bucket_name, "sthree-") && !startswith(var.config_bucket_name, "amzn-s3-demo-") && !endswith(var.config_bucket_name, "-s3alias") && !endswith(var.config_bucket_name, "--ol-s3") && !endswith(var.config_bucket_name, "--x-s3") && !endswith(var.config_bucket_name, "--table-s3")
+    error_message = "The config bucket name must not start with 'xn--', 'sthree-' or 'amzn-s3-demo-', nor end with '-s3alias', '--ol-s3', '--x-s3' or '--table-s3' (reserved by S3)."
+  }
 }
 
 variable "tags" {

@@ -6,17 +6,16 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import boto3
 import docker
 import requests
-from botocore.exceptions import BotoCoreError, ClientError
 from docker.errors import DockerException
 from packaging.version import InvalidVersion, Version
 
 import quetzal_deploy
-from quetzal_deploy.aws import Aws, explain
+from quetzal_deploy.aws import Aws, translated
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.pipeline.stepfunctions import state_machine
+from quetzal_deploy.rules import REGIONS
 from quetzal_deploy.settings import Settings, load_settings
 
 INFRA_HINT = "run `invoke infra` (or check the names in .env and AWS_REGION)"
@@ -40,9 +39,8 @@ def passed(name: str, detail: str) -> Check:
 def probe(name: str, detail: str, hint: str, attempt: Callable[[], object], profile: str | None) -> Check:
     """Run ``attempt``; an AWS error becomes a failed check with its own explanation and ``hint``."""
     try:
-        attempt()
-    except (BotoCoreError, ClientError) as ex:
-        return Check(name, False, str(explain(ex, profile)), hint)
+        with translated(profile):
+            attempt()
     except QuetzalError as ex:
         return Check(name, False, str(ex), hint)
     return passed(name, detail)
@@ -50,8 +48,7 @@ def probe(name: str, detail: str, hint: str, attempt: Callable[[], object], prof
 
 def aws_checks(settings: Settings, aws: Aws) -> list[Check]:
     """Region, credentials, then each resource of the model's stack."""
-    regions = boto3.Session().get_available_regions("s3")
-    checks = [Check("region", settings.region in regions, settings.region,
+    checks = [Check("region", settings.region in REGIONS, settings.region,
                     "set AWS_REGION in .env (or --region) to an AWS region such as ca-central-1")]
     if settings.region != settings.front_end_region:
         checks.append(Check(

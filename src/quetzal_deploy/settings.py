@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dotenv import dotenv_values
 
 from quetzal_deploy.errors import ConfigError
+from quetzal_deploy.rules import (
+    ARCHITECTURES,
+    PYTHON_VERSIONS,
+    RANGES,
+    function_error,
+    identity_pool_error,
+    model_name_error,
+    shared_bucket_error,
+    whole_number,
+)
 from quetzal_deploy.sizing import FARGATE_SIZES
 
 ENV_FILE = ".env"
@@ -20,19 +29,10 @@ REQUIRED = (
     "LAMBDA_TIME_LIMIT",
     "LAMBDA_STORAGE_SIZE",
 )
-DIGITS = re.compile(r"[0-9]{1,6}")
-ARCHITECTURES = ("x86_64", "arm64")
 # Every resource is named after MODEL_NAME (Terraform names them so): no second copy to drift.
 DERIVED_NAMES = ("AWS_BUCKET_NAME", "AWS_ECR_REPO_NAME", "AWS_LAMBDA_FUNCTION_NAME",
                  "AWS_STATE_MACHINE_NAME")
 FRONT_END_REGION = "ca-central-1"  # the reference deployment of the front end
-LIMITS = {
-    "LAMBDA_MEMORY_SIZE": (128, 10240),
-    "LAMBDA_TIME_LIMIT": (1, 900),
-    "LAMBDA_STORAGE_SIZE": (512, 10240),
-    "FARGATE_MEMORY": (512, 122880),
-    "FARGATE_STORAGE": (21, 200),
-}
 FARGATE_DEFAULTS = {"FARGATE_MEMORY": "16384", "FARGATE_STORAGE": "21"}
 
 
@@ -101,10 +101,10 @@ def find_root(start: Path | None = None) -> Path:
 
 
 def _integer(values: dict[str, str], key: str) -> int:
-    low, high = LIMITS[key]
-    if not DIGITS.fullmatch(values[key]):  # int() would also take "3_00" and other scripts' digits
+    low, high = RANGES[key.lower()]
+    number = whole_number(values[key])
+    if number is None:
         raise ConfigError(f"{key}={values[key]!r} in .env is not a whole number")
-    number = int(values[key])
     if not low <= number <= high:
         raise ConfigError(f"{key}={number} in .env must be from {low} to {high}")
     return number
@@ -141,7 +141,7 @@ def _fargate_cpu(cpu: str, memory_mb: int) -> int:
                           "multiple of 1024 MB (512, 1024 or 2048 for the smallest tasks)")
     if not cpu:
         return allowed[0]
-    if not DIGITS.fullmatch(cpu) or int(cpu) not in allowed:
+    if whole_number(cpu) not in allowed:
         raise ConfigError(f"FARGATE_CPU={cpu!r} in .env does not go with FARGATE_MEMORY={memory_mb}: "
                           f"Fargate allows {', '.join(map(str, allowed))} CPU units with it "
                           "(or leave it empty)")
@@ -151,6 +151,10 @@ def _fargate_cpu(cpu: str, memory_mb: int) -> int:
 def _model_name(values: dict[str, str]) -> str:
     """MODEL_NAME; an old .env's own resource name must be that same name."""
     model = values["MODEL_NAME"]
+    problem = model_name_error(model)
+    if problem:
+        raise ConfigError(f"MODEL_NAME={model!r} in .env {problem}: it names the model's bucket, "
+                          "ECR repository, Lambda function, state machine and roles")
     differing = [f"{key}={values[key]}" for key in DERIVED_NAMES if values.get(key, model) not in ("", model)]
     if differing:
         raise ConfigError(f"{', '.join(differing)} in .env or .env.local: every AWS resource is named "
@@ -159,12 +163,25 @@ def _model_name(values: dict[str, str]) -> str:
     return model
 
 
-def _architecture(values: dict[str, str]) -> str:
-    architecture = values.get("LAMBDA_ARCHITECTURE") or ARCHITECTURES[0]
-    if architecture not in ARCHITECTURES:
-        raise ConfigError(f"LAMBDA_ARCHITECTURE={architecture!r} in .env must be one of "
-                          f"{', '.join(ARCHITECTURES)}")
-    return architecture
+def _choice(values: dict[str, str], key: str, allowed: tuple[str, ...]) -> str:
+    """``key``'s value, one of ``allowed`` (empty or absent: the first)."""
+    value = values.get(key) or allowed[0]
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} in .env must be one of {', '.join(allowed)}")
+    return value
+
+
+# Optional names .env passes to Terraform, with the rule each follows (empty: none).
+NAMED = {"AUTH_FUNCTION_NAME": function_error, "COGNITO_IDENTITY_POOL_ID": identity_pool_error,
+         "CONFIG_BUCKET_NAME": lambda name: name and shared_bucket_error(name)}
+
+
+def _name(values: dict[str, str], key: str) -> str:
+    value = values.get(key, "")
+    problem = NAMED[key](value)
+    if problem:
+        raise ConfigError(f"{key}={value!r} in .env {problem}")
+    return value
 
 
 def load_settings(
@@ -195,11 +212,11 @@ def load_settings(
         memory_mb=_integer(values, "LAMBDA_MEMORY_SIZE"),
         timeout_s=_integer(values, "LAMBDA_TIME_LIMIT"),
         storage_mb=_integer(values, "LAMBDA_STORAGE_SIZE"),
-        python_version=values.get("PYTHON_VERSION", "3.12"),
-        architecture=_architecture(values),
-        auth_function=values.get("AUTH_FUNCTION_NAME", ""),
-        identity_pool_id=values.get("COGNITO_IDENTITY_POOL_ID", ""),
-        config_bucket=values.get("CONFIG_BUCKET_NAME", ""),
+        python_version=_choice(values, "PYTHON_VERSION", PYTHON_VERSIONS),
+        architecture=_choice(values, "LAMBDA_ARCHITECTURE", ARCHITECTURES),
+        auth_function=_name(values, "AUTH_FUNCTION_NAME"),
+        identity_pool_id=_name(values, "COGNITO_IDENTITY_POOL_ID"),
+        config_bucket=_name(values, "CONFIG_BUCKET_NAME"),
         profile=values.get("AWS_PROFILE") or None,
         user_pool_id=values.get("COGNITO_USER_POOL_ID", ""),
         **fargate_settings(values),
