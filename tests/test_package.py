@@ -2,6 +2,7 @@
 Terraform module, and a model baked from the wheel alone (no checkout) works with it."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -68,3 +69,21 @@ def test_a_model_baked_from_the_wheel_alone_works(unpacked, tmp_path):
     tasks = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=repo, env=env,
                            check=True, capture_output=True, text=True).stdout
     assert {"upload-scenarios", "update-steps", "run", "push", "doctor"} <= set(tasks.split())
+
+
+def test_the_pre_gen_hook_takes_its_rules_from_the_package_beside_the_template(unpacked, tmp_path):
+    """The hook imports quetzal_deploy.rules from the folder holding quetzal_deploy/template/ (two
+    levels up), ahead of any other install: a copy whose rule differs shows which one ran."""
+    site = tmp_path / "site"
+    shutil.copytree(unpacked / "quetzal_deploy", site / "quetzal_deploy")
+    rules = site / "quetzal_deploy" / "rules.py"
+    stricter = rules.read_text().replace('"lambda_memory_size": (128,', '"lambda_memory_size": (256,')
+    rules.write_text(stricter)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run([sys.executable, "-m", "cookiecutter", str(site / "quetzal_deploy" / "template"),
+                           "--no-input", "-o", str(out), "lambda_memory_size=200"],
+                          cwd=out, env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and not list(out.iterdir())
+    assert "ERROR: lambda_memory_size: '200' must be from 256 to 10240" in done.stderr, done.stderr

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import zipfile
 
 import boto3
 import pytest
@@ -167,28 +166,3 @@ def test_env_accepts_what_the_hook_accepts(tmp_path):
     assert (settings.model_name, settings.python_version, settings.memory_mb, settings.config_bucket,
             settings.architecture) == ("q" * 57, "3.13", 10240, "shared.config", "arm64")
 
-
-@pytest.mark.slow
-def test_the_hook_finds_the_rules_beside_the_template_of_an_installed_wheel(tmp_path):
-    """The wheel carries the template in quetzal_deploy/template/: baking from there, with no checkout
-    on the path, the pre-gen hook imports the rules from the wheel's own package."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist"), str(TEMPLATE)], check=True, capture_output=True)
-    site = tmp_path / "site"
-    [wheel] = (tmp_path / "dist").glob("quetzal_deploy-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        archive.extractall(site)
-    template = site / "quetzal_deploy" / "template"
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-
-    def bake(out, *answers):
-        out.mkdir()
-        return subprocess.run([sys.executable, "-m", "cookiecutter", str(template), "--no-input",
-                               "-o", str(out), *answers], cwd=out, env=env, capture_output=True, text=True)
-
-    refused = bake(tmp_path / "refused", "lambda_memory_size=64")
-    assert refused.returncode != 0
-    assert "ERROR: lambda_memory_size: '64' must be from 128 to 10240" in refused.stderr, refused.stderr
-    baked = bake(tmp_path / "baked")
-    assert baked.returncode == 0, baked.stderr
-    assert (tmp_path / "baked" / "quetzal-test" / "infra/modules/quetzal-model/variables.tf").is_file()
