@@ -12,6 +12,7 @@ from quetzal_deploy.sync.params import (
     load_overrides,
     merge_params,
     params_file_entries,
+    scenario_params,
 )
 
 FRONT_END = [
@@ -76,6 +77,16 @@ def test_bad_params_files_are_clear_errors(tmp_path, make, message):
 
 def test_absent_params_file_is_no_parameter(tmp_path):
     assert params_file_entries(tmp_path / "params.json") == []
+    assert scenario_params(tmp_path, "default") == ({}, [])
+
+
+def test_a_scenario_folder_gives_the_params_of_its_inputs_for_the_chosen_variant(tmp_path):
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "params.json").write_text(json.dumps(FRONT_END))
+    assert scenario_params(tmp_path, "fast") == ({"fast": {"boost": 2}}, ["2030", "2040"])
+    (tmp_path / "inputs" / "params.json").write_text("[1]")
+    with pytest.raises(RunError, match="entry 1 .1. is not a category"):
+        scenario_params(tmp_path, "default")
 
 
 ECHO = '(outputs / "params.json").write_text(json.dumps(argv["params"]))\n'

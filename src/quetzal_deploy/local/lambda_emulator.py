@@ -23,7 +23,7 @@ from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.images.build import DockerError
 from quetzal_deploy.pipeline.definition import load_definition, notebook_paths
 from quetzal_deploy.settings import Settings
-from quetzal_deploy.sync.params import DEFAULT_CHOICE, front_end_params, params_file_entries
+from quetzal_deploy.sync.params import DEFAULT_CHOICE, scenario_params
 from quetzal_deploy.sync.scenarios import user_email
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
@@ -71,8 +71,7 @@ def default_event(settings: Settings, scenario: str = "base") -> dict:
     paths = notebook_paths(load_definition(settings.definition_path))
     if not paths:
         raise QuetzalError("step-functions.json has no Task with a notebook_path: pass --event.")
-    entries = params_file_entries(settings.scenarios_dir / scenario / "inputs" / "params.json")
-    params, _ = front_end_params(entries, DEFAULT_CHOICE)
+    params, _ = scenario_params(settings.scenarios_dir / scenario, DEFAULT_CHOICE)
     return {
         "notebook_path": paths[0],
         "scenario_path_S3": f"{scenario}/",

@@ -53,10 +53,9 @@ from quetzal_deploy.sync.layers import crs_warnings, folder_layers
 from quetzal_deploy.sync.params import (
     DEFAULT_CHOICE,
     RunError,
-    front_end_params,
     load_overrides,
     merge_params,
-    params_file_entries,
+    scenario_params,
 )
 from quetzal_deploy.sync.scenarios import check_name, local_scenarios, user_email
 
@@ -328,8 +327,7 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     check_choice(definition, choice)
     for warning in front_end_warnings(definition):
         out(f"Warning: {warning}")
-    defaults, variants = front_end_params(params_file_entries(run.source / "inputs" / "params.json"),
-                                           choice)
+    defaults, variants = scenario_params(run.source, choice)
     payload = execution_input(run.scenario, merge_params(defaults, overrides), choice, variants,
                               user_email(settings, default="local"))
     container = ContainerTasks(settings, run.bucket, out) if docker else None

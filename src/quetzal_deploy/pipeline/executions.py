@@ -19,6 +19,7 @@ from quetzal_deploy.settings import Settings
 from quetzal_deploy.sync.layers import bucket_layers, crs_warnings
 from quetzal_deploy.sync.params import (
     DEFAULT_CHOICE,
+    PARAMS_FILE,
     RunError,
     checked_entries,
     front_end_params,
@@ -63,10 +64,10 @@ class Scenario:
 
     def entries(self) -> list[Mapping[str, Any]]:
         """``inputs/params.json`` (checked entries), or no entry when the scenario has none."""
-        raw = self.read("inputs/params.json")
+        raw = self.read(PARAMS_FILE)
         if raw is None:
             return []
-        where = f"s3://{self.bucket}/{self.prefix}inputs/params.json"
+        where = f"s3://{self.bucket}/{self.prefix}{PARAMS_FILE}"
         try:
             return checked_entries(parse_json(raw, where), where)
         except RunError as ex:

@@ -22,6 +22,7 @@ from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.runtime.notebook import deep_merge
 
 DEFAULT_CHOICE = "default"
+PARAMS_FILE = "inputs/params.json"  # in a scenario folder
 ENTRY_KINDS = ("category", "info", "variants")
 SHAPE = ('an array of entries [{"category": name, "params": [{"name": ..., "value": ...}]}, '
          '{"info": text}, {"variants": [...]}], as the front end writes it')
@@ -91,6 +92,11 @@ def params_file_entries(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return checked_entries(read_json(path, "Parameters file"), str(path))
+
+
+def scenario_params(scenario: Path, choice: str) -> tuple[dict, list]:
+    """The ``params`` and ``variants`` a run of the local ``scenario`` folder sends for ``choice``."""
+    return front_end_params(params_file_entries(scenario / PARAMS_FILE), choice)
 
 
 def applies_to(entry: Mapping[str, Any], choice: str) -> bool:
