@@ -31,6 +31,7 @@ TEMPLATE_BRANCH = "quetzal-template"
 RENDER_ONLY = os.environ.get("QUETZAL_TEMPLATE_RENDER_ONLY") == "1"
 
 NOTEBOOK_TEMPLATE = Path("notebooks", "_step.ipynb")
+TOOL_CACHES = (".ruff_cache", ".pytest_cache", "__pycache__", ".mypy_cache")
 LAMBDA_RETRY = [
     {
         "ErrorEquals": [
@@ -49,6 +50,14 @@ LAMBDA_RETRY = [
 def is_yes(value):
     """Read a cookiecutter yes/no answer (a bool, or 'yes'/'no' given on the command line)."""
     return value is True or str(value).strip().lower() in {"true", "yes", "y", "1"}
+
+
+def remove_tool_caches():
+    """Drop the caches that linting or testing the template folder in place leaves in it (copied,
+    not rendered: see ``_copy_without_render``); a bake holds only the template's own files."""
+    for name in TOOL_CACHES:
+        for folder in sorted(Path(".").rglob(name), reverse=True):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_unused_inputs():
@@ -202,6 +211,7 @@ Created {MODEL_NAME}. Next steps:
 
 
 def main():
+    remove_tool_caches()
     remove_unused_inputs()
     write_notebooks()
     write_state_machine()

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cookiecutter.main import cookiecutter
 
 import quetzal_deploy
 from fixtures.bake import TEMPLATE, bake
@@ -319,3 +320,18 @@ def test_a_default_bake_is_thin_it_holds_no_copy_of_the_tooling(default_bake):
     assert not (default_bake / "quetzal_deploy").exists() and not (default_bake / "tasks").exists()
     pinned = (default_bake / "requirements-dev.txt").read_text().splitlines()
     assert f"quetzal-deploy=={quetzal_deploy.__version__}" in pinned
+
+
+def test_tool_caches_left_in_the_template_folder_do_not_break_or_enter_a_bake(tmp_path):
+    """`ruff check .` or pytest run in the template folder leave binary caches inside
+    ``{{cookiecutter.model_name}}/``: a bake copies them unrendered and then drops them."""
+    template = tmp_path / "template"
+    shutil.copytree(TEMPLATE, template, ignore=shutil.ignore_patterns(".git", "build", ".ruff_cache",
+                                                                       "__pycache__", ".pytest_cache"))
+    project = template / "{{cookiecutter.model_name}}"
+    for cache in (project / ".ruff_cache" / "0.9.0", project / "tests" / "__pycache__"):
+        cache.mkdir(parents=True)
+        (cache / "entry.bin").write_bytes(bytes(range(256)) * 4 + b"{{ not jinja")
+    repo = Path(cookiecutter(str(template), no_input=True, output_dir=str(tmp_path / "out")))
+    assert not [p for p in repo.rglob("*") if p.name in {".ruff_cache", "__pycache__"}]
+    assert git(repo, "status", "--porcelain") == ""
