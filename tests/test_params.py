@@ -5,12 +5,11 @@ import json
 import pytest
 from test_run_local import invoke, run_folder, write_notebook
 
+from quetzal_deploy.runtime.params import front_end_params, merge_params, run_params
 from quetzal_deploy.sync.params import (
     RunError,
     checked_entries,
-    front_end_params,
     load_overrides,
-    merge_params,
     params_file_entries,
     scenario_params,
 )
@@ -111,3 +110,16 @@ def test_run_local_takes_flat_params_and_refuses_a_broken_params_json(baked_repo
     assert "Traceback" not in broken.stderr
     folder = invoke(baked_repo, tmp_path, "run", "--local", "base", "--params", str(tmp_path))
     assert folder.returncode == 1 and "is a folder; name a JSON file" in folder.stderr
+
+
+def test_a_notebook_sees_the_params_a_run_sends(tmp_path):
+    """run_params (the template notebook's reader): the chosen variant's categories only (another
+    variant's same-named category once overwrote the default's), then the run's overrides."""
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps([*FRONT_END, {"category": "general", "model": "fast",
+                                              "params": [{"name": "speed", "value": 90}]}]))
+    assert run_params(path) == {"general": {"speed": 20, "label": "base"}}
+    assert run_params(path, {"general": {"speed": 35}, "exec_id": 1}) == {
+        "general": {"speed": 35, "label": "base"}, "exec_id": 1}
+    assert run_params(path, choice="fast") == {"general": {"speed": 90}, "fast": {"boost": 2}}
+    assert run_params(tmp_path / "absent.json", {"speed": 1}) == {"speed": 1}

@@ -45,18 +45,13 @@ from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StepError
 from quetzal_deploy.runtime.handler import FARGATE, LAMBDA, run_step
 from quetzal_deploy.runtime.notebook import CHILDREN, log_name
+from quetzal_deploy.runtime.params import DEFAULT_CHOICE, merge_params
 from quetzal_deploy.runtime.paths import tree_files
 from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.workdir import size_mb
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.sync.layers import crs_warnings, folder_layers
-from quetzal_deploy.sync.params import (
-    DEFAULT_CHOICE,
-    RunError,
-    load_overrides,
-    merge_params,
-    scenario_params,
-)
+from quetzal_deploy.sync.params import RunError, load_overrides, scenario_params
 from quetzal_deploy.sync.scenarios import check_name, local_scenarios, user_email
 
 LOCAL_ACCOUNT = "000000000000"

@@ -15,18 +15,10 @@ from quetzal_deploy.aws import Aws, s3_object, translated
 from quetzal_deploy.pipeline.definition import iter_states
 from quetzal_deploy.pipeline.stepfunctions import StateMachine, state_machine
 from quetzal_deploy.runtime.notebook import log_name
+from quetzal_deploy.runtime.params import DEFAULT_CHOICE, front_end_params, merge_params
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.sync.layers import bucket_layers, crs_warnings
-from quetzal_deploy.sync.params import (
-    DEFAULT_CHOICE,
-    PARAMS_FILE,
-    RunError,
-    checked_entries,
-    front_end_params,
-    load_overrides,
-    merge_params,
-    parse_json,
-)
+from quetzal_deploy.sync.params import PARAMS_FILE, RunError, checked_entries, load_overrides, parse_json
 from quetzal_deploy.sync.scenarios import check_name, user_email
 
 LOG_TAIL_LINES = 20

@@ -1,27 +1,19 @@
 """Run parameters: the front end's ``inputs/params.json`` and the ``--params`` overrides.
 
-``params.json`` is what the front end reads and writes: a JSON array of entries, each one of
-``{"category": name, "params": [{"name": n, "value": v, ...}], "model"?: ...}``,
-``{"info": text, "model"?: ...}`` or ``{"variants": [...], "model"?: ...}``; an entry without
-``model`` belongs to the ``default`` variant. A run sends the chosen variant's categories as
-``launcher_arg.params = {category: {name: value}}``.
-
-``--params`` overrides are ``{category: {name: value}}`` or flat ``{name: value}`` (models and
-services that take flat ``launcher_arg.params``); they are merged deeply into the defaults.
-Every wrong shape is a ``RunError`` naming the file and what is wrong.
+The file's shape and how a run's params come from it are the runtime's
+(``quetzal_deploy.runtime.params``, which notebooks use too); here each file is checked first:
+every wrong shape is a ``RunError`` naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from quetzal_deploy.errors import QuetzalError
-from quetzal_deploy.runtime.notebook import deep_merge
+from quetzal_deploy.runtime.params import DEFAULT_CHOICE, front_end_params
 
-DEFAULT_CHOICE = "default"
 PARAMS_FILE = "inputs/params.json"  # in a scenario folder
 ENTRY_KINDS = ("category", "info", "variants")
 SHAPE = ('an array of entries [{"category": name, "params": [{"name": ..., "value": ...}]}, '
@@ -99,25 +91,6 @@ def scenario_params(scenario: Path, choice: str) -> tuple[dict, list]:
     return front_end_params(params_file_entries(scenario / PARAMS_FILE), choice)
 
 
-def applies_to(entry: Mapping[str, Any], choice: str) -> bool:
-    """Whether a params.json entry belongs to the pipeline variant ``choice`` (no model: default)."""
-    model = entry.get("model", DEFAULT_CHOICE)
-    return choice in model if isinstance(model, list) else model == choice
-
-
-def front_end_params(entries: list[Mapping[str, Any]], choice: str) -> tuple[dict, list]:
-    """The ``params`` and ``variants`` the front end sends for ``choice``, from checked entries."""
-    params, variants = {}, []
-    for entry in entries:
-        if not applies_to(entry, choice):
-            continue
-        if "category" in entry:
-            params[entry["category"]] = {p["name"]: p.get("value") for p in entry["params"]}
-        elif "variants" in entry and not variants:
-            variants = list(entry["variants"])
-    return params, variants
-
-
 def load_overrides(path: Path | str) -> dict[str, Any]:
     """A ``--params`` file: a JSON object, ``{category: {name: value}}`` or flat ``{name: value}``."""
     params = read_json(Path(path), "--params file")
@@ -125,8 +98,3 @@ def load_overrides(path: Path | str) -> dict[str, Any]:
         raise RunError(f'--params file {path} must be a JSON object: {{"category": {{"name": value}}}} '
                        f'or flat {{"name": value}}; it is a JSON {type(params).__name__}.')
     return params
-
-
-def merge_params(defaults: dict, overrides: Mapping[str, Any]) -> dict:
-    """The defaults with the overrides merged deeply (a flat name is set at the top level)."""
-    return deep_merge(defaults, dict(overrides))
