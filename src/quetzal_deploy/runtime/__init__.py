@@ -13,6 +13,8 @@ local runner can reuse it:
 - ``transfer.Transfers(client, bucket)``: the one S3 transfer stack (parallel, multipart with
   bounded memory, checksum of the bytes sent), used by ``S3Storage`` and by the workstation's
   scenario sync (``sync.s3sync``).
+- ``params.run_params(params_file, overrides)``: the params a run sends, from the front end's
+  ``params.json`` (what a notebook run by hand reads too).
 - ``errors``: ``NotebookError``, ``NotebookTimeout``, ``InvalidEvent``, ``StateTooLarge``,
   ``UnsafeKey``, ``UnsafeWorkdir``, ``StorageError``; on Lambda the class name becomes the Step
   Functions ``Error`` and the message its ``Cause``.
