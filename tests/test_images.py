@@ -8,6 +8,7 @@ no layers: the pushed manifest is registered in it, as a mirror push does).
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -17,6 +18,7 @@ import pytest
 
 from fixtures.tasks import run_task
 from quetzal_deploy.images.context import RUNTIME
+from quetzal_deploy.images.requirements import regenerate
 
 pytestmark = pytest.mark.xdist_group("docker")
 REPO = "quetzal-test"  # the default bake's model name = ECR repository = Lambda function
@@ -35,12 +37,12 @@ def image_env(base, registry=None):
     return env
 
 
-def edit_notebook(repo, marker):
-    """Add one line to the first notebook's first code cell (a one-line model change)."""
+def edit_notebook(repo, marker, code=""):
+    """Add a line (a one-line model change), and ``code``, to the first notebook's first cell."""
     path = repo / "notebooks" / "preparation.ipynb"
     notebook = json.loads(path.read_text())
     cell = next(c for c in notebook["cells"] if c["cell_type"] == "code")
-    cell["source"] = [*cell["source"], f"\n# {marker}\n"]
+    cell["source"] = [*cell["source"], f"\n# {marker}\n{code}"]
     path.write_text(json.dumps(notebook, indent=1))
 
 
@@ -264,9 +266,19 @@ def test_requirements_regenerated_with_pip_chill(baked_repo):
     assert done.returncode == 0, done.stderr
     lines = (baked_repo / "requirements.txt").read_text().splitlines()
     names = {line.split("==")[0].lower() for line in lines if line and not line.startswith("#")}
-    assert {"boto3", "nbconvert"} <= names
+    assert "boto3" in names
     assert not names & {"invoke", "pytest", "ruff", "pip-chill", "docker"}
     assert all("==" in line for line in lines if line and not line.startswith("#"))
+
+
+def test_requirements_regenerated_without_nbconvert(tmp_path):
+    """The handler needs boto3 only: nbconvert is no longer added to the image's requirements."""
+    (tmp_path / "requirements.txt").write_text("boto3==1.0\nnbconvert==7.16.0\n")
+    added, removed = regenerate(tmp_path, installed={"boto3": "boto3==1.35.0", "pandas": "pandas==2.2.0"})
+
+    lines = (tmp_path / "requirements.txt").read_text().splitlines()
+    assert [line for line in lines if not line.startswith("#")] == ["boto3==1.35.0", "pandas==2.2.0"]
+    assert added == ["pandas"] and removed == ["nbconvert"]
 
 
 @pytest.mark.docker
@@ -300,3 +312,58 @@ def test_default_tag_without_git(tmp_path):
 
     when = datetime(2026, 5, 17, 8, 30, 0, tzinfo=UTC)
     assert default_tag(tmp_path, now=when) == "build-20260517T083000Z"
+
+
+# Run in the built image: what its install layer carries, as JSON.
+CONTENTS_PROBE = """\
+import importlib.util, json, sysconfig
+from pathlib import Path
+site = Path(sysconfig.get_path("purelib"))
+sources = [p for name in ("referencing", "botocore") for p in (site / name).rglob("*.py")]
+print(json.dumps({
+    "tests": sorted(str(p) for p in site.rglob("tests") if p.is_dir()),
+    "stubs": sorted(str(p) for p in site.rglob("*.pyi")),
+    "nbconvert": importlib.util.find_spec("nbconvert") is not None,
+    "sources": len(sources),
+    "uncompiled": sorted(str(p) for p in sources if not Path(importlib.util.cache_from_source(p)).is_file()),
+}))
+"""
+
+
+@pytest.mark.docker
+def test_image_drops_tests_stubs_and_nbconvert_and_still_runs_a_notebook(
+        baked_repo, docker_engine, lambda_base_image, tmp_path):
+    """The install layer keeps what steps import, compiled: the installed packages' tests and
+    type stubs are deleted and nbconvert is not installed (notebooks are converted at build time
+    by the standard library); a notebook importing a trimmed package runs through the handler."""
+    with (baked_repo / "requirements.txt").open("a") as requirements:
+        requirements.write("referencing\n")  # ships referencing/tests and .pyi stubs (its own, attrs', rpds')
+    edit_notebook(baked_repo, "trimmed package", "import referencing.jsonschema\n"
+                  "print('imported', referencing.jsonschema.__name__)")
+    tag = f"trimmed-{uuid.uuid4().hex[:12]}"  # unique: other suites build on the same engine
+    done = run_task(baked_repo, "build", "--tag", tag, env=image_env(lambda_base_image), timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    image = f"{REPO}:{tag}"
+    lambda_like = {"remove": True, "read_only": True, "tmpfs": {"/tmp": ""}, "working_dir": "/var/task",
+                   "entrypoint": ["python"]}
+    try:
+        contents, in_base = (
+            json.loads(docker_engine.containers.run(name, command=["-c", CONTENTS_PROBE], **lambda_like))
+            for name in (image, lambda_base_image))
+        bucket = tmp_path / "bucket"
+        shutil.copytree(baked_repo / "scenarios" / "base", bucket / "base")
+        event = {"notebook_path": "notebooks/preparation.ipynb", "scenario_path_S3": "base/",
+                 "launcher_arg": {"training_folder": "/tmp", "params": {}}, "metadata": {}}
+        docker_engine.containers.run(
+            image, command=["-m", "quetzal_deploy.runtime.cli", json.dumps(event), "--time-limit-s", "600"],
+            environment={"QUETZAL_BUCKET_FOLDER": "/bucket"},
+            volumes={str(bucket): {"bind": "/bucket", "mode": "rw"}}, **lambda_like)
+    finally:
+        docker_engine.images.remove(image, force=True)
+
+    assert in_base["tests"]  # the base image's own are left alone (deleting them would not shrink it)
+    assert contents["tests"] == in_base["tests"] and contents["stubs"] == in_base["stubs"]
+    assert contents["nbconvert"] is False
+    assert contents["sources"] > 50 and contents["uncompiled"] == []
+    log = (bucket / "base" / "logs" / "preparation.txt").read_text()
+    assert "imported referencing.jsonschema" in log and "preparation: wrote 3 layer(s)" in log
