@@ -11,7 +11,8 @@ from pathlib import Path
 
 import quetzal_deploy
 from quetzal_deploy.errors import QuetzalError
-from quetzal_deploy.images.context import build_context
+from quetzal_deploy.images.context import PLUGIN_FILES, build_context
+from quetzal_deploy.plugins import image_files, plugin_manager
 from quetzal_deploy.settings import Settings
 
 Out = Callable[[str], None]
@@ -172,7 +173,10 @@ def build_image(client, settings: Settings, tag: str, base: str | None = None, e
         args["BASE_IMAGE"] = base
     echo(f"Building {ref} for {platform} from {settings.root}" + (f" on {base}" if base else ""))
     log = BuildLog(echo)
-    context = build_context(settings.root)
+    added = image_files(plugin_manager(settings.root), settings)
+    for name in added:
+        echo(f"Adding {name} (a plugin's quetzal_image_files)")
+    context = build_context(settings.root, {f"{PLUGIN_FILES}/{name}": path for name, path in added.items()})
     try:
         for chunk in client.api.build(fileobj=context, custom_context=True, tag=ref, buildargs=args,
                                       platform=platform, rm=True, forcerm=True, decode=True):

@@ -13,6 +13,9 @@ import quetzal_deploy.runtime
 
 PACKAGE = Path(quetzal_deploy.__file__).resolve().parent
 RUNTIME = Path(quetzal_deploy.runtime.__file__).resolve().parent
+# Files the plugins add (quetzal_image_files): the Dockerfile copies this folder, always in the
+# context (empty without plugins), into LAMBDA_TASK_ROOT.
+PLUGIN_FILES = "plugin-files"
 
 
 def runtime_files() -> Iterator[tuple[str, Path]]:
@@ -40,15 +43,20 @@ def normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def build_context(root: Path, extra: dict[str, Path] | None = None) -> IO[bytes]:
-    """An uncompressed tar of the context, rewound: the repo's files, the runtime, then ``extra``
-    (name in the context -> file or folder on disk; a name the repo also has is replaced)."""
+    """An uncompressed tar of the context, rewound: the repo's files, the runtime, the folder
+    ``plugin-files/`` then ``extra`` (name in the context -> file or folder on disk; a name the
+    repo also has is replaced)."""
     from docker.utils.build import create_archive, exclude_paths
 
     added = dict(runtime_files()) | dict(extra or {})
+    replaced = [*added, PLUGIN_FILES]
     kept = sorted(name for name in exclude_paths(str(root), ignore_patterns(root), dockerfile="Dockerfile")
-                  if not any(name == n or name.startswith(n.rstrip("/") + "/") for n in added))
+                  if not any(name == n or name.startswith(n.rstrip("/") + "/") for n in replaced))
     archive = create_archive(root=str(root), files=kept)
     with tarfile.open(fileobj=archive, mode="a") as tar:
+        folder = tarfile.TarInfo(PLUGIN_FILES)
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(normalised(folder))
         for name, path in added.items():
             tar.add(str(path), arcname=name, filter=normalised)
     archive.seek(0)

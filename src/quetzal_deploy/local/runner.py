@@ -40,6 +40,7 @@ from quetzal_deploy.pipeline.definition import (
     notebook_paths,
 )
 from quetzal_deploy.pipeline.executions import execution_input, name_slug, readable_cause
+from quetzal_deploy.plugins import RunSummary, after_local_run, plugin_manager
 from quetzal_deploy.runtime.cli import LIMIT_VARIABLE, read_event, task_output, time_limit
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StepError
@@ -250,6 +251,12 @@ class LocalRun:
                 f"{storage} MB ({storage_key}): on AWS it fails with 'OSError: [Errno 28] No space left "
                 f"on device'. {bigger.format(storage_key, maxima[1])} or write less."))
 
+    def summary(self, error: StatesError | None) -> RunSummary:
+        """The run as the plugins' ``quetzal_after_local_run`` gets it."""
+        return RunSummary(self.scenario, "FAILED" if error else "SUCCEEDED", tuple(self.records),
+                          self.folder, self.scenario_folder / "outputs", self.scenario_folder / "logs",
+                          error=f"{error.error}: {readable_cause(error.cause)}" if error else None)
+
     def report(self, error: StatesError | None) -> None:
         self.out("")
         for line in summary(self.records, self.settings.memory_mb, self.settings.storage_mb,
@@ -311,6 +318,7 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     """
     overrides = load_overrides(params) if isinstance(params, (str, Path)) else (params or {})
     choice = choice or DEFAULT_CHOICE
+    plugins = plugin_manager(settings.root)  # a broken plugin stops the run before it starts
     definition = local_definition(settings)
     run = LocalRun(settings, scenario, out)
     interpreter = Interpreter(definition, run.invoke, log=lambda line: out(f"  {line}"),
@@ -342,4 +350,5 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
                 shutil.rmtree(run.work, ignore_errors=True)
     run.report(error)
     out(f"Run {'FAILED' if error else 'SUCCEEDED'}: {run.folder}")
+    after_local_run(plugins, settings, run.summary(error))
     return 1 if error else 0

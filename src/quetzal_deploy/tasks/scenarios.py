@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from invoke import Exit
 
+from quetzal_deploy.plugins import check_scenarios, plugin_manager
 from quetzal_deploy.sync.scenarios import (
     ScenarioStore,
     check_name,
@@ -32,11 +33,14 @@ def confirm(question: str, yes: bool) -> None:
 })
 def upload_scenarios(c, names, dry_run=False, with_outputs=False, yes=False, email=None,
                      profile=None, region=None):
-    """Sync scenarios/<name>/ to s3://<bucket>/<name>/: changed files only, then delete stale ones."""
+    """Sync scenarios/<name>/ to s3://<bucket>/<name>/: changed files only, then delete stale ones.
+
+    The plugins' scenario checks run first: one refusal and nothing is uploaded."""
     settings = settings_for(profile, region)
     names = parse_names(names, known=local_scenarios(settings))
     for name in names:
         local_scenario(settings, name)
+    check_scenarios(plugin_manager(settings.root), settings, names)
     email = None if dry_run else user_email(settings, email)
     store = ScenarioStore(settings)
     for name in names:

@@ -1,0 +1,265 @@
+"""Plugin hooks, used by a test model for real: a baked repo with a ``quetzal_plugins.py`` written
+here, driven as a user does (``invoke`` in the repo) against moto over HTTP and the Docker engine."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fixtures.aws import REGION
+from fixtures.tasks import run_task
+from quetzal_deploy.plugins import PluginError, image_files, plugin_manager
+from quetzal_deploy.settings import load_settings
+
+BUCKET = "quetzal-test"  # the default bake's bucket
+
+
+def write_plugins(repo: Path, source: str) -> Path:
+    path = repo / "quetzal_plugins.py"
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+def failure(done) -> str:
+    """The task failed with a one-line ERROR, no traceback; returns what it printed."""
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stdout + done.stderr
+
+
+def bucket_keys(s3) -> dict[str, str]:
+    listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    return {item["Key"]: item["ETag"] for item in listed}
+
+
+CHECKS = """
+    import json
+    from quetzal_deploy.plugins import Refuse, Warn, hookimpl
+
+    @hookimpl
+    def quetzal_check_scenario(name, folder):
+        params = json.loads((folder / "inputs" / "params.json").read_text())
+        speeds = [p["value"] for entry in params for p in entry.get("params", [])
+                  if p["name"] == "pt_speed_kmh"]
+        if any(speed <= 0 for speed in speeds):
+            return Refuse(f"pt_speed_kmh must be positive, got {speeds}")
+        if not (folder / "README.md").exists():
+            return Warn("no README.md describing the scenario")
+"""
+
+
+def set_speed(scenario: Path, speed: float) -> None:
+    path = scenario / "inputs" / "params.json"
+    params = json.loads(path.read_text())
+    for entry in params:
+        for param in entry.get("params", []):
+            if param["name"] == "pt_speed_kmh":
+                param["value"] = speed
+    path.write_text(json.dumps(params))
+
+
+def test_a_check_refuses_an_upload_and_nothing_is_sent(baked_repo, boto):
+    s3 = boto.client("s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    write_plugins(baked_repo, CHECKS)
+    scenarios = baked_repo / "scenarios"
+    (scenarios / "fast").mkdir()
+    (scenarios / "fast" / "inputs").mkdir()
+    (scenarios / "fast" / "inputs" / "params.json").write_text((scenarios / "base" / "inputs" /
+                                                               "params.json").read_text())
+    set_speed(scenarios / "base", 0)
+
+    env = {"QUETZAL_USER_EMAIL": "modeller@example.com"}
+    out = failure(run_task(baked_repo, "upload-scenarios", "fast,base", "--yes", env=env))
+    assert ("ERROR: plugin quetzal_plugins.py refused scenario base: pt_speed_kmh must be positive, got [0]"
+            in out)
+    assert "Nothing was uploaded." in out
+    assert "WARNING: plugin quetzal_plugins.py on scenario fast: no README.md" in out
+    assert bucket_keys(s3) == {}  # not even the scenario that passed
+
+    set_speed(scenarios / "base", 20)
+    (scenarios / "base" / "README.md").write_text("The reference scenario.\n")
+    done = run_task(baked_repo, "upload-scenarios", "base", "--yes", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "WARNING" not in done.stdout
+    assert "base/README.md" in bucket_keys(s3)
+
+
+AFTER_RUN = """
+    import json
+    from quetzal_deploy.plugins import hookimpl
+
+    @hookimpl
+    def quetzal_after_local_run(scenario, summary, settings):
+        report = settings.root / "reports" / f"{scenario}.json"
+        report.parent.mkdir(exist_ok=True)
+        report.write_text(json.dumps({
+            "status": summary.status,
+            "steps": [[step.label, step.status] for step in summary.steps],
+            "outputs": sorted(p.name for p in summary.outputs.iterdir()),
+        }))
+        assert (summary.outputs / "{required}").exists(), "{required} is missing from the outputs"
+"""
+
+
+def test_after_a_local_run_a_hook_writes_a_report_and_can_fail_the_task(baked_repo):
+    write_plugins(baked_repo, AFTER_RUN.replace("{required}", "assignment_summary.csv"))
+    done = run_task(baked_repo, "run", "--local", "base")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((baked_repo / "reports" / "base.json").read_text())
+    assert report["status"] == "SUCCEEDED"
+    assert report["steps"] == [["preparation", "ok"], ["assignment", "ok"]]
+    assert {"preparation_summary.csv", "assignment_summary.csv", "report.md"} <= set(report["outputs"])
+
+    source = write_plugins(baked_repo, AFTER_RUN.replace("{required}", "skims.csv"))
+    out = failure(run_task(baked_repo, "run", "--local", "base"))
+    assert "Run SUCCEEDED" in out  # the run's own report comes first
+    line = next(n for n, text in enumerate(source.read_text().splitlines(), 1) if "assert" in text)
+    assert (f"ERROR: plugin quetzal_plugins.py, hook quetzal_after_local_run, raised at "
+            f"quetzal_plugins.py:{line}: AssertionError: skims.csv is missing from the outputs") in out
+
+
+def test_a_plugin_module_with_a_syntax_error_stops_the_task_before_it_starts(baked_repo):
+    write_plugins(baked_repo, """
+        from quetzal_deploy.plugins import hookimpl
+
+        @hookimpl
+        def quetzal_after_local_run(summary)
+            pass
+    """)
+    out = failure(run_task(baked_repo, "run", "--local", "base"))
+    assert "ERROR: plugin quetzal_plugins.py does not load: line 5: expected ':'" in out
+    assert "Running" not in out and not (baked_repo / ".quetzal" / "runs").exists()
+
+
+def test_a_raising_check_names_the_plugin_and_the_hook(baked_repo):
+    write_plugins(baked_repo, """
+        from quetzal_deploy.plugins import hookimpl
+
+        @hookimpl
+        def quetzal_check_scenario(name):
+            raise KeyError("zones")
+    """)
+    out = failure(run_task(baked_repo, "upload-scenarios", "base", "--yes"))
+    assert ("ERROR: plugin quetzal_plugins.py, hook quetzal_check_scenario, raised at quetzal_plugins.py:6: "
+            "KeyError: 'zones'") in out
+
+
+def test_a_misspelt_hook_lists_the_hooks(baked_repo):
+    write_plugins(baked_repo, """
+        from quetzal_deploy.plugins import hookimpl
+
+        @hookimpl
+        def quetzal_check_scenarios(name):
+            pass
+    """)
+    with pytest.raises(PluginError, match="plugin quetzal_plugins.py implements .quetzal_check_scenarios., "
+                                          "which is not a hook: the hooks are quetzal_after_local_run, "
+                                          "quetzal_check_scenario, quetzal_image_files"):
+        plugin_manager(baked_repo)
+
+
+def test_the_model_module_stays_out_of_sys_modules(baked_repo):
+    write_plugins(baked_repo, "VALUE = 1\n")
+    before = set(sys.modules)
+    manager = plugin_manager(baked_repo)
+    assert manager.get_plugin("quetzal_plugins.py").VALUE == 1
+    assert set(sys.modules) == before
+
+
+def test_an_installed_plugin_is_found_by_its_entry_point(baked_repo, tmp_path, monkeypatch):
+    """A distribution on sys.path declaring the group ``quetzal_deploy`` (as ``pip install`` leaves it)."""
+    site = tmp_path / "site"
+    name = f"teamplugin_{uuid.uuid4().hex[:8]}"
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[quetzal_deploy]\nteam = {name}\n")
+    (site / f"{name}.py").write_text(textwrap.dedent("""
+        from quetzal_deploy.plugins import hookimpl
+
+        @hookimpl
+        def quetzal_image_files(root):
+            return {"shared/zones.csv": root / "zones.csv"}
+    """))
+    (baked_repo / "zones.csv").write_text("zone\n1\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.chdir(baked_repo)
+    settings = load_settings()
+    assert image_files(plugin_manager(baked_repo), settings) == {"shared/zones.csv": baked_repo / "zones.csv"}
+
+
+@pytest.mark.parametrize("answer, message", [
+    ('{"../escape": "notebooks"}', "'../escape' is not a path inside LAMBDA_TASK_ROOT"),
+    ('{"lib": "vendor/missing"}', "vendor/missing (for lib) does not exist"),
+    ('["lib"]', "returned ['lib']"),
+])
+def test_image_files_answers_are_checked(baked_repo, monkeypatch, answer, message):
+    write_plugins(baked_repo, f"""
+        from quetzal_deploy.plugins import hookimpl
+
+        @hookimpl
+        def quetzal_image_files():
+            return {answer}
+    """)
+    monkeypatch.chdir(baked_repo)
+    with pytest.raises(PluginError, match="plugin quetzal_plugins.py, hook quetzal_image_files"
+                                          ) as raised:
+        image_files(plugin_manager(baked_repo), load_settings())
+    assert message in str(raised.value)
+
+
+VENDORED = """
+    from quetzal_deploy.plugins import hookimpl
+
+    @hookimpl
+    def quetzal_image_files(root):
+        return {"tinylib": root / "vendor" / "tinylib"}
+"""
+
+
+def add_import_cell(notebook: Path, source: str) -> None:
+    book = json.loads(notebook.read_text())
+    book["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                          "source": [source]})
+    notebook.write_text(json.dumps(book))
+
+
+@pytest.mark.docker
+@pytest.mark.xdist_group("docker")
+def test_a_vendored_library_added_by_a_hook_is_imported_in_the_image(baked_repo, boto, docker_engine,
+                                                                       lambda_base_image):
+    """The hook adds vendor/tinylib as /var/task/tinylib; the first step imports it on the handler."""
+    write_plugins(baked_repo, VENDORED)
+    marker = uuid.uuid4().hex  # unique content: no layer cached from another run
+    library = baked_repo / "vendor" / "tinylib"
+    library.mkdir(parents=True)
+    (library / "__init__.py").write_text(f"def greet():\n    return 'tinylib {marker}'\n")
+    add_import_cell(baked_repo / "notebooks" / "preparation.ipynb",
+                    "import tinylib\nprint('vendored says', tinylib.greet())\n")
+    s3 = boto.client("s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    done = run_task(baked_repo, "upload-scenarios", "base", "--yes", env={"QUETZAL_USER_EMAIL": "a@b.c"})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    env = {"QUETZAL_BASE_IMAGE": lambda_base_image}
+    done = run_task(baked_repo, "test-lambda", env=env, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Adding tinylib (a plugin's quetzal_image_files)" in done.stdout
+    log = s3.get_object(Bucket=BUCKET, Key="base/logs/preparation.txt")["Body"].read().decode()
+    assert f"vendored says tinylib {marker}" in log
+
+    again = run_task(baked_repo, "build", "--tag", f"plugins-{marker[:8]}", env=env, timeout=900)
+    assert again.returncode == 0, again.stdout + again.stderr
+    copy_step = next(s for s in again.stdout.split("Step ") if "COPY plugin-files/" in s)
+    assert "Using cache" in copy_step  # unchanged added files keep their layer
+    image = f"{BUCKET}:plugins-{marker[:8]}"
+    listing = docker_engine.containers.run(image, entrypoint=["find"], command=["/var/task/tinylib"],
+                                           remove=True).decode().split()
+    docker_engine.images.remove(image)
+    assert listing == ["/var/task/tinylib", "/var/task/tinylib/__init__.py"]
