@@ -101,9 +101,10 @@ AFTER_RUN = """
         report.write_text(json.dumps({
             "status": summary.status,
             "steps": [[step.label, step.status] for step in summary.steps],
-            "outputs": sorted(p.name for p in summary.outputs.iterdir()),
+            "outputs": sorted(p.name for p in summary.outputs.glob("*")),
         }))
-        assert (summary.outputs / "{required}").exists(), "{required} is missing from the outputs"
+        if summary.succeeded:
+            assert (summary.outputs / "{required}").exists(), "{required} is missing from the outputs"
 """
 
 
@@ -123,6 +124,12 @@ def test_after_a_local_run_a_hook_writes_a_report_and_can_fail_the_task(baked_re
     assert (f"ERROR: plugin quetzal_plugins.py, hook quetzal_after_local_run, raised at "
             f"quetzal_plugins.py:{line}: AssertionError: skims.csv is missing from the outputs") in out
 
+    add_import_cell(baked_repo / "notebooks" / "preparation.ipynb", "raise ValueError('no zones')\n")
+    out = failure(run_task(baked_repo, "run", "--local", "base"))
+    assert "Run FAILED" in out and "ERROR" not in out  # the hook ran and did not fail the task itself
+    report = json.loads((baked_repo / "reports" / "base.json").read_text())
+    assert report["status"] == "FAILED" and report["steps"] == [["preparation", "failed"]]
+
 
 def test_a_plugin_module_with_a_syntax_error_stops_the_task_before_it_starts(baked_repo):
     write_plugins(baked_repo, """
@@ -137,17 +144,32 @@ def test_a_plugin_module_with_a_syntax_error_stops_the_task_before_it_starts(bak
     assert "Running" not in out and not (baked_repo / ".quetzal" / "runs").exists()
 
 
-def test_a_raising_check_names_the_plugin_and_the_hook(baked_repo):
+def test_a_raising_check_names_the_plugin_the_hook_and_its_line(baked_repo):
+    """The line is the plugin's own, not the library's that raised (here json's decoder)."""
     write_plugins(baked_repo, """
+        import json
         from quetzal_deploy.plugins import hookimpl
 
         @hookimpl
         def quetzal_check_scenario(name):
-            raise KeyError("zones")
+            json.loads("{zones")
     """)
     out = failure(run_task(baked_repo, "upload-scenarios", "base", "--yes"))
-    assert ("ERROR: plugin quetzal_plugins.py, hook quetzal_check_scenario, raised at quetzal_plugins.py:6: "
-            "KeyError: 'zones'") in out
+    assert ("ERROR: plugin quetzal_plugins.py, hook quetzal_check_scenario, raised at quetzal_plugins.py:7: "
+            "JSONDecodeError: Expecting property name enclosed in double quotes") in out
+
+
+def test_a_check_answering_nonsense_says_what_to_return(baked_repo):
+    write_plugins(baked_repo, """
+        from quetzal_deploy.plugins import hookimpl
+
+        @hookimpl
+        def quetzal_check_scenario():
+            return "looks fine"
+    """)
+    out = failure(run_task(baked_repo, "upload-scenarios", "base", "--yes"))
+    assert ("ERROR: plugin quetzal_plugins.py, hook quetzal_check_scenario, returned 'looks fine' for base: "
+            "return Refuse(message), Warn(message), a list, or None.") in out
 
 
 def test_a_misspelt_hook_lists_the_hooks(baked_repo):
@@ -172,15 +194,20 @@ def test_the_model_module_stays_out_of_sys_modules(baked_repo):
     assert set(sys.modules) == before
 
 
-def test_an_installed_plugin_is_found_by_its_entry_point(baked_repo, tmp_path, monkeypatch):
-    """A distribution on sys.path declaring the group ``quetzal_deploy`` (as ``pip install`` leaves it)."""
-    site = tmp_path / "site"
+def installed_plugin(site: Path, module: str) -> str:
+    """A distribution in ``site`` whose entry point (group ``quetzal_deploy``) names ``module``,
+    as ``pip install`` leaves one; returns the module's file name to write."""
     name = f"teamplugin_{uuid.uuid4().hex[:8]}"
     info = site / f"{name}-1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[quetzal_deploy]\nteam = {name}\n")
-    (site / f"{name}.py").write_text(textwrap.dedent("""
+    (info / "entry_points.txt").write_text(f"[quetzal_deploy]\nteam = {module or name}\n")
+    return f"{name}.py"
+
+
+def test_an_installed_plugin_is_found_by_its_entry_point(baked_repo, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    (site / installed_plugin(site, "")).write_text(textwrap.dedent("""
         from quetzal_deploy.plugins import hookimpl
 
         @hookimpl
@@ -192,6 +219,15 @@ def test_an_installed_plugin_is_found_by_its_entry_point(baked_repo, tmp_path, m
     monkeypatch.chdir(baked_repo)
     settings = load_settings()
     assert image_files(plugin_manager(baked_repo), settings) == {"shared/zones.csv": baked_repo / "zones.csv"}
+
+
+def test_an_installed_plugin_that_does_not_import_is_named(baked_repo, tmp_path, monkeypatch):
+    installed_plugin(tmp_path, "team_checks_not_installed")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match="an installed plugin .entry point group 'quetzal_deploy'. failed "
+                                          "to load.*ModuleNotFoundError: No module named "
+                                          "'team_checks_not_installed'. Fix or uninstall it."):
+        plugin_manager(baked_repo)
 
 
 @pytest.mark.parametrize("answer, message", [
@@ -263,3 +299,20 @@ def test_a_vendored_library_added_by_a_hook_is_imported_in_the_image(baked_repo,
                                            remove=True).decode().split()
     docker_engine.images.remove(image)
     assert listing == ["/var/task/tinylib", "/var/task/tinylib/__init__.py"]
+
+
+def test_doctor_lists_the_plugins_and_reports_a_broken_one(baked_repo, aws):
+    env = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    write_plugins(baked_repo, CHECKS + AFTER_RUN.replace("{required}", "x.csv"))
+    done = run_task(baked_repo, "doctor", env=env)
+    line = next(text for text in done.stdout.splitlines() if " plugins " in text)
+    assert line.split() == ["✓", "plugins", "quetzal_plugins.py:", "quetzal_after_local_run,",
+                            "quetzal_check_scenario"]
+
+    write_plugins(baked_repo, "import json\njson.loads('{')\n")
+    done = run_task(baked_repo, "doctor", env=env)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    at = next(n for n, text in enumerate(lines) if " plugins " in text)
+    assert lines[at].startswith("✗ plugins") and "failed while loading at quetzal_plugins.py:2" in lines[at]
+    assert "fix: fix the plugin, or move quetzal_plugins.py away" in lines[at + 1]

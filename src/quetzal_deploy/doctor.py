@@ -15,6 +15,7 @@ import quetzal_deploy
 from quetzal_deploy.aws import Aws, translated
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.pipeline.stepfunctions import state_machine
+from quetzal_deploy.plugins import plugin_manager
 from quetzal_deploy.rules import REGIONS
 from quetzal_deploy.settings import Settings, load_settings
 
@@ -155,6 +156,20 @@ def terraform_check() -> Check:
     return passed("terraform", path)
 
 
+def plugin_checks(settings: Settings) -> list[Check]:
+    """The plugins that load and the hooks each implements; none: no line."""
+    try:
+        manager = plugin_manager(settings.root)
+    except QuetzalError as ex:
+        return [Check("plugins", False, str(ex), "fix the plugin, or move quetzal_plugins.py away")]
+    hooks = {}
+    for name, caller in sorted(vars(manager.hook).items()):
+        for impl in caller.get_hookimpls():
+            hooks.setdefault(impl.plugin_name, []).append(name)
+    return [passed("plugins", "; ".join(f"{plugin}: {', '.join(names)}" for plugin, names in hooks.items()))
+            ] if hooks else []
+
+
 def run_checks(profile: str | None = None, region: str | None = None) -> list[Check]:
     """Every check, in the order a user fixes them."""
     try:
@@ -164,7 +179,7 @@ def run_checks(profile: str | None = None, region: str | None = None) -> list[Ch
     else:
         aws = Aws(settings)
         checks = [passed(".env", f"{settings.root / '.env'} ({settings.model_name})"),
-                  *aws_checks(settings, aws)]
+                  *plugin_checks(settings), *aws_checks(settings, aws)]
         if any(check.name == "Lambda function" and check.ok for check in checks):
             checks += [*architecture_check(settings, aws), runtime_check(settings, aws)]
     return [*checks, docker_check(), terraform_check()]

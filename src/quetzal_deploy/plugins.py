@@ -61,7 +61,8 @@ class RunSummary:
 
     ``status`` is ``SUCCEEDED`` or ``FAILED``; each step has ``label``, ``notebook``, ``status``
     (ok, failed, skipped), ``seconds``, ``peak_memory_mb``; ``outputs`` and ``logs`` are the run's
-    copies of the scenario's folders (``scenarios/<name>/`` itself is never written by a run).
+    copies of the scenario's folders, absent when no step wrote any (``scenarios/<name>/`` itself
+    is never written by a run).
     """
 
     scenario: str
@@ -95,9 +96,11 @@ class Specs:
         """Act after ``invoke run --local`` (write a report, check outputs); raise to fail the task."""
 
 
-def where(ex: BaseException) -> str:
-    """``file:line`` of the innermost frame of ``ex``'s traceback."""
+def where(ex: BaseException, source: str | None = None) -> str:
+    """`` at file:line``: the innermost frame of ``ex``'s traceback in the file ``source`` (the
+    plugin's code, not the library it called), else the innermost one."""
     frames = traceback.extract_tb(ex.__traceback__)
+    frames = [f for f in frames if f.filename == source] or frames
     return f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
 
 
@@ -112,7 +115,7 @@ def load_module(path: Path) -> ModuleType:
         raise PluginError(f"plugin {MODULE_FILE} does not load: line {ex.lineno}: {ex.msg} "
                           f"({path}). Fix the syntax, or move the file away to run without it.") from ex
     except Exception as ex:
-        raise PluginError(f"plugin {MODULE_FILE} failed while loading{where(ex)}: "
+        raise PluginError(f"plugin {MODULE_FILE} failed while loading{where(ex, str(path))}: "
                           f"{type(ex).__name__}: {ex} ({path}).") from ex
     return module
 
@@ -157,7 +160,8 @@ def call_each(manager: pluggy.PluginManager, hook: str, **kwargs) -> list[tuple[
         try:
             results = manager.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
         except Exception as ex:
-            raise PluginError(f"plugin {impl.plugin_name}, hook {hook}, raised{where(ex)}: "
+            source = impl.function.__code__.co_filename
+            raise PluginError(f"plugin {impl.plugin_name}, hook {hook}, raised{where(ex, source)}: "
                               f"{type(ex).__name__}: {ex}") from ex
         answers.extend((impl.plugin_name, result) for result in results)
     return answers
