@@ -178,10 +178,18 @@ def test_a_misspelt_hook_lists_the_hooks(baked_repo):
 
 
 def test_the_model_module_stays_out_of_sys_modules(baked_repo):
-    write_plugins(baked_repo, "VALUE = 1\n")
+    """...and still defines dataclasses (they look their module up in sys.modules)."""
+    write_plugins(baked_repo, """
+        from __future__ import annotations
+        from dataclasses import dataclass
+
+        @dataclass
+        class Zone:
+            name: str
+    """)
     before = set(sys.modules)
     manager = plugin_manager(baked_repo)
-    assert manager.get_plugin("quetzal_plugins.py").VALUE == 1
+    assert manager.get_plugin("quetzal_plugins.py").Zone("centre").name == "centre"
     assert set(sys.modules) == before
 
 

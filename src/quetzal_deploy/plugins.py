@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,10 +106,13 @@ def where(ex: BaseException, source: str | None = None) -> str:
 
 
 def load_module(path: Path) -> ModuleType:
-    """The model's plugin module, executed under a private name (not added to ``sys.modules``)."""
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(f"quetzal_plugins_{digest}", path)
+    """The model's plugin module, executed under a private name that is in ``sys.modules`` only
+    while it runs (a ``@dataclass`` needs its module there), so nothing else sees it."""
+    path = path.resolve()
+    name = f"quetzal_plugins_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except SyntaxError as ex:
@@ -117,6 +121,8 @@ def load_module(path: Path) -> ModuleType:
     except Exception as ex:
         raise PluginError(f"plugin {MODULE_FILE} failed while loading{where(ex, str(path))}: "
                           f"{type(ex).__name__}: {ex} ({path}).") from ex
+    finally:
+        del sys.modules[name]
     return module
 
 
