@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from fixtures.aws import REGION
 from quetzal_deploy.runtime.errors import InvalidEvent, StepError, UnsafeKey
 from quetzal_deploy.runtime.event import StepEvent, parse_event
+from quetzal_deploy.runtime.names import check_scenario_name
 from quetzal_deploy.runtime.paths import real_path, safe_relative, shown, tree_files
 from quetzal_deploy.runtime.storage import FolderStorage, download_plan
 from quetzal_deploy.sync.s3sync import S3Prefix, SyncError, read_local
@@ -83,6 +84,8 @@ fields = st.fixed_dictionaries({
 @bounded(400)
 @given(event=st.one_of(fields, json_values))
 @example(event={"notebook_path": "n" * 256 + ".py", "scenario_path_S3": "base/", "launcher_arg": {}})
+@example(event={"notebook_path": "notebooks/x.py", "scenario_path_S3": "\\/", "launcher_arg": {}})
+@example(event={"notebook_path": "notebooks/x.py", "scenario_path_S3": "C:/", "launcher_arg": {}})
 def test_event_parser_accepts_only_events_that_stay_inside(task_root, event):
     try:
         step = timed(parse_event, event, task_root)
@@ -93,7 +96,9 @@ def test_event_parser_accepts_only_events_that_stay_inside(task_root, event):
     assert step.notebook.is_file() and step.notebook.is_relative_to(task_root.resolve())
     assert step.notebook.suffix in {".ipynb", ".py"}
     assert step.scenario.endswith("/") and not step.scenario.startswith("_common/")
-    safe_relative(step.scenario.rstrip("/"))  # a prefix that is a plain folder path
+    # One scenario the front end can name: a single key part (on S3 a backslash or a colon is an
+    # ordinary character; the stricter folder rule of local runs is safe_relative's, tested below).
+    assert check_scenario_name(step.scenario[:-1]) and "/" not in step.scenario[:-1]
     for key, value in step.metadata.items():
         assert (key + value).isascii() and (key + value).isprintable()
 
