@@ -21,7 +21,9 @@ from quetzal_deploy.runtime import transfer
 STEP = Path(__file__).parent / "support" / "big_step.py"
 BUCKET = "quetzal-big-files"
 SIZE_MB = 300
-GROWTH_MB = 150  # what the transfers may add, whatever the file size
+# What the transfers may add, whatever the file size: the parts in flight, which vary with the
+# machine's load (+55 to +156 MB measured with 200 MB to 2,000 MB files): well under the file.
+GROWTH_MB = 200
 
 
 def zeros_checksum(size: int) -> str:
