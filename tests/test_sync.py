@@ -9,6 +9,7 @@ import time
 
 import botocore.utils
 import pytest
+from s3transfer.manager import TransferConfig
 
 from fixtures.aws import REGION
 from quetzal_deploy.runtime import transfer
@@ -84,23 +85,6 @@ def test_file_edited_between_plan_and_upload_is_stored_with_the_checksum_of_what
     assert head["Metadata"]["checksum"] == hashlib.sha256(body).hexdigest()
 
 
-def test_large_file_is_hashed_once_and_its_etag_known_before_it_is_sent(s3, tmp_path, monkeypatch):
-    """The plan's digest predicts the multipart ETag, so sending needs no second read to prove that
-    the checksum describes the bytes sent."""
-    (tmp_path / "od.bin").write_bytes(b"z" * (3 * BIG))
-    target = S3Prefix(s3, BUCKET, "scenario")
-    plan = target.plan_upload(read_local(tmp_path, everything), everything)
-    reads = []
-    monkeypatch.setattr(transfer, "digest_file", lambda path: reads.append(path))
-
-    target.upload(plan, {"user_email": "someone@example.com"})
-
-    head = s3.head_object(Bucket=BUCKET, Key="scenario/od.bin")
-    assert reads == []
-    assert head["ETag"].strip('"') == plan.upload[0].digest.etag and "-" in head["ETag"]
-    assert head["Metadata"]["checksum"] == hashlib.sha256(b"z" * (3 * BIG)).hexdigest()
-
-
 def test_large_file_edited_mid_upload_leaves_no_version_with_a_wrong_checksum(s3, tmp_path):
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     path = tmp_path / "od.bin"
@@ -117,10 +101,67 @@ def test_large_file_edited_mid_upload_leaves_no_version_with_a_wrong_checksum(s3
     assert head["Metadata"]["checksum"] == hashlib.sha256(b"b" * BIG).hexdigest()
 
 
+@pytest.mark.parametrize("settled_s", [3600.0, 0.0], ids=["written-recently", "settled"])
+def test_large_file_is_read_once(s3, tmp_path, monkeypatch, settled_s):
+    """Sending needs no second read to prove that the checksum describes the bytes sent: a file
+    written recently is hashed with the multipart ETag S3 then returns; one unwritten for
+    ``SETTLED_S`` is hashed for its checksum only (no MD5 of its parts), its unchanged stamp after
+    the send being the proof. An unchanged re-sync then skips it."""
+    monkeypatch.setattr(transfer, "SETTLED_S", settled_s)
+    (tmp_path / "od.bin").write_bytes(b"z" * (3 * BIG))
+    target = S3Prefix(s3, BUCKET, "scenario")
+    plan = target.plan_upload(read_local(tmp_path, everything), everything)
+    reads = []
+    monkeypatch.setattr(transfer, "digest_file", lambda path: reads.append(path))
+
+    target.upload(plan, {"user_email": "someone@example.com"})
+
+    digest = plan.upload[0].digest
+    head = s3.head_object(Bucket=BUCKET, Key="scenario/od.bin")
+    assert reads == []
+    assert head["Metadata"]["checksum"] == hashlib.sha256(b"z" * (3 * BIG)).hexdigest()
+    if settled_s:
+        assert digest.etag == head["ETag"].strip('"') and "-" in digest.etag
+    else:
+        assert (digest.etag, digest.stamp) == (None, transfer.file_stamp(tmp_path / "od.bin"))
+    monkeypatch.undo()
+    assert sync(s3, tmp_path).upload == []
+
+
+def test_settled_large_file_edited_while_sent_is_sent_again(s3, tmp_path, monkeypatch):
+    """Edited between its first and second part, the object S3 assembles mixes both contents under
+    the first one's checksum: the moved stamp tells, that version is deleted and the file sent again."""
+    monkeypatch.setattr(transfer, "SETTLED_S", 0.0)
+    monkeypatch.setattr(transfer, "CONFIG", TransferConfig(
+        multipart_threshold=transfer.MULTIPART_BYTES, multipart_chunksize=transfer.PART_BYTES,
+        max_request_concurrency=1))  # parts one after the other: the edit falls between them
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    path = tmp_path / "od.bin"
+    size = transfer.PART_BYTES + BIG
+    path.write_bytes(b"a" * size)
+    target = S3Prefix(s3, BUCKET, "scenario")
+    plan = target.plan_upload(read_local(tmp_path, everything), everything)
+
+    def edit_before_second_part(params, **_):
+        if params["PartNumber"] == 2 and path.read_bytes()[:1] == b"a":
+            time.sleep(0.05)  # past the file system's timestamp granularity
+            path.write_bytes(b"b" * size)  # same size: only the stamp's times tell
+
+    s3.meta.events.register("before-parameter-build.s3.UploadPart", edit_before_second_part)
+    target.upload(plan, {"user_email": "someone@example.com"})
+
+    versions = s3.list_object_versions(Bucket=BUCKET, Prefix="scenario/od.bin")["Versions"]
+    assert len(versions) == 1
+    body = s3.get_object(Bucket=BUCKET, Key="scenario/od.bin")["Body"].read()
+    head = s3.head_object(Bucket=BUCKET, Key="scenario/od.bin")
+    assert body == b"b" * size
+    assert head["Metadata"]["checksum"] == hashlib.sha256(body).hexdigest()
+
+
 def test_digest_cache_reads_a_file_again_only_once_it_was_written(tmp_path, monkeypatch):
     """An unchanged file is not read again; one rewritten with its size and modification time kept
     is (its change time moved)."""
-    monkeypatch.setattr(s3sync.DigestCache, "RECENT_S", 0.0)
+    monkeypatch.setattr(transfer, "SETTLED_S", 0.0)
     folder, cache = tmp_path / "scenario", tmp_path / "digests"
     path = folder / "inputs" / "od.csv"
     path.parent.mkdir(parents=True)

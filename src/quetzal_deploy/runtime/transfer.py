@@ -12,9 +12,13 @@
   one, never half of it. Sizes and ETags come from the listing, so no HeadObject is sent.
 - An upload's ``checksum`` metadata (the front end's SHA-256, ``checksum.py``) is the hash of the
   bytes sent. A small file is hashed from the bytes in memory. A large file's digest is taken
-  once, before it is sent (or given by the caller, who read it for a plan), together with the
-  ETag S3 will compute from the parts it receives (``digest_file``); the ETag S3 returns is then
-  compared with it, and a file edited meanwhile is digested and sent again.
+  once, before it is sent (or given by the caller, who read it for a plan), and what proves that
+  the file did not change since is its stamp (size, modification and change times, inode), as
+  git's index does: any write moves the change time, which no tool sets back. That holds only for
+  a file that had not been written for ``SETTLED_S`` when it was read (a second write within the
+  file system's clock tick could keep the times), so a file written more recently is also hashed
+  for the ETag S3 will compute from the parts it receives, which S3's answer must match
+  (``digest_file``). A file edited meanwhile is digested and sent again.
 
 Only boto3 and the standard library: the Lambda image imports this module.
 """
@@ -24,9 +28,10 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -50,6 +55,7 @@ SEND_ATTEMPTS = 3  # a large file still changing after this many sends is an err
 CONFIG = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=PART_BYTES,
                         max_request_concurrency=WORKERS, max_io_queue_size=QUEUED_WRITES)
 PART_SUFFIX = ".quetzal-part"  # a file being written: never listed, never uploaded
+SETTLED_S = 2.0  # a file unwritten for this long: its stamp changes with any later write
 ERRORS = (BotoCoreError, ClientError, RetriesExceededError, OSError, StorageError)
 
 Progress = Callable[[int], object]
@@ -59,23 +65,51 @@ def no_progress(_bytes: int) -> None:
     """The default ``progress`` callback."""
 
 
+Stamp = tuple[int, int, int, int]
+
+
 @dataclass(frozen=True)
 class Digest:
     """A file's content as S3 and the front end see it: ``etag`` is the ETag an upload by this
-    module gets (the MD5, or for a multipart upload the MD5 of the parts' MD5s and ``-<parts>``)."""
+    module gets (the MD5, or for a multipart upload the MD5 of the parts' MD5s and ``-<parts>``),
+    None for a large file read once it had settled, whose ``stamp`` then proves it unchanged."""
 
     size: int
-    etag: str
+    etag: str | None
     checksum: str
+    stamp: Stamp | None = field(default=None, compare=False)
+
+
+def file_stamp(path: Path) -> Stamp:
+    """What any write to the file changes: size, modification and change times, inode."""
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino
+
+
+def settled(stamp: Stamp) -> bool:
+    """Whether the file was last written ``SETTLED_S`` ago or more (its stamp can be trusted)."""
+    return time.time_ns() - stamp[2] > SETTLED_S * 1e9
 
 
 def digest_file(path: Path) -> Digest:
-    """``Digest`` of the file, in one read."""
-    size = os.stat(path).st_size
-    checksum = hashlib.new(CHECKSUM_ALGORITHM)
-    if size < MULTIPART_BYTES:
+    """``Digest`` of the file, in one read: the SHA-256 only for a large file that had settled
+    (and did not change while it was read), the ETag's MD5s too otherwise."""
+    stamp = file_stamp(path)
+    if stamp[0] < MULTIPART_BYTES:
         data = Path(path).read_bytes()
         return Digest(len(data), hashlib.md5(data, usedforsecurity=False).hexdigest(), bytes_checksum(data))
+    if settled(stamp):
+        with Path(path).open("rb") as stream:
+            checksum = hashlib.file_digest(stream, CHECKSUM_ALGORITHM).hexdigest()
+        if file_stamp(path) == stamp:
+            return Digest(stamp[0], None, checksum, stamp)
+    return multipart_digest(path)
+
+
+def multipart_digest(path: Path) -> Digest:
+    """``Digest`` with the multipart ETag S3 will compute from the parts ``CONFIG`` cuts."""
+    size = os.stat(path).st_size
+    checksum = hashlib.new(CHECKSUM_ALGORITHM)
     part_bytes = ChunksizeAdjuster().adjust_chunksize(PART_BYTES, size)
     parts, read = [], 0
     with Path(path).open("rb") as stream:
@@ -184,18 +218,16 @@ class Transfers:
                 progress(len(body))
                 return response.get("VersionId")
         for _ in range(SEND_ATTEMPTS):
-            digest = digest or digest_file(path)
+            if digest is None or (digest.stamp is not None and file_stamp(path) != digest.stamp):
+                digest = digest_file(path)
             self.manager.upload(str(path), self.bucket, key, extra_args=with_checksum(extra, digest.checksum),
                                 subscribers=[Listed(progress)]).result()
             head = self.client.head_object(Bucket=self.bucket, Key=key)
-            if head["ETag"].strip('"') == digest.etag:
-                return head.get("VersionId")
-            now = digest_file(path)
-            if now == digest:  # unchanged: S3's ETag is not an MD5 here (a KMS-encrypted bucket)
+            if sent_as_digested(path, digest, head["ETag"].strip('"')):
                 return head.get("VersionId")
             if head.get("VersionId") not in {None, "null"}:  # the version with a wrong checksum
                 self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=head["VersionId"])
-            digest = now
+            digest = None
         raise StorageError(f"{path} kept changing while it was uploaded to s3://{self.bucket}/{key}: "
                            "upload it again once it is saved")
 
@@ -223,6 +255,18 @@ class Transfers:
             except ERRORS as ex:
                 failed.append((name, ex))
         return done, failed
+
+
+def sent_as_digested(path: Path, digest: Digest, etag: str) -> bool:
+    """Whether the object S3 stored (its ``etag``) holds the bytes ``digest`` describes: the file's
+    stamp is unchanged, or else S3's ETag is the one predicted (or, where S3's ETag is not an MD5, as
+    in a KMS-encrypted bucket, the file still has that digest)."""
+    if digest.stamp is not None:
+        return file_stamp(path) == digest.stamp
+    if etag == digest.etag:
+        return True
+    now = digest_file(path)
+    return (now.size, now.checksum) == (digest.size, digest.checksum)
 
 
 def with_checksum(extra: Mapping, checksum: str) -> dict:

@@ -21,8 +21,6 @@ import contextlib
 import hashlib
 import json
 import mimetypes
-import os
-import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,7 +33,15 @@ from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.runtime.errors import StepError, UnsafeKey
 from quetzal_deploy.runtime.paths import safe_relative, shown, target_in, tree_files
 from quetzal_deploy.runtime.transfer import WORKERS as CONCURRENCY
-from quetzal_deploy.runtime.transfer import Digest, Transfers, digest_file, list_objects, replace_atomically
+from quetzal_deploy.runtime.transfer import (
+    Digest,
+    Transfers,
+    digest_file,
+    file_stamp,
+    list_objects,
+    replace_atomically,
+    settled,
+)
 
 DELETE_BATCH = 1000  # DeleteObjects limit
 SHOWN_NAMES = 10
@@ -121,12 +127,11 @@ def content_type(rel: str) -> str:
 class DigestCache:
     """Digests of the files of one folder already read, kept in a JSON file under ``folder`` (the
     repo's ``.quetzal/digests/``), so that an unchanged file is not read again, as git's index does:
-    an entry holds only while the file's size, modification and change times and inode are the same
-    (any write changes the change time, which no tool sets back). A file changed within ``RECENT_S``
-    of being read is not kept: a second write in the same clock tick could keep its times.
+    an entry holds only while the file's stamp (``transfer.file_stamp``: size, modification and
+    change times, inode) is the same (any write changes the change time, which no tool sets back).
+    A file changed within ``transfer.SETTLED_S`` of being read is not kept: a second write in the
+    same clock tick could keep its times.
     """
-
-    RECENT_S = 2.0
 
     def __init__(self, folder: Path | None, source: Path):
         name = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:32] + ".json"
@@ -137,19 +142,15 @@ class DigestCache:
         except (OSError, ValueError):
             self.kept = {}
 
-    @staticmethod
-    def stamp(info: os.stat_result) -> list[int]:
-        return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
-
     def digest(self, path: Path) -> Digest:
         """The file's digest, read from the file only when its stamp changed."""
-        stamp = self.stamp(os.stat(path))
+        stamp = file_stamp(path)
         entry = self.kept.get(str(path))
-        if entry and entry[0] == stamp:
-            digest = Digest(*entry[1])
+        if entry and tuple(entry[0]) == stamp:
+            digest = Digest(*entry[1], stamp=stamp)
         else:
             digest = digest_file(path)
-        if time.time_ns() - stamp[2] > self.RECENT_S * 1e9 and stamp[0] == digest.size:
+        if settled(stamp) and stamp[0] == digest.size:
             self.seen[str(path)] = [stamp, [digest.size, digest.etag, digest.checksum]]
         return digest
 
