@@ -1,8 +1,6 @@
 """Access for the front end's users (Cognito groups)."""
 
-from quetzal_deploy.access.cognito import grant_access as grant
-from quetzal_deploy.aws import Aws
-from quetzal_deploy.tasks.common import AWS_HELP, quetzal_task, settings_for
+from quetzal_deploy.tasks.common import AWS_HELP, aws_for, quetzal_task, settings_for
 
 
 @quetzal_task(help={
@@ -12,5 +10,7 @@ from quetzal_deploy.tasks.common import AWS_HELP, quetzal_task, settings_for
 })
 def grant_access(c, group, revoke=False, profile=None, region=None):
     """Give a Cognito user group access to this model in the front end (--revoke: take it back)."""
+    from quetzal_deploy.access.cognito import grant_access as grant
+
     settings = settings_for(profile, region)
-    grant(settings, Aws(settings), group, revoke=revoke)
+    grant(settings, aws_for(settings), group, revoke=revoke)

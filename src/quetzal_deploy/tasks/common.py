@@ -1,13 +1,20 @@
-"""What every task shares: settings from the repo, domain errors turned into exits."""
+"""What every task shares: settings from the repo, domain errors turned into exits.
+
+Task modules import their concern inside the task body: every ``invoke`` command (``--list``
+too) loads all of them, so what they import at the top is paid by every command."""
 
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 from invoke import Exit, task
 
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from quetzal_deploy.aws import Aws
 
 PROFILE_HELP = "AWS profile to use (default: AWS_PROFILE, then the default credential chain)"
 REGION_HELP = "AWS region (default: AWS_REGION from .env)"
@@ -50,3 +57,10 @@ def quetzal_task(*args, **kwargs):
 def settings_for(profile: str | None = None, region: str | None = None) -> Settings:
     """The settings of the repo around the current folder."""
     return load_settings(profile=profile, region=region)
+
+
+def aws_for(settings: Settings) -> Aws:
+    """The AWS clients of these settings (boto3 loads here, for the tasks that call AWS)."""
+    from quetzal_deploy.aws import Aws
+
+    return Aws(settings)

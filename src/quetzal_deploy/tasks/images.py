@@ -6,17 +6,7 @@ from pathlib import Path
 
 from invoke import Exit
 
-from quetzal_deploy.aws import Aws
-from quetzal_deploy.images import registry
-from quetzal_deploy.images.build import build_image, check_tag, default_tag, docker_client, resolve_base_image
-from quetzal_deploy.images.requirements import regenerate
-from quetzal_deploy.local.lambda_emulator import (
-    LocalLambda,
-    default_event,
-    lambda_environment,
-    needs_host_network,
-)
-from quetzal_deploy.tasks.common import AWS_HELP, ask, quetzal_task, settings_for
+from quetzal_deploy.tasks.common import AWS_HELP, ask, aws_for, quetzal_task, settings_for
 
 TAG_HELP = "image tag (default: the git commit, plus -dirty-<time> with uncommitted image changes)"
 BASE_HELP = "base image (default: QUETZAL_BASE_IMAGE, else the AWS Lambda Python image)"
@@ -25,6 +15,8 @@ LOCAL_TAG_HELP = "image tag (default: local)"
 
 def build_for(settings, tag, base_image, client=None) -> str:
     """Build with the task's options; returns the image's local name."""
+    from quetzal_deploy.images.build import build_image, check_tag, docker_client, resolve_base_image
+
     check_tag(tag)
     return build_image(client or docker_client(), settings, tag, resolve_base_image(base_image))
 
@@ -32,6 +24,8 @@ def build_for(settings, tag, base_image, client=None) -> str:
 @quetzal_task(help={"tag": TAG_HELP, "base_image": BASE_HELP})
 def build(c, tag=None, base_image=None):
     """Build the model's Lambda image (requirements, handler, notebooks as scripts)."""
+    from quetzal_deploy.images.build import default_tag
+
     settings = settings_for()
     build_for(settings, tag or default_tag(settings.root), base_image)
 
@@ -44,8 +38,10 @@ def build(c, tag=None, base_image=None):
 })
 def push(c, tag=None, initial=False, base_image=None, profile=None, region=None):
     """Build the image, push it to ECR and point the Lambda at it (QUETZAL_REGISTRY: another registry)."""
+    from quetzal_deploy.images import registry
+
     settings = settings_for(profile, region)
-    registry.push(settings, Aws(settings), tag=tag, initial=initial, base=base_image)
+    registry.push(settings, aws_for(settings), tag=tag, initial=initial, base=base_image)
 
 
 @quetzal_task(help={
@@ -56,8 +52,11 @@ def push(c, tag=None, initial=False, base_image=None, profile=None, region=None)
 })
 def update(c, tag=None, yes=False, base_image=None, profile=None, region=None):
     """Show the deployed tag and the last ones in ECR, then build and push a new tag."""
+    from quetzal_deploy.images import registry
+    from quetzal_deploy.images.build import check_tag, default_tag
+
     settings = settings_for(profile, region)
-    aws = Aws(settings)
+    aws = aws_for(settings)
     deployed = registry.tag_of(registry.lambda_for(settings, aws).image_uri())
     print(f"Deployed: {deployed or '(no Lambda function yet)'}")
     recent = registry.ecr_for(settings, aws).recent()
@@ -76,8 +75,10 @@ def update(c, tag=None, yes=False, base_image=None, profile=None, region=None):
 @quetzal_task(help={"to": "tag to run (default: the tag pushed before the deployed one)", **AWS_HELP})
 def rollback(c, to=None, profile=None, region=None):
     """Point the Lambda at an earlier tag already in ECR, without rebuilding."""
+    from quetzal_deploy.images import registry
+
     settings = settings_for(profile, region)
-    registry.rollback(settings, Aws(settings), to=to)
+    registry.rollback(settings, aws_for(settings), to=to)
 
 
 @quetzal_task(help={
@@ -92,9 +93,17 @@ def rollback(c, to=None, profile=None, region=None):
 def test_lambda(c, event=None, keep=False, host_network=False, port=0, tag="local", base_image=None,
                 profile=None, region=None):
     """Build the image and run one event through it locally, behind the Lambda emulator."""
+    from quetzal_deploy.images.build import docker_client
+    from quetzal_deploy.local.lambda_emulator import (
+        LocalLambda,
+        default_event,
+        lambda_environment,
+        needs_host_network,
+    )
+
     settings = settings_for(profile, region)
     payload = read_event(Path(event)) if event else default_event(settings)
-    env = lambda_environment(settings, Aws(settings))
+    env = lambda_environment(settings, aws_for(settings))
     if needs_host_network(env) and not host_network:
         print("AWS_ENDPOINT_URL is on this machine: running on the host network to reach it.")
         host_network = True
@@ -135,6 +144,8 @@ def shell(c, tag="local", base_image=None):
 @quetzal_task
 def requirements(c):
     """Regenerate requirements.txt from this environment with pip-chill (tooling left out)."""
+    from quetzal_deploy.images.requirements import regenerate
+
     settings = settings_for()
     added, removed = regenerate(settings.root)
     print(f"Wrote {settings.root / 'requirements.txt'}: "

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from invoke import Exit
 
-from quetzal_deploy.aws import Aws
-from quetzal_deploy.infra import stack as stack_flows
-from quetzal_deploy.infra.stack import Stack
-from quetzal_deploy.tasks.common import AWS_HELP, ask, confirmed, quetzal_task, settings_for
+from quetzal_deploy.tasks.common import AWS_HELP, ask, aws_for, confirmed, quetzal_task, settings_for
+
+if TYPE_CHECKING:
+    from quetzal_deploy.infra.stack import Stack
 
 YES_HELP = "apply without asking (for scripts)"
 
@@ -18,8 +20,10 @@ def confirmer(yes: bool):
 
 
 def stack_for(profile: str | None, region: str | None) -> Stack:
+    from quetzal_deploy.infra import stack as stack_flows
+
     settings = settings_for(profile, region)
-    return Stack(settings, Aws(settings))
+    return stack_flows.Stack(settings, aws_for(settings))
 
 
 # No short flags: -p would be --plan-only here but --profile in every other task.
@@ -27,6 +31,8 @@ def stack_for(profile: str | None, region: str | None) -> Stack:
               help={"plan_only": "show what would change and apply nothing", "yes": YES_HELP, **AWS_HELP})
 def infra(c, plan_only=False, yes=False, profile=None, region=None):
     """Create or update the model's AWS stack with Terraform: plan, confirm, apply."""
+    from quetzal_deploy.infra import stack as stack_flows
+
     stack_flows.update(stack_for(profile, region), confirmer(yes), plan_only)
 
 
@@ -34,12 +40,16 @@ def infra(c, plan_only=False, yes=False, profile=None, region=None):
                     **AWS_HELP})
 def deploy(c, yes=False, email=None, profile=None, region=None):
     """First deployment in one command: stack, image, function, pipeline, base scenario."""
+    from quetzal_deploy.infra import stack as stack_flows
+
     stack_flows.deploy(stack_for(profile, region), confirmer(yes), email)
 
 
 @quetzal_task(help={"confirm_name": "the model's name, typed in advance (for scripts)", **AWS_HELP})
 def destroy(c, confirm_name=None, profile=None, region=None):
     """Delete the model's AWS stack and all its data (bucket, images), after typing its name."""
+    from quetzal_deploy.infra import stack as stack_flows
+
     stack = stack_for(profile, region)
     name = stack.settings.model_name
     typed = confirm_name

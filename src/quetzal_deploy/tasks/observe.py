@@ -4,10 +4,7 @@ from functools import partial
 
 from invoke import Exit
 
-from quetzal_deploy.aws import Aws
-from quetzal_deploy.doctor import report, run_checks
-from quetzal_deploy.pipeline.logs import show_logs
-from quetzal_deploy.tasks.common import AWS_HELP, quetzal_task, settings_for
+from quetzal_deploy.tasks.common import AWS_HELP, aws_for, quetzal_task, settings_for
 
 
 @quetzal_task(help={
@@ -17,14 +14,18 @@ from quetzal_deploy.tasks.common import AWS_HELP, quetzal_task, settings_for
 })
 def logs(c, since="10m", follow=False, profile=None, region=None):
     """Print the model Lambda's CloudWatch logs."""
+    from quetzal_deploy.pipeline.logs import show_logs
+
     settings = settings_for(profile, region)
     # Flushed line by line, so `invoke logs --follow | grep ...` shows events as they come.
-    show_logs(settings, Aws(settings), since=since, follow=follow, out=partial(print, flush=True))
+    show_logs(settings, aws_for(settings), since=since, follow=follow, out=partial(print, flush=True))
 
 
 @quetzal_task(help=AWS_HELP)
 def doctor(c, profile=None, region=None):
     """Check .env, credentials, the model's AWS resources, Docker and terraform, with fixes."""
+    from quetzal_deploy.doctor import report, run_checks
+
     checks = run_checks(profile, region)
     print(report(checks))
     failed = sum(not check.ok for check in checks)

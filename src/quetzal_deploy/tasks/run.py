@@ -5,10 +5,7 @@ import os
 
 from invoke import Exit
 
-from quetzal_deploy.aws import Aws
-from quetzal_deploy.local.runner import run_local
-from quetzal_deploy.pipeline.executions import run_remote
-from quetzal_deploy.tasks.common import AWS_HELP, quetzal_task, settings_for
+from quetzal_deploy.tasks.common import AWS_HELP, aws_for, quetzal_task, settings_for
 
 
 @quetzal_task(help={
@@ -27,11 +24,15 @@ def run(c, scenario, local=False, docker=False, params=None, choice=None, wait=T
         raise Exit("ERROR: --docker runs the steps on this machine: add --local.", code=2)
     settings = settings_for(profile, region)
     if local:
+        from quetzal_deploy.local.runner import run_local
+
         code = run_local(settings, scenario, params=params, choice=choice, docker=docker)
     else:
+        from quetzal_deploy.pipeline.executions import run_remote
+
         follow = functools.partial(print, flush=True)  # each state as it happens, even in a pipe
         # A token for the Authorization state comes from the environment, never the command line.
-        code = run_remote(settings, Aws(settings), scenario, params=params, choice=choice, wait=wait,
+        code = run_remote(settings, aws_for(settings), scenario, params=params, choice=choice, wait=wait,
                           out=follow, authorization=os.environ.get("QUETZAL_AUTHORIZATION", ""))
     if code:
         raise Exit(code=code)

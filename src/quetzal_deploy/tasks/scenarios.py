@@ -4,15 +4,6 @@ from __future__ import annotations
 
 from invoke import Exit
 
-from quetzal_deploy.plugins import check_scenarios, plugin_manager
-from quetzal_deploy.sync.scenarios import (
-    ScenarioStore,
-    check_name,
-    local_scenario,
-    local_scenarios,
-    parse_names,
-    user_email,
-)
 from quetzal_deploy.tasks.common import AWS_HELP, confirmed, quetzal_task, settings_for
 
 EMAIL_HELP = "email written as user_email metadata (default: $QUETZAL_USER_EMAIL, then git config user.email)"
@@ -36,6 +27,15 @@ def upload_scenarios(c, names, dry_run=False, with_outputs=False, yes=False, ema
     """Sync scenarios/<name>/ to s3://<bucket>/<name>/: changed files only, then delete stale ones.
 
     The plugins' scenario checks run first: one refusal and nothing is uploaded."""
+    from quetzal_deploy.plugins import check_scenarios, plugin_manager
+    from quetzal_deploy.sync.scenarios import (
+        ScenarioStore,
+        local_scenario,
+        local_scenarios,
+        parse_names,
+        user_email,
+    )
+
     settings = settings_for(profile, region)
     names = parse_names(names, known=local_scenarios(settings))
     for name in names:
@@ -64,6 +64,8 @@ def upload_scenarios(c, names, dry_run=False, with_outputs=False, yes=False, ema
 })
 def download_scenario(c, name, dry_run=False, yes=False, profile=None, region=None):
     """Fetch s3://<bucket>/<name>/ into scenarios/<name>/; local files not in the bucket are kept."""
+    from quetzal_deploy.sync.scenarios import ScenarioStore, check_name
+
     settings = settings_for(profile, region)
     name = check_name(name)
     store = ScenarioStore(settings)
@@ -82,6 +84,8 @@ def download_scenario(c, name, dry_run=False, yes=False, profile=None, region=No
 @quetzal_task(help={"name": "scenario to protect in the front end", "email": EMAIL_HELP, **AWS_HELP})
 def lock_scenario(c, name, email=None, profile=None, region=None):
     """Protect a scenario in the front end (adds it to _common/lock.json)."""
+    from quetzal_deploy.sync.scenarios import ScenarioStore, check_name, user_email
+
     settings = settings_for(profile, region)
     name = check_name(name)
     store = ScenarioStore(settings)
@@ -93,6 +97,8 @@ def lock_scenario(c, name, email=None, profile=None, region=None):
                     "email": EMAIL_HELP, **AWS_HELP})
 def unlock_scenario(c, name, force=False, email=None, profile=None, region=None):
     """Unprotect a scenario in the front end (removes it from _common/lock.json)."""
+    from quetzal_deploy.sync.scenarios import ScenarioStore, check_name, user_email
+
     settings = settings_for(profile, region)
     name = check_name(name)
     store = ScenarioStore(settings)
@@ -104,6 +110,8 @@ def unlock_scenario(c, name, force=False, email=None, profile=None, region=None)
                     **AWS_HELP})
 def publish_config(c, dry_run=False, email=None, profile=None, region=None):
     """Upload _common/modelConfig.json and _common/docs/ to s3://<bucket>/_common/ (changed files only)."""
+    from quetzal_deploy.sync.scenarios import ScenarioStore, user_email
+
     settings = settings_for(profile, region)
     email = None if dry_run else user_email(settings, email)
     store = ScenarioStore(settings)

@@ -5,9 +5,6 @@ from pathlib import Path
 from invoke import Exit
 
 from quetzal_deploy.tasks.common import confirmed, quetzal_task
-from quetzal_deploy.upgrade.scaffold import check as check_version
-from quetzal_deploy.upgrade.scaffold import repo_root
-from quetzal_deploy.upgrade.scaffold import upgrade as merge_template
 
 
 @quetzal_task(help={
@@ -16,6 +13,10 @@ from quetzal_deploy.upgrade.scaffold import upgrade as merge_template
 })
 def upgrade(c, check=False, yes=False):
     """Merge the installed template's changes into this repo's scaffolding (a reviewable git merge)."""
+    from quetzal_deploy.upgrade.scaffold import check as check_version
+    from quetzal_deploy.upgrade.scaffold import repo_root
+    from quetzal_deploy.upgrade.scaffold import upgrade as merge_template
+
     root = repo_root(Path.cwd())
     if check:
         if not check_version(root):
