@@ -5,7 +5,9 @@
 - An object below ``MULTIPART_BYTES`` is one PutObject or GetObject on a thread pool: the least
   CPU per file (a managed transfer costs several thread hand-offs per file).
 - A larger one goes through s3transfer's managed transfer: ``PART_BYTES`` parts, at most
-  ``WORKERS`` requests in flight for the whole batch. Memory stays bounded whatever the file
+  ``PART_REQUESTS`` of them in flight for the whole batch (more only add CPU contention and
+  memory: measured with ``benchmarks/bench_sync_peers.py``, 8 sent 4 files of 200 MB in 0.89 of
+  the time 32 took, and fetched them in 0.68). Memory stays bounded whatever the file
   size: parts are read from the file as they are sent, and a download's writes wait in a short
   queue (``QUEUED_WRITES``).
 - A download lands in a temporary file renamed into place: a reader sees the old file or the new
@@ -47,13 +49,14 @@ from s3transfer.utils import ChunksizeAdjuster
 from quetzal_deploy.runtime.checksum import CHECKSUM_ALGORITHM, CHUNK_BYTES, bytes_checksum
 from quetzal_deploy.runtime.errors import StorageError
 
-WORKERS = 32
+WORKERS = 32  # small files: one request each, latency-bound
+PART_REQUESTS = 8
 MULTIPART_BYTES = 8 * 1024 * 1024
 PART_BYTES = 16 * 1024 * 1024
 QUEUED_WRITES = 64  # a download's pending writes of 256 KB: at most 16 MB waiting for the disk
 SEND_ATTEMPTS = 3  # a large file still changing after this many sends is an error
 CONFIG = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=PART_BYTES,
-                        max_request_concurrency=WORKERS, max_io_queue_size=QUEUED_WRITES)
+                        max_request_concurrency=PART_REQUESTS, max_io_queue_size=QUEUED_WRITES)
 PART_SUFFIX = ".quetzal-part"  # a file being written: never listed, never uploaded
 SETTLED_S = 2.0  # a file unwritten for this long: its stamp changes with any later write
 ERRORS = (BotoCoreError, ClientError, RetriesExceededError, OSError, StorageError)

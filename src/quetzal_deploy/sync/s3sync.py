@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
-from tqdm import tqdm
 
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.runtime.errors import StepError, UnsafeKey
@@ -349,6 +348,8 @@ class S3Prefix:
 
         Returns ``({rel: result}, [(rel, error)])``: what succeeded, then what failed.
         """
+        from tqdm import tqdm  # only a sync that moves files pays for loading it
+
         with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=label, disable=None) as bar, \
                 Transfers(self.s3, self.bucket, self.concurrency) as transfers:
             return transfers.wait([(item.rel, submit(transfers, item, bar.update)) for item in items])
