@@ -158,6 +158,22 @@ def test_settled_large_file_edited_while_sent_is_sent_again(s3, tmp_path, monkey
     assert head["Metadata"]["checksum"] == hashlib.sha256(body).hexdigest()
 
 
+def test_small_file_is_sent_with_its_headers_without_waiting_for_a_go_ahead(s3, tmp_path):
+    """botocore's ``Expect: 100-continue`` costs a round trip per PutObject before its few kilobytes
+    go; large parts (UploadPart) keep it, where a refusal saves sending megabytes."""
+    (tmp_path / "small.csv").write_bytes(b"a" * 100)
+    (tmp_path / "large.bin").write_bytes(b"b" * BIG)
+    sent = []
+    s3.meta.events.register("before-send.s3", lambda request, **_: sent.append(
+        (request.method, "uploadId" in request.url, request.headers.get("Expect"))))
+
+    sync(s3, tmp_path)
+
+    assert ("PUT", False, None) in sent  # the small file's PutObject
+    assert ("PUT", True, b"100-continue") in sent  # the large file's UploadPart
+    assert ("PUT", False, b"100-continue") not in sent
+
+
 def test_digest_cache_reads_a_file_again_only_once_it_was_written(tmp_path, monkeypatch):
     """An unchanged file is not read again; one rewritten with its size and modification time kept
     is (its change time moved)."""

@@ -198,6 +198,8 @@ class Transfers:
         self.bucket = bucket
         self.pool = ThreadPoolExecutor(workers)
         self.manager = TransferManager(client, CONFIG)
+        client.meta.events.register_last("before-call.s3", send_body_with_headers,
+                                         unique_id="quetzal-send-body-with-headers")
 
     def __enter__(self) -> Transfers:
         return self
@@ -258,6 +260,14 @@ class Transfers:
             except ERRORS as ex:
                 failed.append((name, ex))
         return done, failed
+
+
+def send_body_with_headers(model, params: dict, **_) -> None:
+    """A PutObject (a small file: large ones go in parts) sends its body with its headers, without
+    botocore's ``Expect: 100-continue``, which waits a round trip for S3's go-ahead before sending
+    a few kilobytes: one round trip less per small file (an error still comes back)."""
+    if model.name == "PutObject":
+        params["headers"].pop("Expect", None)
 
 
 def sent_as_digested(path: Path, digest: Digest, etag: str) -> bool:
