@@ -64,13 +64,12 @@ def everything(rel: str) -> bool:
 
 def ours(action: str, folder: str, uri: str) -> None:
     """What ``invoke upload-scenarios`` / ``download-scenario`` run: plan, then transfer."""
-    import boto3
-
     from quetzal_deploy.aws import RETRIES
+    from quetzal_deploy.runtime.transfer import boto_session
     from quetzal_deploy.sync.s3sync import S3Prefix, read_local
 
     bucket, prefix = uri.removeprefix("s3://").split("/", 1)
-    s3 = boto3.Session().client("s3", config=RETRIES)  # as Aws.client makes it
+    s3 = boto_session().client("s3", config=RETRIES)  # as Aws.client makes it
     cache = Path(folder).parent / ".quetzal-digests"  # as the repo's .quetzal/digests
     target = S3Prefix(s3, bucket, prefix, cache=cache)
     if action == "upload":

@@ -20,7 +20,7 @@ ALLOWED = {  # concern -> the concerns it may import (itself and the package roo
     "local": {"pipeline", "sync", "images", "runtime", "shared"},
     "upgrade": {"shared"},
     "tasks": {"runtime", "sync", "images", "pipeline", "infra", "access", "local", "upgrade", "shared"},
-    "shared": {"images", "pipeline"},  # doctor checks Docker and the state machine
+    "shared": {"runtime", "images", "pipeline"},  # doctor checks Docker and the state machine
 }
 
 

@@ -58,3 +58,12 @@ def test_every_import_a_task_defers_exists():
     imports = package_imports()
     assert ("quetzal_deploy.sync.scenarios", "ScenarioStore") in imports  # deferred ones are seen
     assert sorted(f"{module}.{name}" for module, name in imports if not resolves(module, name)) == []
+
+
+def test_a_sync_loads_no_library_of_another_concern():
+    """``invoke upload-scenarios`` / ``download-scenario`` load AWS and the plugin hooks, not the
+    libraries of images, infra, ASL linting or notebooks; the progress bar loads once files move
+    (an unchanged re-sync, the most frequent, moves none)."""
+    loaded = modules_loaded_by("import quetzal_deploy.plugins, quetzal_deploy.sync.scenarios")
+    others = HEAVY - {"pluggy", "boto3", "botocore", "s3transfer"}
+    assert sorted({name.split(".")[0] for name in loaded} & others) == []

@@ -28,6 +28,7 @@ from botocore.exceptions import (
 )
 
 from quetzal_deploy.errors import AwsError
+from quetzal_deploy.runtime.transfer import boto_session
 from quetzal_deploy.settings import Settings
 
 T = TypeVar("T")
@@ -144,7 +145,7 @@ class Aws:
         if self._session is not None:
             return self._session
         with translated():
-            return boto3.Session(profile_name=self.settings.profile, region_name=self.settings.region)
+            return boto_session(profile_name=self.settings.profile, region_name=self.settings.region)
 
     def client(self, service: str):
         """A client with standard retries, for this model's region."""

@@ -9,8 +9,6 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
-from statelint.linter import Linter
-
 from quetzal_deploy.aws import Aws, translated
 from quetzal_deploy.errors import AwsError, ConfigError
 from quetzal_deploy.pipeline.definition import (
@@ -94,6 +92,8 @@ STATELINT_OFF_BY_ONE = re.compile(r".*\.MaxAttempts is 99999999 but allowed ceil
 
 def asl_problems(definition: dict[str, Any]) -> list[str]:
     """What the Amazon States Language linter (statelint) finds wrong, and duplicate state names."""
+    from statelint.linter import Linter  # loaded by the flows that check a definition only
+
     duplicates = duplicate_state_names(definition)
     return duplicates or [p for p in Linter.validate(definition) if not STATELINT_OFF_BY_ONE.fullmatch(p)]
 
