@@ -73,7 +73,7 @@ def ours(action: str, folder: str, uri: str) -> None:
     cache = Path(folder).parent / ".quetzal-digests"  # as the repo's .quetzal/digests
     target = S3Prefix(s3, bucket, prefix, cache=cache)
     if action == "upload":
-        plan = target.plan_upload(read_local(Path(folder), everything, cache=cache), everything)
+        plan = target.plan_upload(lambda: read_local(Path(folder), everything, cache=cache), everything)
         target.upload(plan, {"user_email": "bench@example.org"})
     else:
         target.download(target.plan_download(Path(folder), everything))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 
 import botocore.utils
 import pytest
+from botocore.exceptions import ClientError
 from s3transfer.manager import TransferConfig
 
 from fixtures.aws import REGION
@@ -172,6 +174,24 @@ def test_small_file_is_sent_with_its_headers_without_waiting_for_a_go_ahead(s3, 
     assert ("PUT", False, None) in sent  # the small file's PutObject
     assert ("PUT", True, b"100-continue") in sent  # the large file's UploadPart
     assert ("PUT", False, b"100-continue") not in sent
+
+
+def test_local_files_are_read_while_the_listing_travels_and_a_local_fault_wins(s3, tmp_path):
+    """The listing runs on a thread while the local files are read; when both fail, the local
+    fault is the one reported (it is the one the user can fix first)."""
+    (tmp_path / "a.csv").write_text("1")
+    seen = []
+    s3.meta.events.register("before-send.s3.ListObjectsV2",
+                            lambda **_: seen.append(threading.current_thread()))
+    S3Prefix(s3, BUCKET, "scenario").plan_upload(lambda: read_local(tmp_path, everything), everything)
+    assert seen and seen[0] is not threading.current_thread()
+
+    (tmp_path / "escape").symlink_to("/etc/hostname")
+    missing = S3Prefix(s3, "no-such-bucket", "scenario")
+    with pytest.raises(s3sync.SyncError, match="escape"):
+        missing.plan_upload(lambda: read_local(tmp_path, everything), everything)
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        missing.plan_upload(lambda: {}, everything)
 
 
 def test_digest_cache_reads_a_file_again_only_once_it_was_written(tmp_path, monkeypatch):

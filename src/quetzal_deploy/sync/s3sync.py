@@ -237,9 +237,19 @@ class S3Prefix:
         stored = self.checksums(unsure)
         return same | {rel for rel in unsure if stored[rel] == local[rel].digest.checksum}
 
-    def plan_upload(self, local: Mapping[str, LocalFile], owned: Callable[[str], bool]) -> UploadPlan:
-        """Upload new and changed files; delete remote files gone locally for which ``owned(rel)``."""
-        remote = self.list()
+    def plan_upload(self, local: Mapping[str, LocalFile] | Callable[[], Mapping[str, LocalFile]],
+                    owned: Callable[[str], bool]) -> UploadPlan:
+        """Upload new and changed files; delete remote files gone locally for which ``owned(rel)``.
+
+        ``local`` may be the function reading them (``read_local``): it then runs while the listing
+        request travels, and a local fault still wins over a listing's."""
+        if callable(local):
+            with ThreadPoolExecutor(1) as pool:
+                listing = pool.submit(self.list)
+                local = local()
+                remote = listing.result()
+        else:
+            remote = self.list()
         same = self._same(local, remote)
         return UploadPlan(
             prefix=self.prefix,

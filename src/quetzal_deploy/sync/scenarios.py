@@ -181,16 +181,20 @@ class ScenarioStore:
         """botocore errors raised inside as domain errors."""
         return translated(self.settings.profile, self.known)
 
+    def plan_folder(self, prefix: str, folder: Path, include: Callable[[str], bool]) -> UploadPlan:
+        """``folder``'s files against ``prefix/``, read while the listing request travels."""
+        with self.errors():
+            return self.prefix(prefix).plan_upload(lambda: read_local(folder, include, cache=self.digests),
+                                                   include)
+
     def plan_upload(self, name: str, with_outputs: bool = False) -> ScenarioUpload:
         include = scenario_files(with_outputs)
         folder = local_scenario(self.settings, name)
-        local = read_local(folder, include, cache=self.digests)
+        files = self.plan_folder(name, folder, include)
         local_info = folder / INFO
-        if not local and not local_info.is_file():
+        if not (files.upload or files.skip or local_info.is_file()):
             raise ConfigError(f"{folder} has no files to upload: an empty folder would empty "
                               f"s3://{self.bucket}/{name}/ (add inputs/, info.json, styles.json)")
-        with self.errors():
-            files = self.prefix(name).plan_upload(local, include)
         remote = parse_info(self.read_object(f"{name}/{INFO}"))
         mine = parse_info(local_info.read_bytes()) if local_info.is_file() else {}
         info = merged_info(remote, mine)
@@ -291,6 +295,4 @@ class ScenarioStore:
         folder = not_a_link(self.settings.root / COMMON)
         if not folder.is_dir():
             raise ConfigError(f"{folder} not found: restore it from git (it holds modelConfig.json)")
-        local = read_local(folder, config_files, cache=self.digests)
-        with self.errors():
-            return self.prefix(COMMON).plan_upload(local, config_files)
+        return self.plan_folder(COMMON, folder, config_files)
