@@ -86,19 +86,33 @@ def tree_files(src: Path, skip: Callable[[str], bool] = lambda rel: False) -> li
     files: list[tuple[Path, str]] = []
 
     def visit(folder: Path, prefix: str, chain: tuple[Path, ...]) -> None:
-        with os.scandir(folder) as entries:
-            names = sorted(entry.name for entry in entries)
-        for name in names:
-            path, rel = folder / name, prefix + name
-            real = real_path(path)
-            if real.is_dir():
+        """``folder`` is a real path (no link in it): only its entries that are links need resolving."""
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.is_symlink():
+                path = folder / entry.name
+                real = inside(root, path, real_path(path), rel, chain)
+                is_dir = real.is_dir()
+            else:
+                safe_relative(rel)
+                real, is_dir = folder / entry.name, entry.is_dir(follow_symlinks=False)
+                if not (is_dir or entry.is_file(follow_symlinks=False)):
+                    raise not_a_file(real)
+            if is_dir:
                 if not skip(rel + "/"):
-                    visit(path, rel + "/", chain + (inside(root, path, real, rel, chain),))
+                    visit(real, rel + "/", chain + (real,))
             elif not skip(rel):
-                files.append((inside(root, path, real, rel, chain), rel))
+                files.append((real, rel))
 
     visit(root, "", (root,))
     return files
+
+
+def not_a_file(path: Path) -> StorageError:
+    return StorageError(f"{shown(str(path))} is not a regular file (a broken or looping link, a "
+                        "pipe or a device): replace it with a file or remove it; nothing was uploaded.")
 
 
 def inside(root: Path, path: Path, real: Path, rel: str, chain: tuple[Path, ...]) -> Path:
@@ -112,6 +126,5 @@ def inside(root: Path, path: Path, real: Path, rel: str, chain: tuple[Path, ...]
         raise UnsafeKey(f"Refusing {shown(str(path))}: it is a symbolic link to {shown(str(real))}, "
                         "a folder that contains it (a loop). Remove the link; nothing was uploaded.")
     if not (real.is_dir() or real.is_file()):
-        raise StorageError(f"{shown(str(path))} is not a regular file (a broken or looping link, a "
-                           "pipe or a device): replace it with a file or remove it; nothing was uploaded.")
+        raise not_a_file(path)
     return real

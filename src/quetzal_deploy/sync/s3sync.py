@@ -141,14 +141,20 @@ class DigestCache:
         except (OSError, ValueError):
             self.kept = {}
 
-    def digest(self, path: Path) -> Digest:
-        """The file's digest, read from the file only when its stamp changed."""
+    def known(self, path: Path) -> Digest | None:
+        """The digest kept for the file, if its stamp is unchanged (then kept for the next read)."""
         stamp = file_stamp(path)
         entry = self.kept.get(str(path))
         if entry and tuple(entry[0]) == stamp:
-            digest = Digest(*entry[1], stamp=stamp)
-        else:
-            digest = digest_file(path)
+            return self.keep(path, stamp, Digest(*entry[1], stamp=stamp))
+        return None
+
+    def digest(self, path: Path) -> Digest:
+        """The file's digest, read from the file (kept if the file has settled)."""
+        stamp = file_stamp(path)
+        return self.keep(path, stamp, digest_file(path))
+
+    def keep(self, path: Path, stamp: tuple[int, ...], digest: Digest) -> Digest:
         if settled(stamp) and stamp[0] == digest.size:
             self.seen[str(path)] = [stamp, [digest.size, digest.etag, digest.checksum]]
         return digest
@@ -175,22 +181,27 @@ def read_local(folder: Path, include: Callable[[str], bool], concurrency: int = 
 
 def digest_files(files: list[tuple[Path, str]], concurrency: int = CONCURRENCY,
                  cache: DigestCache | None = None) -> dict[str, LocalFile]:
-    """``LocalFile`` of each (path, rel), hashed in parallel (through ``cache`` when given)."""
-    read = cache.digest if cache else digest_file
+    """``LocalFile`` of each (path, rel): the digests ``cache`` keeps for unchanged files, the other
+    files hashed in parallel."""
 
-    def digest(item: tuple[Path, str]) -> LocalFile:
-        path, rel = item
-        try:
-            return LocalFile(rel, path, read(path))
-        except OSError as ex:
-            raise SyncError(f"cannot read {shown(str(path))} ({ex.strerror or ex}): fix or remove it, "
-                            "then re-run; nothing was transferred") from ex
+    def reading(read: Callable[[Path], Digest | None]) -> Callable[[tuple[Path, str]], LocalFile | None]:
+        def digest(item: tuple[Path, str]) -> LocalFile | None:
+            path, rel = item
+            try:
+                found = read(path)
+            except OSError as ex:
+                raise SyncError(f"cannot read {shown(str(path))} ({ex.strerror or ex}): fix or remove it, "
+                                "then re-run; nothing was transferred") from ex
+            return found and LocalFile(rel, path, found)
+        return digest
 
+    known = {f.rel: f for f in map(reading(cache.known), files) if f} if cache else {}
+    unknown = [item for item in files if item[1] not in known]
     with ThreadPoolExecutor(concurrency) as pool:
-        local = {f.rel: f for f in pool.map(digest, files)}
+        read = {f.rel: f for f in pool.map(reading(cache.digest if cache else digest_file), unknown)}
     if cache:
         cache.save()
-    return local
+    return {rel: known.get(rel) or read[rel] for _, rel in files}
 
 
 class S3Prefix:
