@@ -44,7 +44,7 @@ from quetzal_deploy.runtime.transfer import SETTLED_S
 BUCKET = "bench-peers"
 REGION = "us-east-1"
 ROWS = ("first upload", "unchanged re-sync", "one changed file", "download to empty folder")
-FLOOR = "empty folder (start-up)"
+FLOOR = "start-up and one listing"
 PEERS = ("aws s3 sync", "s5cmd sync")
 CLIENTS = ("ours", *PEERS)
 # The programs themselves, not shims in front of them (pyenv's cost a shell and a pyenv run).
