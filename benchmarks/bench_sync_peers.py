@@ -1,23 +1,25 @@
 """Benchmark: our scenario sync vs `aws s3 sync` and `s5cmd sync`, on the same work and network.
 
 Two data sets: 1,000 files of 1-10 KB (a scenario's inputs) and 4 files of 200 MB (OD matrices,
-network pickles). For each, every client does, on a prefix of its own: the first upload, an
-unchanged re-sync, a re-sync after one file changed, and a download to an empty folder. Each
-client is a command started for the row, as a user runs it (ours: this script's ``ours``
-subcommand, the same ``S3Prefix`` plan and transfer as ``invoke upload-scenarios``), with its
-default settings. Moto server runs in a process of its own behind ``netdelay.py``, a loopback
+network pickles), in the ``scenarios/bench/`` folder of a baked model repo. For each, every client
+does, on a fresh bucket: the first upload, an unchanged re-sync, a re-sync after one file changed,
+and a download to an empty folder. Each client is a command started for the row, as a user runs
+it, with its default settings: ours is ``python -m invoke upload-scenarios bench --with-outputs``
+in that repo and ``invoke download-scenario bench`` in a second bake of the same model. Moto
+server runs in a process of its own behind ``netdelay.py``, a loopback
 proxy adding the round trip (0 and 30 ms). The ratio is ours / the fastest peer: at most 1.00
 means ours is as fast as the fastest tool a user would pick instead.
 
 Peers compare size and modification time; ours compares content (MD5/ETag, SHA-256 metadata),
 writes the front end's ``checksum``/``user_email`` metadata, deletes only after every upload
-succeeded and rolls back on failure. Ours keeps the digests of the files it read (``.quetzal/``
-of the repo, here beside the data) but not of a file changed less than ``SETTLED_S`` (2 s) before
-it was read, and also hashes such a recent large file for its multipart ETag (a settled one's
-stamp proves it unchanged); so the data is written, and the one file changed, 2 s before the
-sync, as a model run leaves its files and a user saves one before syncing.
+succeeded and rolls back on failure. Ours keeps the digests of the files it read (the repo's
+``.quetzal/``, emptied before each first upload) but not of a file changed less than ``SETTLED_S``
+(2 s) before it was read, and also hashes such a recent large file for its multipart ETag (a
+settled one's stamp proves it unchanged); so the data is written, and the one file changed, 2 s
+before the sync, as a model run leaves its files and a user saves one before syncing.
 
     python benchmarks/bench_sync_peers.py [--small 1000] [--big 4] [--big-mb 200] [--rtt-ms 0 30]
+                                          [--repeat 3]
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench_sync import make_files
@@ -41,8 +44,13 @@ from emulated_aws import network, reset
 
 from quetzal_deploy.runtime.transfer import SETTLED_S
 
-BUCKET = "bench-peers"
+ROOT = Path(__file__).resolve().parents[1]  # the template
+
+BUCKET = "bench-peers"  # the model's name, so its bucket
 REGION = "us-east-1"
+SCENARIO = "bench"
+URI = f"s3://{BUCKET}/{SCENARIO}"
+EMAIL = "bench@example.org"
 ROWS = ("first upload", "unchanged re-sync", "one changed file", "download to empty folder")
 FLOOR = "start-up and one listing"
 PEERS = ("aws s3 sync", "s5cmd sync")
@@ -58,33 +66,33 @@ def s5cmd_program() -> str:
     return str(Path(s5cmd.__file__).parent / "bin" / "s5cmd")
 
 
-def everything(rel: str) -> bool:
-    return True
+@dataclass(frozen=True)
+class Repos:
+    """Two bakes of the benchmark's model: ``up`` holds the scenario every client uploads, ``down``
+    receives ours' downloads."""
+
+    up: Path
+    down: Path
+
+    @property
+    def scenario(self) -> Path:
+        return self.up / "scenarios" / SCENARIO
 
 
-def ours(action: str, folder: str, uri: str) -> None:
-    """What ``invoke upload-scenarios`` / ``download-scenario`` run: plan, then transfer."""
-    from quetzal_deploy.aws import RETRIES
-    from quetzal_deploy.runtime.transfer import boto_session
-    from quetzal_deploy.sync.s3sync import S3Prefix, read_local
-
-    bucket, prefix = uri.removeprefix("s3://").split("/", 1)
-    s3 = boto_session().client("s3", config=RETRIES)  # as Aws.client makes it
-    cache = Path(folder).parent / ".quetzal-digests"  # as the repo's .quetzal/digests
-    target = S3Prefix(s3, bucket, prefix, cache=cache)
-    if action == "upload":
-        plan = target.plan_upload(lambda: read_local(Path(folder), everything, cache=cache), everything)
-        target.upload(plan, {"user_email": "bench@example.org"})
-    else:
-        target.download(target.plan_download(Path(folder), everything))
+def bake(parent: Path) -> Path:
+    """A model repo named after the bucket, in the emulated region."""
+    subprocess.run([sys.executable, "-m", "cookiecutter", str(ROOT), "--no-input", "-o", str(parent),
+                    f"model_name={BUCKET}", f"aws_region={REGION}"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return parent / BUCKET
 
 
-def command(client: str, source: str, destination: str) -> list[str]:
+def invoke(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", *arguments]
+
+
+def peer(client: str, source: str, destination: str) -> list[str]:
     endpoint = os.environ["AWS_ENDPOINT_URL"]
-    if client == "ours":
-        action = "upload" if destination.startswith("s3://") else "download"
-        local, uri = (source, destination) if action == "upload" else (destination, source)
-        return [sys.executable, __file__, "ours", action, local, uri]
     if client == "aws s3 sync":
         return [AWS, "s3", "sync", source, destination, "--endpoint-url", endpoint, "--only-show-errors"]
     if source.startswith("s3://"):
@@ -94,10 +102,28 @@ def command(client: str, source: str, destination: str) -> list[str]:
     return [s5cmd_program(), "--endpoint-url", endpoint, "--log", "error", "sync", source, destination]
 
 
-def timed(client: str, source: str, destination: str) -> float:
+def timed(command: list[str], cwd: Path | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run(command(client, source, destination), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def upload(client: str, repos: Repos) -> float:
+    if client == "ours":
+        return timed(invoke("upload-scenarios", SCENARIO, "--with-outputs", "--yes", "--email", EMAIL),
+                     repos.up)
+    return timed(peer(client, str(repos.scenario), URI))
+
+
+def download(client: str, repos: Repos) -> float:
+    """Into an empty folder: ours into the second bake's ``scenarios/bench/``, removed afterwards."""
+    if client == "ours":
+        try:
+            return timed(invoke("download-scenario", SCENARIO, "--yes"), repos.down)
+        finally:
+            shutil.rmtree(repos.down / "scenarios" / SCENARIO, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="bench-peers-down-", dir=repos.down.parent) as folder:
+        return timed(peer(client, URI + "/", folder + "/"))
 
 
 def make_big(folder: Path, count: int, size: int) -> None:
@@ -120,36 +146,40 @@ def change_one(folder: Path, generation: int) -> None:
         stream.write(random.Random(generation).randbytes(min(64 * 1024, size - size // 2)))
 
 
-def measure(client: str, uri: str, folder: Path, changes: Iterator[int]) -> list[float]:
-    """The four rows for one client, on its own prefix ``uri``."""
-    first = timed(client, str(folder), uri)
-    again = timed(client, str(folder), uri)
-    change_one(folder, next(changes))
+def measure(client: str, repos: Repos, changes: Iterator[int]) -> list[float]:
+    """The four rows for one client."""
+    shutil.rmtree(repos.up / ".quetzal", ignore_errors=True)  # ours' digests: a first upload reads all
+    first = upload(client, repos)
+    again = upload(client, repos)
+    change_one(repos.scenario, next(changes))
     time.sleep(SETTLED_S)
-    changed = timed(client, str(folder), uri)
-    with tempfile.TemporaryDirectory(prefix="bench-peers-down-", dir=folder.parent) as down:
-        download = timed(client, uri + "/", down + "/")
-    return [first, again, changed, download]
+    changed = upload(client, repos)
+    return [first, again, changed, download(client, repos)]
 
 
-def floor(client: str, folder: Path, uri: str) -> list[float]:
-    """A sync of an empty folder to an empty prefix: the client's start-up and one listing, the
-    least any of its commands costs."""
-    folder.mkdir(exist_ok=True)
-    return [timed(client, str(folder), uri)]
+def floor(client: str, repos: Repos) -> list[float]:
+    """The client's start-up and one listing, the least any of its commands costs: the peers sync an
+    empty folder to the empty prefix; ours lists what ``download-scenario`` would fetch
+    (``--dry-run``) from the prefix holding one small object (an absent scenario is an error)."""
+    if client == "ours":
+        subprocess.run([AWS, "s3", "cp", "-", f"{URI}/info.json"], input=b"{}", check=True)
+        return [timed(invoke("download-scenario", SCENARIO, "--dry-run"), repos.down)]
+    with tempfile.TemporaryDirectory(prefix="bench-peers-empty-", dir=repos.down.parent) as empty:
+        return [timed(peer(client, empty, URI))]
 
 
-def repeated(direct: str, endpoint: str, repeat: int, run) -> dict[str, list[float]]:
-    """``run(client, uri)`` ``repeat`` times per client, in turns (a drift in the machine's load
-    falls on every client), each time on a fresh bucket; the median of each row."""
+def repeated(direct: str, endpoint: str, repeat: int,
+             run: Callable[[str], list[float]]) -> dict[str, list[float]]:
+    """``run(client)`` ``repeat`` times per client, in turns (a drift in the machine's load falls on
+    every client), each time on a fresh bucket; the median of each row."""
     runs: dict[str, list[list[float]]] = {client: [] for client in CLIENTS}
-    for generation in range(repeat):
+    for _ in range(repeat):
         for client in CLIENTS:
             reset(direct)
             subprocess.run([AWS, "s3", "mb", f"s3://{BUCKET}", "--endpoint-url", direct],
                            check=True, stdout=subprocess.DEVNULL)
             os.environ["AWS_ENDPOINT_URL"] = endpoint
-            runs[client].append(run(client, f"s3://{BUCKET}/{generation}"))
+            runs[client].append(run(client))
     return {client: [statistics.median(row) for row in zip(*rows, strict=True)]
             for client, rows in runs.items()}
 
@@ -176,26 +206,22 @@ def main() -> None:
                 f"{args.big} files of {args.big_mb} MB": lambda f: make_big(f, args.big, args.big_mb << 20)}
     with network(REGION, *args.rtt_ms) as (direct, proxies), \
             tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
+        repos = Repos(bake(Path(tmp, "up")), bake(Path(tmp, "down")))
         print(f"seconds per command, median of {args.repeat}; moto server behind a delaying proxy; "
               f"{os.cpu_count()} CPUs")
         for rtt_ms, endpoint in proxies.items():
-            results = repeated(direct, endpoint, args.repeat,
-                               lambda client, uri: floor(client, Path(tmp, "empty"), uri))
+            results = repeated(direct, endpoint, args.repeat, functools.partial(floor, repos=repos))
             table(f"start-up floor, {rtt_ms:g} ms round trip", (FLOOR,), results)
         for name, make in datasets.items():
-            folder = Path(tmp, "data")
-            make(folder)
+            make(repos.scenario)
             time.sleep(SETTLED_S)
             changes = itertools.count(1)  # each change_one writes other bytes
             for rtt_ms, endpoint in proxies.items():
-                results = repeated(direct, endpoint, args.repeat, functools.partial(measure, folder=folder,
-                                                                                    changes=changes))
+                results = repeated(direct, endpoint, args.repeat,
+                                   functools.partial(measure, repos=repos, changes=changes))
                 table(f"{name}, {rtt_ms:g} ms round trip", ROWS, results)
-            shutil.rmtree(folder)
+            shutil.rmtree(repos.scenario)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["ours"]:
-        ours(*sys.argv[2:])
-    else:
-        main()
+    main()
