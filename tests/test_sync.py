@@ -183,15 +183,15 @@ def test_local_files_are_read_while_the_listing_travels_and_a_local_fault_wins(s
     seen = []
     s3.meta.events.register("before-send.s3.ListObjectsV2",
                             lambda **_: seen.append(threading.current_thread()))
-    S3Prefix(s3, BUCKET, "scenario").plan_upload(lambda: read_local(tmp_path, everything), everything)
+    S3Prefix(s3, BUCKET, "scenario").plan_folder(tmp_path, everything)
     assert seen and seen[0] is not threading.current_thread()
 
-    (tmp_path / "escape").symlink_to("/etc/hostname")
     missing = S3Prefix(s3, "no-such-bucket", "scenario")
-    with pytest.raises(s3sync.SyncError, match="escape"):
-        missing.plan_upload(lambda: read_local(tmp_path, everything), everything)
     with pytest.raises(ClientError, match="NoSuchBucket"):
-        missing.plan_upload(lambda: {}, everything)
+        missing.plan_folder(tmp_path, everything)
+    (tmp_path / "escape").symlink_to("/etc/hostname")
+    with pytest.raises(s3sync.SyncError, match="escape"):
+        missing.plan_folder(tmp_path, everything)
 
 
 def test_digest_cache_reads_a_file_again_only_once_it_was_written(tmp_path, monkeypatch):

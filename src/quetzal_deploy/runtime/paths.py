@@ -91,12 +91,12 @@ def tree_files(src: Path, skip: Callable[[str], bool] = lambda rel: False) -> li
             entries = sorted(scan, key=lambda entry: entry.name)
         for entry in entries:
             rel = prefix + entry.name
+            safe_relative(rel)
             if entry.is_symlink():
                 path = folder / entry.name
-                real = inside(root, path, real_path(path), rel, chain)
+                real = inside(root, path, real_path(path), chain)
                 is_dir = real.is_dir()
             else:
-                safe_relative(rel)
                 real, is_dir = folder / entry.name, entry.is_dir(follow_symlinks=False)
                 if not (is_dir or entry.is_file(follow_symlinks=False)):
                     raise not_a_file(real)
@@ -115,9 +115,9 @@ def not_a_file(path: Path) -> StorageError:
                         "pipe or a device): replace it with a file or remove it; nothing was uploaded.")
 
 
-def inside(root: Path, path: Path, real: Path, rel: str, chain: tuple[Path, ...]) -> Path:
-    """``real`` (what ``path`` resolves to), checked: inside ``root``, no loop, a file or folder."""
-    safe_relative(rel)
+def inside(root: Path, path: Path, real: Path, chain: tuple[Path, ...]) -> Path:
+    """``real`` (what the link ``path`` resolves to), checked: inside ``root``, no loop, a file or
+    folder."""
     if not real.is_relative_to(root):
         raise UnsafeKey(f"Refusing {shown(str(path))}: it is a symbolic link to {shown(str(real))}, "
                         f"outside {root}. Copy what it points to into the folder, or remove the "

@@ -24,6 +24,7 @@ import mimetypes
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -34,6 +35,7 @@ from quetzal_deploy.runtime.paths import safe_relative, shown, target_in, tree_f
 from quetzal_deploy.runtime.transfer import WORKERS as CONCURRENCY
 from quetzal_deploy.runtime.transfer import (
     Digest,
+    Stamp,
     Transfers,
     digest_file,
     file_stamp,
@@ -154,7 +156,7 @@ class DigestCache:
         stamp = file_stamp(path)
         return self.keep(path, stamp, digest_file(path))
 
-    def keep(self, path: Path, stamp: tuple[int, ...], digest: Digest) -> Digest:
+    def keep(self, path: Path, stamp: Stamp, digest: Digest) -> Digest:
         if settled(stamp) and stamp[0] == digest.size:
             self.seen[str(path)] = [stamp, [digest.size, digest.etag, digest.checksum]]
         return digest
@@ -184,24 +186,23 @@ def digest_files(files: list[tuple[Path, str]], concurrency: int = CONCURRENCY,
     """``LocalFile`` of each (path, rel): the digests ``cache`` keeps for unchanged files, the other
     files hashed in parallel."""
 
-    def reading(read: Callable[[Path], Digest | None]) -> Callable[[tuple[Path, str]], LocalFile | None]:
-        def digest(item: tuple[Path, str]) -> LocalFile | None:
-            path, rel = item
-            try:
-                found = read(path)
-            except OSError as ex:
-                raise SyncError(f"cannot read {shown(str(path))} ({ex.strerror or ex}): fix or remove it, "
-                                "then re-run; nothing was transferred") from ex
-            return found and LocalFile(rel, path, found)
-        return digest
+    def local_file(read: Callable[[Path], Digest | None], item: tuple[Path, str]) -> LocalFile | None:
+        path, rel = item
+        try:
+            found = read(path)
+        except OSError as ex:
+            raise SyncError(f"cannot read {shown(str(path))} ({ex.strerror or ex}): fix or remove it, "
+                            "then re-run; nothing was transferred") from ex
+        return found and LocalFile(rel, path, found)
 
-    known = {f.rel: f for f in map(reading(cache.known), files) if f} if cache else {}
+    known = {f.rel: f for item in files if (f := local_file(cache.known, item))} if cache else {}
     unknown = [item for item in files if item[1] not in known]
+    read = cache.digest if cache else digest_file
     with ThreadPoolExecutor(concurrency) as pool:
-        read = {f.rel: f for f in pool.map(reading(cache.digest if cache else digest_file), unknown)}
+        fresh = {f.rel: f for f in pool.map(partial(local_file, read), unknown)}
     if cache:
         cache.save()
-    return {rel: known.get(rel) or read[rel] for _, rel in files}
+    return {rel: known.get(rel) or fresh[rel] for _, rel in files}
 
 
 class S3Prefix:
@@ -213,7 +214,7 @@ class S3Prefix:
         self.bucket = bucket
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.concurrency = concurrency
-        self.cache = cache  # DigestCache's folder for the local files a download compares
+        self.cache = cache  # DigestCache's folder for the local files its plans compare
 
     def list(self) -> dict[str, RemoteObject]:
         """Every object under the prefix (folder markers left out), by relative path."""
@@ -248,19 +249,19 @@ class S3Prefix:
         stored = self.checksums(unsure)
         return same | {rel for rel in unsure if stored[rel] == local[rel].digest.checksum}
 
-    def plan_upload(self, local: Mapping[str, LocalFile] | Callable[[], Mapping[str, LocalFile]],
-                    owned: Callable[[str], bool]) -> UploadPlan:
-        """Upload new and changed files; delete remote files gone locally for which ``owned(rel)``.
+    def plan_folder(self, folder: Path, include: Callable[[str], bool]) -> UploadPlan:
+        """``plan_upload`` of ``folder``'s files (``read_local``, through this prefix's digest cache),
+        read while the listing request travels; a local fault still wins over a listing's."""
+        with ThreadPoolExecutor(1) as pool:
+            listing = pool.submit(self.list)
+            local = read_local(folder, include, self.concurrency, self.cache)
+            return self.plan_upload(local, include, listing.result())
 
-        ``local`` may be the function reading them (``read_local``): it then runs while the listing
-        request travels, and a local fault still wins over a listing's."""
-        if callable(local):
-            with ThreadPoolExecutor(1) as pool:
-                listing = pool.submit(self.list)
-                local = local()
-                remote = listing.result()
-        else:
-            remote = self.list()
+    def plan_upload(self, local: Mapping[str, LocalFile], owned: Callable[[str], bool],
+                    remote: Mapping[str, RemoteObject] | None = None) -> UploadPlan:
+        """Upload new and changed files; delete remote files gone locally for which ``owned(rel)``
+        (``remote``: the prefix's listing, when already taken)."""
+        remote = self.list() if remote is None else remote
         same = self._same(local, remote)
         return UploadPlan(
             prefix=self.prefix,

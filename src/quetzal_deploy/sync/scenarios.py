@@ -23,7 +23,7 @@ from quetzal_deploy.runtime.info import STAMP_KEYS, info_bytes, parse_info, stam
 from quetzal_deploy.runtime.names import COMMON, InvalidScenarioName, check_scenario_name
 from quetzal_deploy.runtime.paths import shown
 from quetzal_deploy.settings import Settings
-from quetzal_deploy.sync.s3sync import DownloadPlan, S3Prefix, UploadPlan, read_local
+from quetzal_deploy.sync.s3sync import DownloadPlan, S3Prefix, UploadPlan
 
 LOCK_KEY = f"{COMMON}/lock.json"
 DEFAULT_LOCKED = ("base",)
@@ -184,8 +184,7 @@ class ScenarioStore:
     def plan_folder(self, prefix: str, folder: Path, include: Callable[[str], bool]) -> UploadPlan:
         """``folder``'s files against ``prefix/``, read while the listing request travels."""
         with self.errors():
-            return self.prefix(prefix).plan_upload(lambda: read_local(folder, include, cache=self.digests),
-                                                   include)
+            return self.prefix(prefix).plan_folder(folder, include)
 
     def plan_upload(self, name: str, with_outputs: bool = False) -> ScenarioUpload:
         include = scenario_files(with_outputs)
