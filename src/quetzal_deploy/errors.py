@@ -11,3 +11,7 @@ class ConfigError(QuetzalError):
 
 class AwsError(QuetzalError):
     """AWS refused or could not be reached (credentials, permissions, missing resources)."""
+
+
+class Cancelled(QuetzalError):
+    """The user said no: nothing more was changed (the message says what was kept)."""

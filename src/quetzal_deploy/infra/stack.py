@@ -16,7 +16,7 @@ import hcl2
 from lark.exceptions import LarkError
 
 from quetzal_deploy.aws import RETRIES, Aws, translated, unless_absent
-from quetzal_deploy.errors import AwsError, ConfigError, QuetzalError
+from quetzal_deploy.errors import AwsError, Cancelled, ConfigError
 from quetzal_deploy.images.build import git
 from quetzal_deploy.infra.terraform import Terraform
 from quetzal_deploy.settings import Settings
@@ -35,10 +35,6 @@ MISSING_REPOSITORY = {"RepositoryNotFoundException"}
 ENV_VARIABLES = ("aws_region", "model_name", "lambda_memory_size", "lambda_timeout",
                  "lambda_storage_size", "lambda_architecture", "auth_function_name",
                  "cognito_identity_pool_id", "config_bucket_name")
-
-
-class Cancelled(QuetzalError):
-    """The user said no: nothing more was changed."""
 
 
 def drain(first_page: Callable[[], list], delete: Callable[[list], None]) -> int:

@@ -73,7 +73,7 @@ class Scope:
         return Scope(f"{self.label}{label}", self)
 
 
-class Cancelled(Exception):
+class SiblingFailed(Exception):
     """A sibling Map iteration or Parallel branch failed: stop this one."""
 
 
@@ -153,7 +153,7 @@ class Interpreter:
         name = machine["StartAt"]
         while name is not None:
             if scope.cancelled:
-                raise Cancelled()
+                raise SiblingFailed()
             state = machine["States"][name]
             self.log(f"{scope.label}{name} ({state['Type']})")
             try:

@@ -2,11 +2,11 @@
 
 from dataclasses import asdict
 
-from quetzal_deploy.tasks.common import AWS_HELP, quetzal_task, settings_for
+from quetzal_deploy.tasks.common import quetzal_task
 
 
-@quetzal_task(help=AWS_HELP)
-def config(c, profile=None, region=None):
+@quetzal_task(aws=True)
+def config(settings):
     """Show the model's settings read from .env and .env.local."""
-    for key, value in asdict(settings_for(profile, region)).items():
+    for key, value in asdict(settings).items():
         print(f"{key:16} {value}")

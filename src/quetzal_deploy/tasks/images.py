@@ -6,7 +6,7 @@ from pathlib import Path
 
 from invoke import Exit
 
-from quetzal_deploy.tasks.common import AWS_HELP, ask, aws_for, quetzal_task, settings_for
+from quetzal_deploy.tasks.common import ask, quetzal_task
 
 TAG_HELP = "image tag (default: the git commit, plus -dirty-<time> with uncommitted image changes)"
 BASE_HELP = "base image (default: QUETZAL_BASE_IMAGE, else the AWS Lambda Python image)"
@@ -22,41 +22,35 @@ def build_for(settings, tag, base_image, client=None) -> str:
 
 
 @quetzal_task(help={"tag": TAG_HELP, "base_image": BASE_HELP})
-def build(c, tag=None, base_image=None):
+def build(settings, tag=None, base_image=None):
     """Build the model's Lambda image (requirements, handler, notebooks as scripts)."""
     from quetzal_deploy.images.build import default_tag
 
-    settings = settings_for()
     build_for(settings, tag or default_tag(settings.root), base_image)
 
 
-@quetzal_task(help={
+@quetzal_task(aws=True, help={
     "tag": TAG_HELP,
     "initial": "first deployment: the Lambda may not exist yet (then push only)",
     "base_image": BASE_HELP,
-    **AWS_HELP,
 })
-def push(c, tag=None, initial=False, base_image=None, profile=None, region=None):
+def push(settings, aws, tag=None, initial=False, base_image=None):
     """Build the image, push it to ECR and point the Lambda at it (QUETZAL_REGISTRY: another registry)."""
     from quetzal_deploy.images import registry
 
-    settings = settings_for(profile, region)
-    registry.push(settings, aws_for(settings), tag=tag, initial=initial, base=base_image)
+    registry.push(settings, aws, tag=tag, initial=initial, base=base_image)
 
 
-@quetzal_task(help={
+@quetzal_task(aws=True, help={
     "tag": "the new tag (default: asked, proposing the git commit)",
     "yes": "do not ask: use --tag or the proposed tag",
     "base_image": BASE_HELP,
-    **AWS_HELP,
 })
-def update(c, tag=None, yes=False, base_image=None, profile=None, region=None):
+def update(settings, aws, tag=None, yes=False, base_image=None):
     """Show the deployed tag and the last ones in ECR, then build and push a new tag."""
     from quetzal_deploy.images import registry
     from quetzal_deploy.images.build import check_tag, default_tag
 
-    settings = settings_for(profile, region)
-    aws = aws_for(settings)
     deployed = registry.tag_of(registry.lambda_for(settings, aws).image_uri())
     print(f"Deployed: {deployed or '(no Lambda function yet)'}")
     recent = registry.ecr_for(settings, aws).recent()
@@ -72,26 +66,24 @@ def update(c, tag=None, yes=False, base_image=None, profile=None, region=None):
     registry.push(settings, aws, tag=check_tag(tag), initial=deployed is None, base=base_image)
 
 
-@quetzal_task(help={"to": "tag to run (default: the tag pushed before the deployed one)", **AWS_HELP})
-def rollback(c, to=None, profile=None, region=None):
+@quetzal_task(aws=True, help={"to": "tag to run (default: the tag pushed before the deployed one)"})
+def rollback(settings, aws, to=None):
     """Point the Lambda at an earlier tag already in ECR, without rebuilding."""
     from quetzal_deploy.images import registry
 
-    settings = settings_for(profile, region)
-    registry.rollback(settings, aws_for(settings), to=to)
+    registry.rollback(settings, aws, to=to)
 
 
-@quetzal_task(help={
+@quetzal_task(aws=True, help={
     "event": "JSON file with the event (default: the base scenario, first step)",
     "keep": "leave the container running after the invocation",
     "host_network": "run on the host network (automatic when AWS_ENDPOINT_URL is on this machine)",
     "port": "local port for the emulator (default: a free one; 8080 on the host network)",
     "tag": LOCAL_TAG_HELP,
     "base_image": BASE_HELP,
-    **AWS_HELP,
 })
-def test_lambda(c, event=None, keep=False, host_network=False, port=0, tag="local", base_image=None,
-                profile=None, region=None):
+def test_lambda(settings, aws, event=None, keep=False, host_network=False, port=0, tag="local",
+                base_image=None):
     """Build the image and run one event through it locally, behind the Lambda emulator."""
     from quetzal_deploy.images.build import docker_client
     from quetzal_deploy.local.lambda_emulator import (
@@ -101,9 +93,8 @@ def test_lambda(c, event=None, keep=False, host_network=False, port=0, tag="loca
         needs_host_network,
     )
 
-    settings = settings_for(profile, region)
     payload = read_event(Path(event)) if event else default_event(settings)
-    env = lambda_environment(settings, aws_for(settings))
+    env = lambda_environment(settings, aws)
     if needs_host_network(env) and not host_network:
         print("AWS_ENDPOINT_URL is on this machine: running on the host network to reach it.")
         host_network = True
@@ -135,18 +126,17 @@ def read_event(path: Path) -> dict:
 
 
 @quetzal_task(help={"tag": LOCAL_TAG_HELP, "base_image": BASE_HELP})
-def shell(c, tag="local", base_image=None):
+def shell(settings, tag="local", base_image=None):
     """Open an interactive shell in the freshly built image."""
-    image = build_for(settings_for(), tag, base_image)
+    image = build_for(settings, tag, base_image)
     subprocess.run(["docker", "run", "--rm", "-it", "--entrypoint", "/bin/sh", image], check=False)
 
 
 @quetzal_task
-def requirements(c):
+def requirements(settings):
     """Regenerate requirements.txt from this environment with pip-chill (tooling left out)."""
     from quetzal_deploy.images.requirements import regenerate
 
-    settings = settings_for()
     added, removed = regenerate(settings.root)
     print(f"Wrote {settings.root / 'requirements.txt'}: "
           f"added {', '.join(added) or 'nothing'}, removed {', '.join(removed) or 'nothing'}.")

@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING
 
 from invoke import Exit
 
-from quetzal_deploy.tasks.common import AWS_HELP, ask, aws_for, confirmed, quetzal_task, settings_for
+from quetzal_deploy.tasks.common import ask, confirmed, quetzal_task
 
 if TYPE_CHECKING:
+    from quetzal_deploy.aws import Aws
     from quetzal_deploy.infra.stack import Stack
+    from quetzal_deploy.settings import Settings
 
 YES_HELP = "apply without asking (for scripts)"
 
@@ -19,38 +21,36 @@ def confirmer(yes: bool):
     return (lambda question: True) if yes else confirmed
 
 
-def stack_for(profile: str | None, region: str | None) -> Stack:
+def stack_for(settings: Settings, aws: Aws) -> Stack:
     from quetzal_deploy.infra import stack as stack_flows
 
-    settings = settings_for(profile, region)
-    return stack_flows.Stack(settings, aws_for(settings))
+    return stack_flows.Stack(settings, aws)
 
 
 # No short flags: -p would be --plan-only here but --profile in every other task.
-@quetzal_task(auto_shortflags=False,
-              help={"plan_only": "show what would change and apply nothing", "yes": YES_HELP, **AWS_HELP})
-def infra(c, plan_only=False, yes=False, profile=None, region=None):
+@quetzal_task(aws=True, auto_shortflags=False,
+              help={"plan_only": "show what would change and apply nothing", "yes": YES_HELP})
+def infra(settings, aws, plan_only=False, yes=False):
     """Create or update the model's AWS stack with Terraform: plan, confirm, apply."""
     from quetzal_deploy.infra import stack as stack_flows
 
-    stack_flows.update(stack_for(profile, region), confirmer(yes), plan_only)
+    stack_flows.update(stack_for(settings, aws), confirmer(yes), plan_only)
 
 
-@quetzal_task(help={"yes": YES_HELP, "email": "user_email metadata of the uploaded base scenario",
-                    **AWS_HELP})
-def deploy(c, yes=False, email=None, profile=None, region=None):
+@quetzal_task(aws=True, help={"yes": YES_HELP, "email": "user_email metadata of the uploaded base scenario"})
+def deploy(settings, aws, yes=False, email=None):
     """First deployment in one command: stack, image, function, pipeline, base scenario."""
     from quetzal_deploy.infra import stack as stack_flows
 
-    stack_flows.deploy(stack_for(profile, region), confirmer(yes), email)
+    stack_flows.deploy(stack_for(settings, aws), confirmer(yes), email)
 
 
-@quetzal_task(help={"confirm_name": "the model's name, typed in advance (for scripts)", **AWS_HELP})
-def destroy(c, confirm_name=None, profile=None, region=None):
+@quetzal_task(aws=True, help={"confirm_name": "the model's name, typed in advance (for scripts)"})
+def destroy(settings, aws, confirm_name=None):
     """Delete the model's AWS stack and all its data (bucket, images), after typing its name."""
     from quetzal_deploy.infra import stack as stack_flows
 
-    stack = stack_for(profile, region)
+    stack = stack_for(settings, aws)
     name = stack.settings.model_name
     typed = confirm_name
     if typed is None:

@@ -5,24 +5,21 @@ import os
 
 from invoke import Exit
 
-from quetzal_deploy.tasks.common import AWS_HELP, aws_for, quetzal_task, settings_for
+from quetzal_deploy.tasks.common import quetzal_task
 
 
-@quetzal_task(help={
+@quetzal_task(aws=True, help={
     "scenario": "scenario folder name (scenarios/<name>/ locally, <name>/ in the bucket on AWS)",
     "local": "run every step on this machine (no AWS account, no Docker needed)",
     "docker": "with --local: run each step in the model's image (built first) behind its Lambda emulator",
     "params": 'JSON file {"category": {"name": value}} or flat {"name": value} over inputs/params.json',
     "choice": "pipeline variant to run (the front end's tab; default: the Choice state's Default)",
     "wait": "on AWS: follow the execution until it ends (--no-wait: start it and return)",
-    **AWS_HELP,
 })
-def run(c, scenario, local=False, docker=False, params=None, choice=None, wait=True, profile=None,
-        region=None):
+def run(settings, aws, scenario, local=False, docker=False, params=None, choice=None, wait=True):
     """Run the whole pipeline on a scenario: on AWS, or on this machine with --local."""
     if docker and not local:
         raise Exit("ERROR: --docker runs the steps on this machine: add --local.", code=2)
-    settings = settings_for(profile, region)
     if local:
         from quetzal_deploy.local.runner import run_local
 
@@ -32,7 +29,7 @@ def run(c, scenario, local=False, docker=False, params=None, choice=None, wait=T
 
         follow = functools.partial(print, flush=True)  # each state as it happens, even in a pipe
         # A token for the Authorization state comes from the environment, never the command line.
-        code = run_remote(settings, aws_for(settings), scenario, params=params, choice=choice, wait=wait,
+        code = run_remote(settings, aws, scenario, params=params, choice=choice, wait=wait,
                           out=follow, authorization=os.environ.get("QUETZAL_AUTHORIZATION", ""))
     if code:
         raise Exit(code=code)

@@ -11,7 +11,7 @@ from quetzal_deploy.tasks.common import confirmed, quetzal_task
     "check": "only say whether the repo is behind the installed version (exit 1 when it is, for CI)",
     "yes": "merge without asking (the diff is still printed)",
 })
-def upgrade(c, check=False, yes=False):
+def upgrade(check=False, yes=False):
     """Merge the installed template's changes into this repo's scaffolding (a reviewable git merge)."""
     from quetzal_deploy.upgrade.scaffold import check as check_version
     from quetzal_deploy.upgrade.scaffold import repo_root
