@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Exit, task
 
-from quetzal_deploy import __version__
+import quetzal_deploy
 from quetzal_deploy.errors import Cancelled, QuetzalError
 from quetzal_deploy.settings import load_settings
 
@@ -82,7 +82,7 @@ def bug_line(command: str, ex: BaseException) -> str:
     see = ("the traceback is above" if debugging()
            else "re-run with --debug (or QUETZAL_DEBUG=1) for the traceback")
     return (f"ERROR: `invoke {command}` stopped on an unexpected {shown}. This is a bug in quetzal-deploy "
-            f"{__version__}, not in your model: please report it at {ISSUES} ({see}).")
+            f"{quetzal_deploy.__version__}, not in your model: please report it at {ISSUES} ({see}).")
 
 
 def show_help(made, command: str) -> None:
@@ -118,7 +118,7 @@ def quetzal_task(*args, aws: bool = False, **kwargs):
             if any(given.get(name) in HELP_WORDS for name in positional):
                 show_help(made, command)
             configure_logging()
-            log.debug("quetzal-deploy %s: invoke %s %s", __version__, command, given)
+            log.debug("quetzal-deploy %s: invoke %s %s", quetzal_deploy.__version__, command, given)
             try:
                 return body(**hand(wants, given, aws), **given)
             except Exit:
