@@ -322,6 +322,21 @@ def test_local_folder_storage_runs_the_same_step(tmp_path, task_root, workdir):
     assert json.loads((bucket / "base/info.json").read_text())["model_tag"] == "local"
 
 
+def test_a_bare_call_id_is_the_scenario_folder_of_that_name(tmp_path, task_root, workdir):
+    """The front end's microservice screens send scenario_path_S3 as a call id (a UUID) without '/'."""
+    bucket = folder_bucket(tmp_path)
+    call_id = "3f2b8c1e-6a4d-4e8b-9f0a-1c2d3e4f5a6b"
+    (bucket / "base").rename(bucket / call_id)
+
+    result = run_step(make_event(scenario_path_S3=call_id), storage=FolderStorage(bucket), workdir=workdir,
+                      task_root=task_root, time_left_s=60, image_tag="local", echo=lambda line: None)
+
+    assert result.event["scenario_path_S3"] == call_id  # passed on as the front end sent it
+    assert json.loads((bucket / call_id / "outputs/seen.json").read_text())["argv"]["params"]
+    assert (bucket / call_id / "logs/writes_outputs.txt").is_file()
+    assert sorted(path.name for path in bucket.iterdir()) == [call_id]
+
+
 def test_template_notebook_runs_on_the_template_scenario(lambda_env, s3, task_root):
     """The template's step notebook, converted as the Dockerfile does, on scenarios/base."""
     notebook = task_root / "notebooks" / "preparation.ipynb"

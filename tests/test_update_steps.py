@@ -147,3 +147,22 @@ def test_item_processor_warns_and_max_attempts_99999999_is_accepted(baked_repo, 
     assert "Warning: Map state 'fan' uses ItemProcessor" in done.stderr
     assert "Rename ItemProcessor to Iterator" in done.stderr
     assert deployed(boto, machine)["States"]["preparation"]["Retry"][0]["MaxAttempts"] == 99999999
+
+
+def test_a_definition_copied_from_another_account_deploys_as_the_models_own(baked_repo, boto, machine):
+    """The backend's form: the model's function by a foreign account's ARN with a -dev name."""
+    foreign = "arn:aws:lambda:ca-central-1:111122223333:function:quetzal-test-dev:$LATEST"
+    path = baked_repo / "step-functions.json"
+    copied = json.loads(path.read_text())
+    for state in copied["States"].values():
+        state["Parameters"]["FunctionName"] = foreign
+    path.write_text(json.dumps(copied))
+
+    done = run_task(baked_repo, "update-steps")
+
+    assert done.returncode == 0, done.stderr
+    account = boto.client("sts").get_caller_identity()["Account"]
+    for state in deployed(boto, machine)["States"].values():
+        assert state["Parameters"]["FunctionName"] == f"arn:aws:lambda:{REGION}:{account}:function:{MODEL}"
+    notes = [line for line in done.stderr.splitlines() if line.startswith("Note:")]
+    assert len(notes) == 1 and foreign in notes[0] and "preparation, assignment" in notes[0], done.stderr

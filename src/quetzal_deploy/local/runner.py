@@ -40,6 +40,7 @@ from quetzal_deploy.pipeline.definition import (
     notebook_paths,
 )
 from quetzal_deploy.pipeline.executions import execution_input, name_slug, readable_cause
+from quetzal_deploy.pipeline.porting import handler_module_problem, ported
 from quetzal_deploy.plugins import RunSummary, after_local_run, plugin_manager
 from quetzal_deploy.runtime.cli import LIMIT_VARIABLE, read_event, task_output, time_limit
 from quetzal_deploy.runtime.convert import script_source
@@ -72,10 +73,13 @@ def limit_error(error: str, message: str) -> StatesError:
     return StatesError(error, lambda_cause(error, message))
 
 
-def local_definition(settings: Settings) -> dict[str, Any]:
-    """step-functions.json with its placeholders filled for this machine."""
-    definition = load_definition(settings.definition_path)
-    return deployable(definition, settings, LOCAL_ACCOUNT)
+def local_definition(settings: Settings, out: Out = print) -> dict[str, Any]:
+    """step-functions.json with the model's Tasks in our forms (said once) and its placeholders
+    filled for this machine."""
+    own = ported(load_definition(settings.definition_path), settings)
+    for note in own.notes():
+        out(f"Note: {note}")
+    return deployable(own.definition, settings, LOCAL_ACCOUNT)
 
 
 def check_functions(definition: Mapping[str, Any], settings: Settings) -> None:
@@ -97,7 +101,8 @@ def check_functions(definition: Mapping[str, Any], settings: Settings) -> None:
                 f"Task '{name}' invokes {target!r}; locally a Task "
                 f"can only invoke the model's function {settings.function_name!r}"
                 + (f" or the auth function {settings.auth_function!r}" if settings.auth_function else "")
-                + ". Fix FunctionName in step-functions.json."
+                + ". Fix FunctionName in step-functions.json (for the shared authorization function, "
+                "set AUTH_FUNCTION_NAME in .env to its name)."
             )
 
 
@@ -114,8 +119,12 @@ def check_notebooks(definition: Mapping[str, Any], settings: Settings) -> None:
         try:
             if path.endswith(".ipynb"):
                 script_source(settings.root / path, path)
+            else:
+                problems.append(handler_module_problem(path, (settings.root / path).read_text(
+                    encoding="utf-8", errors="replace")))
         except NotebookError as ex:
             problems.append(str(ex))
+    problems = [problem for problem in problems if problem]
     if problems:
         raise RunError("\n\n".join(problems))
 
@@ -319,7 +328,7 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     overrides = load_overrides(params) if isinstance(params, (str, Path)) else (params or {})
     choice = choice or DEFAULT_CHOICE
     plugins = plugin_manager(settings.root)  # a broken plugin stops the run before it starts
-    definition = local_definition(settings)
+    definition = local_definition(settings, out)
     run = LocalRun(settings, scenario, out)
     interpreter = Interpreter(definition, run.invoke, log=lambda line: out(f"  {line}"),
                               max_workers=1 if docker else None, execution_name=run.name,

@@ -21,6 +21,7 @@ from quetzal_deploy.pipeline.definition import (
     notebook_paths,
 )
 from quetzal_deploy.pipeline.front_steps import STEPS_KEY, display_warnings, front_end_steps, steps_json
+from quetzal_deploy.pipeline.porting import ported
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.sync.scenarios import ScenarioStore, user_email
 
@@ -98,9 +99,14 @@ def asl_problems(definition: dict[str, Any]) -> list[str]:
     return duplicates or [p for p in Linter.validate(definition) if not STATELINT_OFF_BY_ONE.fullmatch(p)]
 
 
-def validated_definition(settings: Settings, account_id: str) -> dict[str, Any]:
-    """``step-functions.json`` checked (JSON, notebooks, ASL) with its placeholders filled."""
-    definition = load_definition(settings.definition_path)
+def validated_definition(settings: Settings, account_id: str,
+                         note: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """``step-functions.json`` checked (JSON, notebooks, ASL), the model's Tasks in our forms (each
+    kind of rewrite told to ``note``) and its placeholders filled."""
+    own = ported(load_definition(settings.definition_path), settings)
+    for line in own.notes():
+        note(f"Note: {line}")
+    definition = own.definition
     missing = [path for path in notebook_paths(definition) if not (settings.root / path).is_file()]
     if missing:
         raise DefinitionError(
@@ -130,7 +136,7 @@ def warn_line(line: str) -> None:
 def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
                  out: Callable[[str], None] = print, warn: Callable[[str], None] = warn_line) -> None:
     """Deploy ``step-functions.json`` to the model's state machine (``dry_run``: print it only)."""
-    rendered = validated_definition(settings, aws.account_id)
+    rendered = validated_definition(settings, aws.account_id, warn)
     for warning in front_end_warnings(rendered) + display_warnings(rendered):
         warn(f"Warning: {warning}")
     if dry_run:

@@ -108,13 +108,17 @@ def notebook_file(notebook_path: str, task_root: Path) -> Path:
 
 
 def scenario_prefix(scenario: str) -> str:
-    """One scenario folder ``<name>/`` as the front end names it (see ``names``)."""
+    """One scenario folder ``<name>/`` as the front end names it (see ``names``). A bare name
+    without the ``/`` (the call id a microservice screen sends, a UUID) is that folder too."""
+    if "/" not in scenario:
+        scenario += "/"
     try:
         scenario_of_prefix(scenario)
     except InvalidScenarioName as ex:
         raise InvalidEvent(
-            f"scenario_path_S3 {repr(scenario)[:120]} must be a scenario folder like 'base/': one "
-            f"name ending with '/', no leading '/', no '..', no nested folder ({ex})"
+            f"scenario_path_S3 {repr(scenario)[:120]} must be a scenario folder like 'base/' (or a bare "
+            f"name like a call id): one name, ending with '/' when it has one, no leading '/', no '..', "
+            f"no nested folder ({ex})"
         ) from ex
     return scenario
 

@@ -3,12 +3,22 @@
 from quetzal_deploy.tasks.common import quetzal_task
 
 
-@quetzal_task(aws=True, help={"dry_run": "print the rendered definition and change nothing"})
-def update_steps(settings, aws, dry_run=False):
+@quetzal_task(aws=True, help={
+    "dry_run": "print the rendered definition and change nothing",
+    "fix": "rewrite step-functions.json copied from another account (its ARNs, -dev names, ECS notebook "
+           "steps) into placeholders and Fargate steps, then stop; deploys nothing",
+})
+def update_steps(settings, dry_run=False, fix=False):
     """Validate step-functions.json, fill its ${...} placeholders and deploy it to the state machine."""
+    if fix:
+        from quetzal_deploy.pipeline.porting import fix_file
+
+        fix_file(settings)
+        return
+    from quetzal_deploy.aws import Aws  # after --fix, which needs no AWS
     from quetzal_deploy.pipeline.stepfunctions import update_steps as deploy_steps
 
-    deploy_steps(settings, aws, dry_run=dry_run)
+    deploy_steps(settings, Aws(settings), dry_run=dry_run)
 
 
 @quetzal_task(aws=True, help={"last": "how many executions to show (default 10)"})
