@@ -87,7 +87,7 @@ def new_handler(root: Path, workdir: Path, requests: Requests, outputs: int) -> 
              "launcher_arg": {"outputs": outputs}, "metadata": METADATA}
     started = time.perf_counter()
     result = run_step(event, storage=storage, workdir=workdir, task_root=root, time_left_s=300,
-                      image_tag="bench", echo=lambda line: None)
+                      image_tag="bench", out=lambda line: None)
     return {**result.durations, "total": time.perf_counter() - started}
 
 

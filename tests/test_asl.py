@@ -128,7 +128,7 @@ def test_task_retries_then_catches_with_error_and_cause():
                Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Handled"}]),
         Handled={"Type": "Pass", "End": True})
     lines = []
-    out = Interpreter(definition, flaky, log=lines.append).execute({"keep": True})
+    out = Interpreter(definition, flaky, out=lines.append).execute({"keep": True})
     assert len(attempts) == 3
     assert out == {"keep": True, "failure": {"Error": "NotebookError", "Cause": '{"errorMessage": "boom"}'}}
     assert any("retry 2 of 2" in line and "not waited" in line for line in lines)
@@ -176,7 +176,7 @@ def test_map_runs_items_concurrently_up_to_max_concurrency():
 def test_wait_is_reported_not_slept():
     lines = []
     definition = machine(W={"Type": "Wait", "Seconds": 86400, "End": True})
-    assert Interpreter(definition, log=lines.append).execute({"a": 1}) == {"a": 1}
+    assert Interpreter(definition, out=lines.append).execute({"a": 1}) == {"a": 1}
     assert "W: Wait Seconds=86400 not waited for locally" in "\n".join(lines)
 
 

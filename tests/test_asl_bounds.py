@@ -73,7 +73,7 @@ def test_huge_retry_figures_retry_a_bounded_number_of_times(rule):
     definition = machine(T=task(Retry=[{"ErrorEquals": ["States.ALL"], **rule}],
                                 Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]),
                          Caught={"Type": "Pass", "End": True})
-    out = Interpreter(definition, always_fails, log=lines.append).execute({})
+    out = Interpreter(definition, always_fails, out=lines.append).execute({})
     assert out == {"Error": "NotebookError", "Cause": "boom"}
     assert len(attempts) == LOCAL_RETRIES + 1
     text = "\n".join(lines)

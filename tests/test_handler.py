@@ -160,7 +160,7 @@ def test_warm_start_cleans_the_previous_scenario(lambda_env, s3, workdir):
 
 def test_step_result_reports_what_the_step_cost(s3, task_root, workdir):
     result = run_step(make_event("memory"), storage=S3Storage(BUCKET, s3), workdir=workdir,
-                      task_root=task_root, time_left_s=60, image_tag=TAG, echo=lambda line: None)
+                      task_root=task_root, time_left_s=60, image_tag=TAG, out=lambda line: None)
 
     assert result.peak_memory_mb >= 150
     assert result.workdir_mb >= 3
@@ -256,7 +256,7 @@ def test_uploads_send_the_front_end_metadata(boto, s3, task_root, workdir):
     client = boto.client("s3")
     client.meta.events.register("before-send.s3", record)
     run_step(make_event(), storage=S3Storage(BUCKET, client), workdir=workdir, task_root=task_root,
-             time_left_s=60, image_tag=TAG, echo=lambda line: None)
+             time_left_s=60, image_tag=TAG, out=lambda line: None)
 
     assert set(sent) == {"base/outputs/seen.json", "base/outputs/tables/summary.csv", "base/info.json",
                          "base/styles.json", "base/logs/writes_outputs.txt"}
@@ -314,7 +314,7 @@ def test_local_folder_storage_runs_the_same_step(tmp_path, task_root, workdir):
     bucket = folder_bucket(tmp_path)
 
     result = run_step(make_event(), storage=FolderStorage(bucket), workdir=workdir,
-                      task_root=task_root, time_left_s=60, image_tag="local", echo=lambda line: None)
+                      task_root=task_root, time_left_s=60, image_tag="local", out=lambda line: None)
 
     assert result.event["shared"] == "second"
     assert json.loads((bucket / "base/outputs/seen.json").read_text())["argv"]["params"]

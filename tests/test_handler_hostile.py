@@ -250,7 +250,7 @@ def test_working_folder_that_would_destroy_something_is_refused(sandbox, monkeyp
     for folder in (home, tmp, task / "notebooks"):
         with pytest.raises(UnsafeWorkdir):
             run_step(make_event(), storage=S3Storage(BUCKET, s3), workdir=folder, task_root=task,
-                     time_left_s=60, image_tag="x", echo=lambda line: None)
+                     time_left_s=60, image_tag="x", out=lambda line: None)
 
     assert snapshot(tmp) == before
     assert os.environ["HOME"] == str(home)

@@ -9,7 +9,7 @@ import pytest
 from fixtures.bake import SRC
 
 PACKAGE = SRC / "quetzal_deploy"
-SHARED = {"settings", "rules", "aws", "errors", "sizing", "doctor", "plugins"}
+SHARED = {"settings", "rules", "aws", "errors", "output", "sizing", "doctor", "plugins"}
 ALLOWED = {  # concern -> the concerns it may import (itself and the package root always)
     "runtime": set(),
     "sync": {"runtime", "shared"},

@@ -56,7 +56,7 @@ def step(model, tmp_path, notebook_path, launcher_arg=None, **options):
                                               "params": {"general": {"speed": 30}}},
              "metadata": {"user_email": "modeller@example.org"}}
     return run_step(event, storage=FolderStorage(bucket), workdir=tmp_path / "work", task_root=root,
-                    time_left_s=120, image_tag="test", echo=lambda line: None, **options)
+                    time_left_s=120, image_tag="test", out=lambda line: None, **options)
 
 
 def test_python_literal_return_is_merged_deeply(model, tmp_path):

@@ -17,7 +17,6 @@ import hashlib
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import ModuleType
@@ -26,6 +25,7 @@ from typing import Any
 import pluggy
 
 from quetzal_deploy.errors import QuetzalError
+from quetzal_deploy.output import Out
 
 PROJECT = "quetzal_deploy"  # the hook markers' name and the entry point group
 MODULE_FILE = "quetzal_plugins.py"  # at the model repo's root
@@ -174,7 +174,7 @@ def call_each(manager: pluggy.PluginManager, hook: str, **kwargs) -> list[tuple[
 
 
 def check_scenarios(manager: pluggy.PluginManager, settings, names: list[str],
-                    echo: Callable[[str], None] = print) -> None:
+                    out: Out = print) -> None:
     """Run every check on every scenario: warnings are printed, any refusal raises
     ``ScenarioRefused`` listing them all (call it before uploading anything)."""
     refusals = []
@@ -187,7 +187,7 @@ def check_scenarios(manager: pluggy.PluginManager, settings, names: list[str],
                     raise PluginError(f"plugin {plugin}, hook quetzal_check_scenario, returned {verdict!r} "
                                       f"for {name}: return Refuse(message), Warn(message), a list, or None.")
                 if isinstance(verdict, Warn):
-                    echo(f"WARNING: plugin {plugin} on scenario {name}: {verdict.message}")
+                    out(f"WARNING: plugin {plugin} on scenario {name}: {verdict.message}")
                 else:
                     refusals.append(f"plugin {plugin} refused scenario {name}: {verdict.message}")
     if refusals:

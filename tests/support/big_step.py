@@ -55,7 +55,7 @@ def step(storage: S3Storage, size_mb: int, folder: Path) -> None:
     event = {"notebook_path": "notebooks/big.ipynb", "scenario_path_S3": SCENARIO,
              "launcher_arg": {}, "metadata": {"user_email": "big@example.org"}}
     run_step(event, storage=storage, workdir=folder / "work", task_root=folder.parent / "task",
-             time_left_s=3600, image_tag="big", echo=lambda line: None)
+             time_left_s=3600, image_tag="big", out=lambda line: None)
 
 
 def main(bucket: str, size_mb: int, folder: Path) -> None:

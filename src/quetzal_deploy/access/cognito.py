@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 from quetzal_deploy.aws import CONDITION_FAILED, Aws, s3_object, translated, unless_absent
 from quetzal_deploy.errors import AwsError, ConfigError
+from quetzal_deploy.output import Out
 from quetzal_deploy.settings import Settings
 
 ACCESS_KEY = "cognito_group_access.json"
 WRITE_ATTEMPTS = 8
-Out = Callable[[str], None]
 T = TypeVar("T")
 
 

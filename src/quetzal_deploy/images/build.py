@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import quetzal_deploy
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.images.context import PLUGIN_FILES, build_context
+from quetzal_deploy.output import Out
 from quetzal_deploy.plugins import image_files, plugin_manager
 from quetzal_deploy.settings import Settings
 
-Out = Callable[[str], None]
 BASE_IMAGE_ENV = "QUETZAL_BASE_IMAGE"
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # What goes into the image (see .dockerignore): only these make a build "dirty".
@@ -121,8 +120,8 @@ def platform_fix(platform: str) -> str:
 class BuildLog:
     """Follows the legacy builder's JSON stream: prints it, remembers the current step."""
 
-    def __init__(self, echo: Out):
-        self.echo = echo
+    def __init__(self, out: Out):
+        self.out = out
         self.step = ""
         self.step_output: list[str] = []
         self.image_id = None
@@ -140,7 +139,7 @@ class BuildLog:
             elif line.strip():
                 self.step_output.append(line)
         if text.strip():
-            self.echo(text.rstrip("\n"))
+            self.out(text.rstrip("\n"))
 
     def failure(self, detail: str) -> BuildError:
         output = "\n".join(self.step_output[-30:])
@@ -161,7 +160,7 @@ class BuildLog:
         )
 
 
-def build_image(client, settings: Settings, tag: str, base: str | None = None, echo: Out = print) -> str:
+def build_image(client, settings: Settings, tag: str, base: str | None = None, out: Out = print) -> str:
     """Build the model's image as ``<ecr_repo>:<tag>``; returns that name."""
     from docker.errors import APIError, DockerException
 
@@ -171,11 +170,11 @@ def build_image(client, settings: Settings, tag: str, base: str | None = None, e
             "QUETZAL_DEPLOY_VERSION": quetzal_deploy.__version__}
     if base:
         args["BASE_IMAGE"] = base
-    echo(f"Building {ref} for {platform} from {settings.root}" + (f" on {base}" if base else ""))
-    log = BuildLog(echo)
+    out(f"Building {ref} for {platform} from {settings.root}" + (f" on {base}" if base else ""))
+    log = BuildLog(out)
     added = image_files(plugin_manager(settings.root), settings)
     for name in added:
-        echo(f"Adding {name} (a plugin's quetzal_image_files)")
+        out(f"Adding {name} (a plugin's quetzal_image_files)")
     context = build_context(settings.root, {f"{PLUGIN_FILES}/{name}": path for name, path in added.items()})
     try:
         for chunk in client.api.build(fileobj=context, custom_context=True, tag=ref, buildargs=args,
@@ -196,5 +195,5 @@ def build_image(client, settings: Settings, tag: str, base: str | None = None, e
             f"(LAMBDA_ARCHITECTURE): the base image {base or '(the Dockerfile default)'} has no "
             f"{platform} variant here, or this Docker engine cannot build for {platform}. "
             + platform_fix(platform))
-    echo(f"Built {ref}")
+    out(f"Built {ref}")
     return ref

@@ -26,7 +26,6 @@ from quetzal_deploy.images.build import (
     DOCKER_ARCHITECTURES,
     VERSION_LABEL,
     DockerError,
-    Out,
     architecture_mismatch,
     build_image,
     check_tag,
@@ -35,6 +34,7 @@ from quetzal_deploy.images.build import (
     image_architecture,
     resolve_base_image,
 )
+from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import FARGATE_CONTAINER, family_of
 from quetzal_deploy.settings import Settings
 
@@ -230,7 +230,7 @@ def push_hint(registry: str, detail: str) -> str:
     return "see the registry's message above."
 
 
-def push_image(client, local_ref: str, repository: str, tag: str, auth: dict, echo: Out = print) -> None:
+def push_image(client, local_ref: str, repository: str, tag: str, auth: dict, out: Out = print) -> None:
     """Tag ``local_ref`` as ``repository:tag`` and push it."""
     from docker.errors import DockerException
 
@@ -248,7 +248,7 @@ def push_image(client, local_ref: str, repository: str, tag: str, auth: dict, ec
         raise PushError(f"Pushing {repository}:{tag} failed: {ex}. {push_hint(registry, str(ex))}") from ex
     finally:
         progress.close()
-    echo(f"Pushed {repository}:{tag} ({progress.digest}; {len(progress.layers)} layers uploaded, "
+    out(f"Pushed {repository}:{tag} ({progress.digest}; {len(progress.layers)} layers uploaded, "
          f"{progress.reused} already in the registry)")
 
 
@@ -324,7 +324,7 @@ def other_registry() -> str | None:
 
 
 def push(settings: Settings, aws: Aws, tag: str | None = None, initial: bool = False,
-         base: str | None = None, client=None, echo: Out = print) -> str:
+         base: str | None = None, client=None, out: Out = print) -> str:
     """Build, push to ECR (or ``QUETZAL_REGISTRY``), point the Lambda at it; returns the image URI.
 
     ``initial``: the first deployment, when the Lambda may not exist yet (then: push only).
@@ -339,43 +339,43 @@ def push(settings: Settings, aws: Aws, tag: str | None = None, initial: bool = F
         raise AwsError(f"Lambda function {settings.function_name} does not exist. For a first "
                        "deployment run `invoke push --initial`, then `invoke infra` (or `invoke deploy`).")
     client = client or docker_client()
-    local_ref = build_image(client, settings, tag, resolve_base_image(base), echo)
+    local_ref = build_image(client, settings, tag, resolve_base_image(base), out)
     built = image_architecture(client, local_ref)
     if exists and built != runs_on:
         raise architecture_mismatch(local_ref, built, runs_on, f"Lambda function {function.name}")
     registry = mirror or repository_uri.split("/", 1)[0]
     repository = f"{registry}/{settings.ecr_repo}"
-    push_image(client, local_ref, repository, tag, ecr.credentials(), echo)
+    push_image(client, local_ref, repository, tag, ecr.credentials(), out)
     if mirror:
-        record_in_ecr(ecr, registry, tag, echo)
+        record_in_ecr(ecr, registry, tag, out)
     image_uri = f"{repository_uri}:{tag}"
     if exists:
-        point(function, image_uri, echo, fargate_for(settings, aws))
+        point(function, image_uri, out, fargate_for(settings, aws))
     else:
-        echo(f"Lambda function {settings.function_name} does not exist yet: the image is in ECR. "
+        out(f"Lambda function {settings.function_name} does not exist yet: the image is in ECR. "
              "Next: run `invoke infra` to create it with this image (or `invoke deploy`).")
     return image_uri
 
 
-def record_in_ecr(ecr: Ecr, registry: str, tag: str, echo: Out) -> None:
+def record_in_ecr(ecr: Ecr, registry: str, tag: str, out: Out) -> None:
     try:
         manifest, media_type = fetch_manifest(registry, ecr.repo, tag)
         ecr.register(tag, manifest, media_type)
     except (OSError, urllib.error.URLError, QuetzalError) as ex:
-        echo(f"WARNING: ECR does not list tag {tag} ({ex}): `invoke update` and `invoke rollback` "
+        out(f"WARNING: ECR does not list tag {tag} ({ex}): `invoke update` and `invoke rollback` "
              "will not offer it.")
 
 
-def point(function: LambdaFunction, image_uri: str, echo: Out, fargate: FargateTask | None = None) -> None:
-    echo(f"Pointing Lambda {function.name} at {image_uri} ...")
+def point(function: LambdaFunction, image_uri: str, out: Out, fargate: FargateTask | None = None) -> None:
+    out(f"Pointing Lambda {function.name} at {image_uri} ...")
     function.point_to(image_uri)
-    echo(f"Lambda {function.name} now runs {tag_of(image_uri)}")
+    out(f"Lambda {function.name} now runs {tag_of(image_uri)}")
     revision = fargate.point_to(image_uri) if fargate else None
     if revision is not None:
-        echo(f"Fargate steps ({fargate.family}:{revision}) now run {tag_of(image_uri)}")
+        out(f"Fargate steps ({fargate.family}:{revision}) now run {tag_of(image_uri)}")
 
 
-def rollback(settings: Settings, aws: Aws, to: str | None = None, echo: Out = print) -> str:
+def rollback(settings: Settings, aws: Aws, to: str | None = None, out: Out = print) -> str:
     """Point the Lambda at an earlier tag already in ECR (default: the one pushed before)."""
     ecr, function = ecr_for(settings, aws), lambda_for(settings, aws)
     current = function.image_uri()
@@ -395,5 +395,5 @@ def rollback(settings: Settings, aws: Aws, to: str | None = None, echo: Out = pr
         raise QuetzalError(f"Tag {to!r} is not in ECR repository {settings.ecr_repo} "
                            f"(recent tags: {listed}).")
     image_uri = f"{ecr.repository_uri()}:{to}"
-    point(function, image_uri, echo, fargate_for(settings, aws))
+    point(function, image_uri, out, fargate_for(settings, aws))
     return image_uri

@@ -19,9 +19,9 @@ from quetzal_deploy.aws import RETRIES, Aws, translated, unless_absent
 from quetzal_deploy.errors import AwsError, Cancelled, ConfigError
 from quetzal_deploy.images.build import git
 from quetzal_deploy.infra.terraform import Terraform
+from quetzal_deploy.output import Out
 from quetzal_deploy.settings import Settings
 
-Out = Callable[[str], None]
 Confirm = Callable[[str], bool]
 BACKEND_CONFIG = "backend.hcl"
 LOCK_FILE = ".terraform.lock.hcl"

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from quetzal_deploy.images.build import build_image, docker_client, resolve_base_image
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.lambda_emulator import LocalLambda
+from quetzal_deploy.output import Out
 from quetzal_deploy.runtime.cli import TOKEN_VARIABLE
 from quetzal_deploy.settings import Settings
 
@@ -35,11 +35,11 @@ STOP_GRACE_S = 120
 class ContainerTasks:
     """The model's image serving Lambda invocations for one local run."""
 
-    def __init__(self, settings: Settings, bucket: Path, out: Callable[[str], None]):
+    def __init__(self, settings: Settings, bucket: Path, out: Out):
         self.settings, self.out = settings, out
         self.client = client = docker_client()
         self.bucket = bucket
-        image = build_image(client, settings, "local", resolve_base_image(), echo=out)
+        image = build_image(client, settings, "local", resolve_base_image(), out=out)
         env = {
             "QUETZAL_BUCKET_FOLDER": MOUNT,
             "AWS_REGION": settings.region,

@@ -29,6 +29,7 @@ from quetzal_deploy.local.intrinsics import evaluate
 from quetzal_deploy.local.jsonpaths import assign, select
 from quetzal_deploy.local.templates import fill
 from quetzal_deploy.local.validation import check_supported
+from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import ECS_RUN_TASK, LAMBDA_INVOKE
 from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES, state_bytes
 
@@ -124,7 +125,7 @@ class Interpreter:
         definition: Mapping[str, Any],
         invoke_task: Callable[[TaskCall], Any] | None = None,
         *,
-        log: Callable[[str], None] = lambda line: None,
+        out: Out = lambda line: None,
         max_workers: int | None = None,
         execution_name: str = "local",
         state_machine_arn: str = "arn:aws:states:local:000000000000:stateMachine:local",
@@ -132,7 +133,7 @@ class Interpreter:
         check_supported(definition)
         self.definition = definition
         self.invoke_task = invoke_task
-        self.log = log
+        self.out = out
         self.max_workers = max_workers or os.cpu_count() or 2
         self.history = History()
         self.context_base = {
@@ -155,7 +156,7 @@ class Interpreter:
             if scope.cancelled:
                 raise SiblingFailed()
             state = machine["States"][name]
-            self.log(f"{scope.label}{name} ({state['Type']})")
+            self.out(f"{scope.label}{name} ({state['Type']})")
             try:
                 data, following = self.enter(name, state, data, scope)
             except StatesError as ex:
@@ -190,7 +191,7 @@ class Interpreter:
             return select(effective, state.get("OutputPath", "$"), context), following
         if kind in ("Succeed", "Wait"):
             if kind == "Wait":
-                self.log(f"  {scope.label}{name}: {wait_text(state)} not waited for locally")
+                self.out(f"  {scope.label}{name}: {wait_text(state)} not waited for locally")
             effective = select(data, state.get("InputPath", "$"), context)
             return select(effective, state.get("OutputPath", "$"), context), following
         if kind == "Fail":
@@ -210,19 +211,19 @@ class Interpreter:
                 if retry is not None and attempts[retry] < allowed:
                     attempts[retry] += 1
                     context["State"]["RetryCount"] += 1
-                    self.log(f"  {scope.label}{name}: {ex.error}; retry {attempts[retry]} of {allowed} "
+                    self.out(f"  {scope.label}{name}: {ex.error}; retry {attempts[retry]} of {allowed} "
                              f"(its {seconds_text(retry_delay(rule, attempts[retry] - 1))} interval is "
                              "not waited locally)")
                     continue
                 if retry is not None and allowed < rule.get("MaxAttempts", 3):
-                    self.log(f"  {scope.label}{name}: Retry[{retry}] allows {rule['MaxAttempts']:,} "
+                    self.out(f"  {scope.label}{name}: Retry[{retry}] allows {rule['MaxAttempts']:,} "
                              f"attempts; a local run stops after {LOCAL_RETRIES} (retries are not waited "
                              "for, so more would only repeat the failure)")
                 catch = first_match(state.get("Catch", []), ex.error)
                 if catch is None:
                     raise
                 catcher = state["Catch"][catch]
-                self.log(f"  {scope.label}{name}: {ex.error} caught, going to {catcher['Next']}")
+                self.out(f"  {scope.label}{name}: {ex.error} caught, going to {catcher['Next']}")
                 return assign(data, catcher.get("ResultPath", "$"), {"Error": ex.error, "Cause": ex.cause}), \
                     catcher["Next"]
 

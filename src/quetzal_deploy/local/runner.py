@@ -20,7 +20,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import Interpreter, TaskCall, function_name, state_size
 from quetzal_deploy.local.report import StepRecord, summary
+from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import (
     ECS_RUN_TASK,
     FARGATE_FAMILY_SUFFIX,
@@ -60,7 +61,6 @@ LOCAL_ACCOUNT = "000000000000"
 RUNS_DIR = Path(".quetzal", "runs")
 LOG_TAIL_LINES = 20
 CLEARED_BEFORE_A_RUN = {"outputs", "logs"}
-Out = Callable[[str], None]
 
 
 def lambda_cause(error: str, message: str) -> str:
@@ -220,7 +220,7 @@ class LocalRun:
         try:
             result = run_step(payload, storage=FolderStorage(self.bucket), workdir=workdir,
                               task_root=self.settings.root, time_left_s=limit, image_tag="local",
-                              echo=lambda line: self.out(f"    {call.label} | {line}"),
+                              out=lambda line: self.out(f"    {call.label} | {line}"),
                               extra_env={"AWS_EXECUTION_ENV": self.settings.execution_env},
                               platform=call.platform)
         except NotebookTimeout as ex:
@@ -330,7 +330,7 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     plugins = plugin_manager(settings.root)  # a broken plugin stops the run before it starts
     definition = local_definition(settings, out)
     run = LocalRun(settings, scenario, out)
-    interpreter = Interpreter(definition, run.invoke, log=lambda line: out(f"  {line}"),
+    interpreter = Interpreter(definition, run.invoke, out=lambda line: out(f"  {line}"),
                               max_workers=1 if docker else None, execution_name=run.name,
                               state_machine_arn=f"arn:aws:states:{settings.region}:{LOCAL_ACCOUNT}:"
                                                 f"stateMachine:{settings.state_machine}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from quetzal_deploy.aws import Aws, s3_object, translated
+from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import iter_states
 from quetzal_deploy.pipeline.stepfunctions import StateMachine, state_machine
 from quetzal_deploy.runtime.notebook import log_name
@@ -23,7 +24,6 @@ from quetzal_deploy.sync.scenarios import check_name, user_email
 
 LOG_TAIL_LINES = 20
 FIRST_POLL_S, MAX_POLL_S = 1.0, 5.0
-Out = Callable[[str], None]
 
 
 class Scenario:

@@ -10,6 +10,7 @@ from typing import Any
 
 from quetzal_deploy.aws import Aws, translated
 from quetzal_deploy.errors import QuetzalError
+from quetzal_deploy.output import Out
 from quetzal_deploy.settings import Settings
 
 DURATION = re.compile(r"\s*(\d+)\s*([smhd])\s*")
@@ -56,7 +57,7 @@ class LambdaLogs:
             for page in pages:
                 yield from page["events"]
 
-    def follow(self, start_ms: int, out: Callable[[str], None], polls: int | None = None,
+    def follow(self, start_ms: int, out: Out, polls: int | None = None,
                interval: float = FOLLOW_POLL_S, sleep: Callable[[float], None] = time.sleep) -> int:
         """Print events as they arrive, ``polls`` times (None: until Ctrl-C); returns how many."""
         printed: set[str] = set()
@@ -79,7 +80,7 @@ def lambda_logs(settings: Settings, aws: Aws) -> LambdaLogs:
 
 
 def show_logs(settings: Settings, aws: Aws, since: str = "10m", follow: bool = False,
-              out: Callable[[str], None] = print) -> int:
+              out: Out = print) -> int:
     """Print the Lambda's logs of the last ``since``; ``follow`` keeps polling. Returns the count."""
     start_ms = milliseconds(datetime.now(UTC) - parse_since(since))
     logs = lambda_logs(settings, aws)

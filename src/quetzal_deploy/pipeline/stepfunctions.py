@@ -11,6 +11,7 @@ from typing import Any
 
 from quetzal_deploy.aws import Aws, translated
 from quetzal_deploy.errors import AwsError, ConfigError
+from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import (
     DefinitionError,
     deployable,
@@ -134,7 +135,7 @@ def warn_line(line: str) -> None:
 
 
 def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
-                 out: Callable[[str], None] = print, warn: Callable[[str], None] = warn_line) -> None:
+                 out: Out = print, warn: Callable[[str], None] = warn_line) -> None:
     """Deploy ``step-functions.json`` to the model's state machine (``dry_run``: print it only)."""
     rendered = validated_definition(settings, aws.account_id, warn)
     for warning in front_end_warnings(rendered) + display_warnings(rendered):
@@ -149,7 +150,7 @@ def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
 
 
 def publish_steps(settings: Settings, aws: Aws, definition: dict[str, Any],
-                  out: Callable[[str], None]) -> None:
+                  out: Out) -> None:
     """Write ``_common/steps.json``, the steps the front end lists per pipeline variant."""
     try:
         email = user_email(settings)

@@ -115,10 +115,10 @@ def lambda_shaped_cause(error: BaseException) -> str:
 class Reporter:
     """Sends the step's outcome and heartbeats for one task token (nothing without a token)."""
 
-    def __init__(self, token: str | None, client=None, echo=print, output: Path | None = None):
+    def __init__(self, token: str | None, client=None, out=print, output: Path | None = None):
         self.token = token
         self.client = client if client or not token else boto3.client("stepfunctions")
-        self.echo = echo
+        self.out = out
         self.output = output
 
     def write(self, outcome: dict) -> None:
@@ -132,7 +132,7 @@ class Reporter:
             getattr(self.client, method)(taskToken=self.token, **kwargs)
             return True
         except (BotoCoreError, ClientError) as ex:
-            self.echo(f"[quetzal] {method} failed: {ex}")
+            self.out(f"[quetzal] {method} failed: {ex}")
             return False
 
     def success(self, event: dict) -> bool:
@@ -163,7 +163,7 @@ class Reporter:
 
 
 def run(argument: str | None, limit_s: str | float | None, environ, reporter: Reporter,
-        echo=print) -> int:
+        out=print) -> int:
     """Run the step and report it; 0 when it succeeded and was reported, else 1."""
     started = time.monotonic()
     try:
@@ -177,13 +177,13 @@ def run(argument: str | None, limit_s: str | float | None, environ, reporter: Re
                 task_root=default_task_root(),
                 time_left_s=seconds - (time.monotonic() - started),
                 image_tag=environ.get("IMAGE_TAG", "unknown"),
-                echo=echo,
+                out=out,
                 platform=FARGATE,
             )
     except Exception as ex:  # every failure must reach Step Functions, or the state waits
-        echo(f"[quetzal] step failed: {type(ex).__name__}: {ex}")
+        out(f"[quetzal] step failed: {type(ex).__name__}: {ex}")
         if not isinstance(ex, InvalidEvent) and not type(ex).__module__.startswith("quetzal_deploy"):
-            echo(traceback.format_exc())
+            out(traceback.format_exc())
         reporter.failure(ex)
         return 1
     return 0 if reporter.success(result.event) else 1
@@ -199,11 +199,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the outcome to this file as JSON")
     args = parser.parse_args(argv)
 
-    def echo(line: str) -> None:
+    def out(line: str) -> None:
         print(line, flush=True)
 
-    reporter = Reporter(os.environ.get(TOKEN_VARIABLE), echo=echo, output=args.output)
-    return run(args.event, args.time_limit_s, os.environ, reporter, echo=echo)
+    reporter = Reporter(os.environ.get(TOKEN_VARIABLE), out=out, output=args.output)
+    return run(args.event, args.time_limit_s, os.environ, reporter, out=out)
 
 
 if __name__ == "__main__":

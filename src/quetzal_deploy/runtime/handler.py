@@ -6,7 +6,7 @@
 finds the code in ``LAMBDA_TASK_ROOT`` (or the current folder), takes the
 deadline from the context and the image tag from ``IMAGE_TAG``, and calls ``run_step``.
 
-``run_step(event, *, storage, workdir, task_root, time_left_s, image_tag, echo=print,
+``run_step(event, *, storage, workdir, task_root, time_left_s, image_tag, out=print,
 extra_env=None, platform="Lambda")`` is the reusable core (the local runner calls it with a
 ``FolderStorage`` and ``AWS_EXECUTION_ENV`` in ``extra_env``, which the notebook's process gets;
 ``runtime.cli`` calls it on Fargate, where ``platform`` names the limit in a timeout's message):
@@ -82,18 +82,18 @@ def safety_margin(time_left_s: float) -> float:
 
 
 @contextmanager
-def phase(name: str, durations: dict, echo, detail=lambda: ""):
+def phase(name: str, durations: dict, out, detail=lambda: ""):
     """Time one phase and print its line, whether it succeeds or fails."""
     started = time.monotonic()
     try:
         yield
     finally:
         durations[name] = time.monotonic() - started
-        echo(f"[quetzal] {name}: {durations[name]:.2f} s{detail()}")
+        out(f"[quetzal] {name}: {durations[name]:.2f} s{detail()}")
 
 
 def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path,
-               stop_at: float, log_key: str, echo, extra_env: dict | None = None,
+               stop_at: float, log_key: str, out, extra_env: dict | None = None,
                platform: str = LAMBDA) -> Outcome:
     """Run the notebook until ``stop_at`` (``time.monotonic``); upload its log whatever happens."""
     private = workdir / PRIVATE
@@ -108,7 +108,7 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
             env=child_environment(task_root, step.notebook, private, extra_env),
             log_path=log_path,
             budget_s=stop_at - time.monotonic(),  # conversion may have taken some
-            echo=echo,
+            out=out,
         )
         if outcome.timed_out:
             with log_path.open("a", encoding="utf-8") as log:
@@ -155,12 +155,12 @@ def returned_event(event: dict, outcome: Outcome, step: StepEvent) -> dict:
     return merged
 
 
-def set_run_info(info_path: Path, image_tag: str, email: str, echo) -> None:
+def set_run_info(info_path: Path, image_tag: str, email: str, out) -> None:
     """Record in ``info.json`` the image that produced the outputs, who ran it and when."""
     raw = info_path.read_bytes() if info_path.is_file() else None
     info = parse_info(raw)
     if raw is not None and not info:
-        echo(f"[quetzal] WARNING: {info_path.name} is not a JSON object; rewriting it.")
+        out(f"[quetzal] WARNING: {info_path.name} is not a JSON object; rewriting it.")
     info_path.write_bytes(info_bytes(stamped(info, email, model_tag=image_tag)))
 
 
@@ -174,7 +174,7 @@ def copy_model_inputs(task_root: Path, workdir: Path) -> int:
 
 
 def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_left_s: float,
-             image_tag: str, echo=print, extra_env: dict | None = None,
+             image_tag: str, out=print, extra_env: dict | None = None,
              platform: str = LAMBDA) -> StepResult:
     """Run one pipeline step; see the module docstring for the phases."""
     deadline = time.monotonic() + time_left_s
@@ -183,24 +183,24 @@ def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_le
     workdir = check_workdir(workdir, task_root)
     result = StepResult(event={}, log_key=step.scenario + log_name(step.notebook_path))
     times = result.durations
-    echo(f"[quetzal] {step.notebook_path} on {step.scenario} (image {image_tag})")
+    out(f"[quetzal] {step.notebook_path} on {step.scenario} (image {image_tag})")
 
-    with phase("clean", times, echo):
+    with phase("clean", times, out):
         empty_folder(workdir)
-    with phase("download", times, echo, lambda: f" ({result.downloaded} files)"):
+    with phase("download", times, out, lambda: f" ({result.downloaded} files)"):
         result.downloaded = copy_model_inputs(task_root, workdir)
         result.downloaded += storage.download_prefix(step.scenario, workdir)
     empty_folder(workdir / PRIVATE)
-    with phase("run", times, echo):
+    with phase("run", times, out):
         outcome = run_logged(step, storage, workdir, task_root, deadline - margin_s,
-                             result.log_key, echo, extra_env, platform)
+                             result.log_key, out, extra_env, platform)
     result.peak_memory_mb = outcome.peak_memory_mb
     result.workdir_mb = size_mb(workdir)
     check_outcome(outcome, step, result.log_key, margin_s, platform)
     result.event = returned_event(event, outcome, step)
 
-    set_run_info(workdir / "info.json", image_tag, event.get("metadata", {}).get("user_email", ""), echo)
-    with phase("upload", times, echo, lambda: f" ({result.uploaded} files)"):
+    set_run_info(workdir / "info.json", image_tag, event.get("metadata", {}).get("user_email", ""), out)
+    with phase("upload", times, out, lambda: f" ({result.uploaded} files)"):
         result.uploaded = storage.upload_tree(workdir, step.scenario,
                                               exclude=EXCLUDED + (f"{PRIVATE}/",),
                                               metadata=step.metadata)
@@ -233,6 +233,6 @@ def handler(event, context):
         task_root=default_task_root(),
         time_left_s=context.get_remaining_time_in_millis() / 1000,
         image_tag=os.environ.get("IMAGE_TAG") or "unknown",
-        echo=lambda line: print(line, flush=True),
+        out=lambda line: print(line, flush=True),
     )
     return result.event

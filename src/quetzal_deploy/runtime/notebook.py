@@ -5,7 +5,7 @@ The script is the ``.py`` converted at image build time next to the notebook; wh
 IPython syntax refused with the fix).
 The child gets ``argv[1] = json.dumps(launcher_arg)``, cwd = the notebook's folder,
 ``PYTHONPATH`` = the task root and the notebook's folder, and its caches under the working
-folder. Its output goes, line by line, to a log file and to ``echo``; ``RETURN: {...}`` lines
+folder. Its output goes, line by line, to a log file and to ``out``; ``RETURN: {...}`` lines
 (JSON or a Python literal) are noted, and so is ``end_of_notebook`` anywhere in the output (a
 notebook stops early by printing it or by evaluating the bare, undefined name: the ``NameError``
 names it). At the deadline the whole process group is killed;
@@ -123,11 +123,11 @@ def peak_mb(rusage) -> float:
     return rusage.ru_maxrss * scale / 2**20
 
 
-def read_output(stream, log_file, outcome: Outcome, echo) -> None:
+def read_output(stream, log_file, outcome: Outcome, out) -> None:
     for raw in stream:
         log_file.write(raw)
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        echo(line)
+        out(line)
         outcome.tail.append(line)
         if line.startswith(RETURN_PREFIX):
             outcome.returns.append(line[len(RETURN_PREFIX):].strip())
@@ -173,7 +173,7 @@ CHILDREN = Children()
 
 
 def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: Path,
-               budget_s: float, echo=print) -> Outcome:
+               budget_s: float, out=print) -> Outcome:
     """Run ``script`` with ``argument`` as argv[1] for at most ``budget_s`` seconds."""
     outcome = Outcome()
     started = time.monotonic()
@@ -183,7 +183,7 @@ def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: P
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         reader = threading.Thread(target=read_output,
-                                  args=(process.stdout, log_file, outcome, echo), daemon=True)
+                                  args=(process.stdout, log_file, outcome, out), daemon=True)
         reader.start()
         waiter = threading.Thread(target=wait_for, args=(process, outcome), daemon=True)
         waiter.start()

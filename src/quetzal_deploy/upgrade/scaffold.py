@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import quetzal_deploy
+from quetzal_deploy.output import Out
 from quetzal_deploy.upgrade.template import (
     UpgradeError,
     installed_version,
@@ -26,7 +27,6 @@ from quetzal_deploy.upgrade.template import (
 
 BRANCH = "quetzal-template"
 IDENTITY = ["-c", "user.name=quetzal-template", "-c", "user.email=quetzal-template@localhost"]
-Out = Callable[[str], None]
 
 
 def git(root: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -96,20 +96,20 @@ def merged(root: Path, commit: str) -> bool:
     return git(root, "merge-base", "--is-ancestor", commit, "HEAD", check=False).returncode == 0
 
 
-def check(root: Path, echo: Out = print) -> bool:
+def check(root: Path, out: Out = print) -> bool:
     """True when the repo's scaffolding is at the installed version (or newer); says which."""
     recorded, installed = read_record(root).version, installed_version()
     if recorded < installed:
-        echo(f"BEHIND: scaffolding from quetzal-template {recorded}, installed quetzal-deploy {installed}: "
+        out(f"BEHIND: scaffolding from quetzal-template {recorded}, installed quetzal-deploy {installed}: "
              "run `invoke upgrade`.")
         return False
     note = f" (newer than the installed {installed}: `pip install -r requirements-dev.txt`)" \
         if recorded > installed else ""
-    echo(f"OK: scaffolding at quetzal-template {recorded}{note}.")
+    out(f"OK: scaffolding at quetzal-template {recorded}{note}.")
     return True
 
 
-def upgrade(root: Path, confirm: Callable[[str], bool], echo: Out = print) -> bool:
+def upgrade(root: Path, confirm: Callable[[str], bool], out: Out = print) -> bool:
     """Render, show the template's diff, merge on ``confirm``; False when the user declined.
 
     Conflicts leave the merge in progress for the user and raise UpgradeError listing the files.
@@ -121,19 +121,19 @@ def upgrade(root: Path, confirm: Callable[[str], bool], echo: Out = print) -> bo
         project = render(record.answers, Path(scratch))
         new_tip = commit_render(root, project, tip, f"quetzal-template {version}, rendered by invoke upgrade")
     if merged(root, new_tip):
-        echo(f"Up to date: the template {version} renders the scaffolding this repo already has.")
+        out(f"Up to date: the template {version} renders the scaffolding this repo already has.")
         return True
     base = git(root, "merge-base", "HEAD", new_tip).stdout.strip()
-    echo(f"Template changes from {record.version} to {version}:")
-    echo(git(root, "diff", "--stat", base, new_tip).stdout.rstrip())
-    echo(git(root, "diff", base, new_tip).stdout.rstrip())
+    out(f"Template changes from {record.version} to {version}:")
+    out(git(root, "diff", "--stat", base, new_tip).stdout.rstrip())
+    out(git(root, "diff", base, new_tip).stdout.rstrip())
     if not confirm(f"Merge these template changes ({BRANCH} -> {current_branch(root)})?"):
-        echo("Nothing changed.")
+        out("Nothing changed.")
         return False
     if new_tip != tip:
         git(root, "update-ref", f"refs/heads/{BRANCH}", new_tip, tip)
     merge(root, version)
-    echo(f"Upgraded to quetzal-template {version}: review with `git show --stat HEAD`.")
+    out(f"Upgraded to quetzal-template {version}: review with `git show --stat HEAD`.")
     return True
 
 
