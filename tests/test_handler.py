@@ -329,7 +329,7 @@ def test_a_bare_call_id_is_the_scenario_folder_of_that_name(tmp_path, task_root,
     (bucket / "base").rename(bucket / call_id)
 
     result = run_step(make_event(scenario_path_S3=call_id), storage=FolderStorage(bucket), workdir=workdir,
-                      task_root=task_root, time_left_s=60, image_tag="local", echo=lambda line: None)
+                      task_root=task_root, time_left_s=60, image_tag="local", out=lambda line: None)
 
     assert result.event["scenario_path_S3"] == call_id  # passed on as the front end sent it
     assert json.loads((bucket / call_id / "outputs/seen.json").read_text())["argv"]["params"]

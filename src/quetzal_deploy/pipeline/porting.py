@@ -17,11 +17,12 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import (
     ECS_RUN_TASK,
     LAMBDA_INVOKE,
@@ -194,7 +195,7 @@ def handler_module_problem(path: str, source: str) -> str | None:
             "script (see the README's porting section: a plain Python handler).")
 
 
-def fix_file(settings, out: Callable[[str], None] = print) -> bool:
+def fix_file(settings, out: Out = print) -> bool:
     """Write the rewrites ``ported`` makes into ``step-functions.json`` (whole or not at all);
     False when there is nothing to rewrite."""
     path: Path = settings.definition_path
