@@ -8,7 +8,7 @@ resource "aws_cloudwatch_log_group" "lambda" {
 }
 
 resource "aws_iam_role" "lambda" {
-  name               = "${var.name}-lambda"
+  name               = local.names.lambda_role
   description        = "Runs the notebooks of ${var.name}: its own log group and its own bucket only."
   assume_role_policy = data.aws_iam_policy_document.service_assume["lambda"].json
   tags               = var.tags
@@ -25,7 +25,7 @@ data "aws_iam_policy_document" "lambda" {
 }
 
 resource "aws_iam_role_policy" "lambda" {
-  name   = "${var.name}-lambda"
+  name   = local.names.lambda_policy
   role   = aws_iam_role.lambda.id
   policy = data.aws_iam_policy_document.lambda.json
 }

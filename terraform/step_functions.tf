@@ -9,7 +9,7 @@ resource "aws_cloudwatch_log_group" "states" {
 }
 
 resource "aws_iam_role" "states" {
-  name               = "${var.name}-states"
+  name               = local.names.states_role
   description        = "Runs the ${var.name} pipeline: invokes the model's function (and the auth function) only."
   assume_role_policy = data.aws_iam_policy_document.service_assume["states"].json
   tags               = var.tags
@@ -40,7 +40,7 @@ data "aws_iam_policy_document" "states" {
 }
 
 resource "aws_iam_role_policy" "states" {
-  name   = "${var.name}-states"
+  name   = local.names.states_policy
   role   = aws_iam_role.states.id
   policy = data.aws_iam_policy_document.states.json
 }

@@ -31,7 +31,7 @@ data "aws_iam_policy_document" "user_assume" {
 resource "aws_iam_role" "user" {
   count = local.create_user_role ? 1 : 0
 
-  name               = "${var.name}-user"
+  name               = local.names.user_role
   description        = "Front end users of ${var.name}, through Cognito identity pool ${var.cognito_identity_pool_id}."
   assume_role_policy = data.aws_iam_policy_document.user_assume[0].json
   tags               = var.tags
@@ -49,9 +49,9 @@ data "aws_iam_policy_document" "user" {
 }
 
 resource "aws_iam_role_policy" "user" {
-  count = local.create_user_role ? 1 : 0
+  count = local.create_user_role && !local.user_policy_managed ? 1 : 0
 
-  name   = "${var.name}-user"
+  name   = local.names.user_policy
   role   = aws_iam_role.user[0].id
   policy = data.aws_iam_policy_document.user.json
 }

@@ -1,7 +1,8 @@
 # This model's AWS stack, from the module vendored in modules/quetzal-model.
 # `invoke infra` (or `invoke deploy` the first time) runs terraform here with
 # {{ cookiecutter.model_name }}.tfvars and .env's values as -var (model name, region, sizes...);
-# see terraform's README in that folder for the inputs.
+# see terraform's README in that folder for the inputs. resource_names, admin_role_name and
+# user_role_managed_policies are set in the .tfvars of a model adopted from the backend's Terraform.
 module "model" {
   source = "./modules/quetzal-model"
 
@@ -19,6 +20,10 @@ module "model" {
   cognito_identity_pool_id = var.cognito_identity_pool_id
   config_bucket_name       = var.config_bucket_name
   tags                     = { model = var.model_name }
+
+  resource_names             = var.resource_names
+  admin_role_name            = var.admin_role_name
+  user_role_managed_policies = var.user_role_managed_policies
 
   create_fargate             = var.create_fargate
   fargate_cluster_name       = var.fargate_cluster_name

@@ -117,3 +117,22 @@ variable "fargate_security_group_ids" {
   type        = list(string)
   default     = []
 }
+
+# A stack adopted from the backend's Terraform keeps its production names (set in the .tfvars).
+variable "resource_names" {
+  description = "IAM role and policy names when they differ from the module's defaults (an adopted stack)."
+  type        = any
+  default     = {}
+}
+
+variable "admin_role_name" {
+  description = "Existing admins' role that gets an inline policy on the model's bucket (empty: none)."
+  type        = string
+  default     = ""
+}
+
+variable "user_role_managed_policies" {
+  description = "Existing managed policies attached to the user role."
+  type        = list(string)
+  default     = []
+}
