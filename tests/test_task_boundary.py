@@ -91,3 +91,10 @@ def test_a_task_logs_nothing_without_debug(default_bake):
     loud = run_task(default_bake, "config", env={"QUETZAL_DEBUG": "1"})
     assert loud.returncode == 0 and "DEBUG quetzal_deploy" in loud.stderr
     assert loud.stdout == quiet.stdout
+
+
+def test_debug_shows_which_aws_endpoint_and_clients_a_task_uses(aws, baked_repo):
+    done = run_task(baked_repo, "executions", env={"QUETZAL_DEBUG": "1"})
+    assert f"AWS session: profile (the chain's), region ca-central-1, endpoint {aws}" in done.stderr
+    assert "AWS client: stepfunctions" in done.stderr
+    assert done.stderr.rstrip().splitlines()[-1].startswith("ERROR: ")  # no state machine: a known error

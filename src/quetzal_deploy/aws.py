@@ -6,6 +6,8 @@ boto3 itself, so an emulator needs no special case here.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
@@ -32,6 +34,7 @@ from quetzal_deploy.runtime.transfer import boto_session
 from quetzal_deploy.settings import Settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 RETRIES = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 # What botocore raises for a call: the service's answer, or a failure before or around it.
 AWS_ERRORS = (BotoCoreError, ClientError)
@@ -144,11 +147,14 @@ class Aws:
     def session(self) -> boto3.Session:
         if self._session is not None:
             return self._session
+        log.debug("AWS session: profile %s, region %s, endpoint %s", self.settings.profile or "(the chain's)",
+                  self.settings.region, os.environ.get("AWS_ENDPOINT_URL") or "(AWS's)")
         with translated():
             return boto_session(profile_name=self.settings.profile, region_name=self.settings.region)
 
     def client(self, service: str):
         """A client with standard retries, for this model's region."""
+        log.debug("AWS client: %s", service)
         return self.session.client(service, region_name=self.settings.region, config=RETRIES)
 
     @cached_property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ COMMANDS = ("init", "plan", "apply", "destroy", "output", "workspace_new", "work
             "workspace_delete")
 
 Runner = Callable[..., subprocess.CompletedProcess]
+log = logging.getLogger(__name__)
 
 
 class TerraformError(QuetzalError):
@@ -59,6 +61,7 @@ class Terraform:
     def call(self, args: Sequence[str], quiet: bool) -> subprocess.CompletedProcess:
         """Run ``terraform args...``; its output goes to the terminal unless ``quiet``."""
         output = subprocess.PIPE if quiet else None
+        log.debug("terraform %s (in %s)", " ".join(args), self.workdir)
         try:
             return self.runner([self.executable, *args], cwd=self.workdir, env=self.env,
                                stdout=output, stderr=output, text=True, check=False)
