@@ -11,7 +11,10 @@
   size: parts are read from the file as they are sent, and a download's writes wait in a short
   queue (``QUEUED_WRITES``).
 - A download lands in a temporary file renamed into place: a reader sees the old file or the new
-  one, never half of it. Sizes and ETags come from the listing, so no HeadObject is sent.
+  one, never half of it. Large ones too (s3transfer writes into our file object), so a killed
+  process leaves only hidden ``.<name>.<pid>.<thread>.quetzal-part`` files, which no sync reads
+  and ``sweep_parts`` deletes once their process is gone. Sizes and ETags come from the listing,
+  so no HeadObject is sent.
 - An upload's ``checksum`` metadata (the front end's SHA-256, ``checksum.py``) is the hash of the
   bytes sent. A small file is hashed from the bytes in memory. A large file's digest is taken
   once, before it is sent (or given by the caller, who read it for a plan), and what proves that
@@ -176,9 +179,44 @@ class Listed(BaseSubscriber):
         self.progress(bytes_transferred)
 
 
+def part_path(target: Path) -> Path:
+    """The temporary file ``target`` is written through: hidden, named by this process (``pid``)
+    and thread, ending in ``PART_SUFFIX``; never listed or uploaded, swept by ``sweep_parts``."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}{PART_SUFFIX}")
+
+
+def part_owner(name: str) -> int | None:
+    """The process id in a ``part_path`` file name, or None when the name is not one."""
+    pieces = name.rsplit(PART_SUFFIX, 1)[0].split(".") if name.endswith(PART_SUFFIX) else []
+    return int(pieces[-2]) if len(pieces) >= 3 and pieces[-2].isdigit() else None
+
+
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def sweep_parts(folder: Path) -> list[Path]:
+    """Delete the part files under ``folder`` that a killed process left (its pid is gone)."""
+    swept = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            owner = part_owner(name)
+            if owner is not None and owner != os.getpid() and not alive(owner):
+                (Path(parent) / name).unlink(missing_ok=True)
+                swept.append(Path(parent) / name)
+    return swept
+
+
 def replace_atomically(target: Path, write: Callable[[Path], object]) -> None:
-    """Write ``target`` through a temporary file beside it, renamed into place."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}{PART_SUFFIX}")
+    """Write ``target`` through a temporary file beside it (``part_path``), renamed into place."""
+    temporary = part_path(target)
     try:
         write(temporary)
         os.replace(temporary, target)
@@ -240,9 +278,19 @@ class Transfers:
                  progress: Progress = no_progress) -> Future:
         """Fetch ``key`` (``size`` and ``etag`` from the listing) to ``target``."""
         if size >= MULTIPART_BYTES:
-            return self.manager.download(self.bucket, key, str(target),
-                                         subscribers=[Listed(progress, size, etag.strip('"'))])
+            return self.pool.submit(self._download_parts, key, Path(target), size, etag, progress)
         return self.pool.submit(self._download, key, Path(target), etag, progress)
+
+    def _download_parts(self, key: str, target: Path, size: int, etag: str, progress: Progress) -> None:
+        """s3transfer's ranged GETs written into our own part file (``part_path``), not into the
+        ``<name>.<random>`` file it would leave beside ``target`` if the process were killed."""
+
+        def write(temporary: Path) -> None:
+            with temporary.open("wb") as stream:
+                self.manager.download(self.bucket, key, stream,
+                                      subscribers=[Listed(progress, size, etag.strip('"'))]).result()
+
+        replace_atomically(target, write)
 
     def _download(self, key: str, target: Path, etag: str, progress: Progress) -> None:
         """One GetObject of the version listed (``IfMatch``: a replaced object is an error)."""

@@ -32,8 +32,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.runtime.errors import StepError, UnsafeKey
 from quetzal_deploy.runtime.paths import safe_relative, shown, target_in, tree_files
-from quetzal_deploy.runtime.transfer import WORKERS as CONCURRENCY
 from quetzal_deploy.runtime.transfer import (
+    PART_SUFFIX,
     Digest,
     Stamp,
     Transfers,
@@ -43,6 +43,7 @@ from quetzal_deploy.runtime.transfer import (
     replace_atomically,
     settled,
 )
+from quetzal_deploy.runtime.transfer import WORKERS as CONCURRENCY
 
 DELETE_BATCH = 1000  # DeleteObjects limit
 SHOWN_NAMES = 10
@@ -77,13 +78,18 @@ class RemoteObject:
 
 @dataclass
 class UploadPlan:
-    """What an upload would do; ``existing`` counts the objects already under the prefix."""
+    """What an upload would do; ``remote`` is the prefix's listing the plan was made from."""
 
     prefix: str
     upload: list[LocalFile] = field(default_factory=list)
     skip: list[LocalFile] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
-    existing: int = 0
+    remote: dict[str, RemoteObject] = field(default_factory=dict)
+
+    @property
+    def existing(self) -> int:
+        """How many objects were already under the prefix."""
+        return len(self.remote)
 
     @property
     def changes(self) -> bool:
@@ -107,6 +113,7 @@ class DownloadPlan:
     fetch: list[RemoteObject] = field(default_factory=list)
     skip: list[RemoteObject] = field(default_factory=list)
     overwrite: list[str] = field(default_factory=list)
+    generation: object = None  # the scenario's upload lease when planned (``sync.lease``)
 
     def describe(self, all_names: bool = False) -> list[str]:
         lines = [f"{self.prefix}: {len(self.fetch)} to download ({len(self.overwrite)} replacing "
@@ -175,7 +182,7 @@ def read_local(folder: Path, include: Callable[[str], bool], concurrency: int = 
     leading outside the folder, loops, pipes are errors); any unreadable one is an error. With a
     ``cache`` folder, files unchanged since the last read are not read again (``DigestCache``)."""
     try:
-        files = tree_files(folder, lambda rel: not include(rel))
+        files = tree_files(folder, lambda rel: rel.endswith(PART_SUFFIX) or not include(rel))
     except StepError as ex:
         raise SyncError(str(ex)) from ex
     return digest_files(files, concurrency, DigestCache(cache, folder))
@@ -268,11 +275,13 @@ class S3Prefix:
             upload=[f for rel, f in sorted(local.items()) if rel not in same],
             skip=[f for rel, f in sorted(local.items()) if rel in same],
             delete=sorted(rel for rel in remote if rel not in local and owned(rel)),
-            existing=len(remote),
+            remote=dict(remote),
         )
 
-    def upload(self, plan: UploadPlan, metadata: Mapping[str, str]) -> None:
-        """Upload, then delete; if an upload fails, undo the others and delete nothing."""
+    def upload(self, plan: UploadPlan, metadata: Mapping[str, str],
+               check: Callable[[], object] | None = None) -> None:
+        """Upload, then delete; if an upload fails, undo the others and delete nothing. ``check()``
+        runs before the deletions (it raises to keep them from happening)."""
 
         def send(transfers: Transfers, file: LocalFile, progress: Callable[[int], object]):
             """Upload one file; its future gives the version it created (None if unversioned)."""
@@ -284,12 +293,25 @@ class S3Prefix:
             rel, ex = failed[0]
             raise SyncError(
                 f"{len(failed)} of {len(plan.upload)} uploads to s3://{self.bucket}/{self.prefix} failed "
-                f"(first: {rel}: {ex}). {self._roll_back(written)} Fix the cause and re-run."
+                f"(first: {rel}: {ex}). {self._roll_back(written, plan)} Fix the cause and re-run."
             ) from ex
+        if check:
+            check()
         self._delete([{"Key": self.prefix + rel} for rel in plan.delete])
 
-    def _roll_back(self, written: Mapping[str, str | None]) -> str:
-        """Delete the versions this run wrote, so the previous ones are current again; says how it went."""
+    def abort_multipart(self, which: Callable[[dict], bool]) -> None:
+        """Abort the incomplete multipart uploads under the prefix for which ``which(upload)`` (a
+        ListMultipartUploads entry): what a killed upload leaves, stored and billed but never listed."""
+        for page in self.s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                              Prefix=self.prefix):
+            for upload in page.get("Uploads", []):
+                if which(upload):
+                    self.s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                   UploadId=upload["UploadId"])
+
+    def _roll_back(self, written: Mapping[str, str | None], plan: UploadPlan) -> str:
+        """Delete the versions this run wrote, so the previous ones are current again; says how it
+        went: "exactly as it was" only once a new listing matched the plan's, object for object."""
         versions = [{"Key": self.prefix + rel, "VersionId": version}
                     for rel, version in written.items() if version not in {None, "null"}]
         if len(versions) < len(written):
@@ -297,11 +319,21 @@ class S3Prefix:
                     "already uploaded stay replaced.")
         try:
             self._delete(versions)
+            keys = {self.prefix + f.rel for f in plan.upload}  # s3transfer aborts only what it saw fail
+            self.abort_multipart(lambda upload: upload["Key"] in keys)
+            now = self.list()
         except (BotoCoreError, ClientError, SyncError) as ex:
             return (f"Nothing was deleted, but the {len(written)} file(s) already uploaded could not be "
                     f"rolled back ({ex}): each object is either as it was or fully replaced.")
+        differ = sorted(rel for rel in now.keys() | plan.remote.keys()
+                        if now.get(rel) != plan.remote.get(rel))
+        if differ:
+            return (f"Nothing was deleted and the {len(written)} file(s) uploaded were rolled back, but "
+                    f"{len(differ)} object(s) differ from before the upload, changed by someone else "
+                    f"meanwhile: {', '.join(shown(rel) for rel in differ[:SHOWN_NAMES])}.")
         return (f"The {len(written)} file(s) already uploaded were rolled back: "
-                f"s3://{self.bucket}/{self.prefix} is exactly as it was.")
+                f"s3://{self.bucket}/{self.prefix} is exactly as it was (checked: {len(now)} objects "
+                "listed as before).")
 
     def _delete(self, objects: list[dict[str, str]]) -> None:
         """DeleteObjects in batches; ``objects`` are ``{"Key"[, "VersionId"]}``."""

@@ -8,11 +8,13 @@ there by a plain upload). A download fetches everything, outputs and logs includ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -22,7 +24,9 @@ from quetzal_deploy.runtime.checksum import bytes_checksum
 from quetzal_deploy.runtime.info import STAMP_KEYS, info_bytes, parse_info, stamped
 from quetzal_deploy.runtime.names import COMMON, InvalidScenarioName, check_scenario_name
 from quetzal_deploy.runtime.paths import shown
+from quetzal_deploy.runtime.transfer import alive, sweep_parts
 from quetzal_deploy.settings import Settings
+from quetzal_deploy.sync.lease import Lease, LeaseHeld, generation
 from quetzal_deploy.sync.s3sync import DownloadPlan, S3Prefix, UploadPlan
 
 LOCK_KEY = f"{COMMON}/lock.json"
@@ -58,6 +62,10 @@ class ScenarioUpload:
     @property
     def changes(self) -> bool:
         return self.files.changes or self.info_changed
+
+    def deleted_results(self) -> int:
+        """How many of the bucket's run results (``outputs/``, ``logs/``) the upload deletes."""
+        return sum(1 for rel in self.files.delete if rel.split("/")[0] in RUN_RESULTS)
 
     def describe(self, all_names: bool = False) -> list[str]:
         stamp = [f"  update {INFO} (last_modified_date, last_modified_email)"] if self.changes else []
@@ -186,9 +194,33 @@ class ScenarioStore:
         with self.errors():
             return self.prefix(prefix).plan_folder(folder, include)
 
+    def download_marker(self, name: str) -> Path:
+        """Written when a download of ``name`` starts, removed when it completes: while it exists,
+        the local folder may lack files the bucket has, so an upload would delete them."""
+        digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+        return self.settings.root / ".quetzal" / "downloads" / f"{digest}.json"
+
+    def check_not_half_downloaded(self, name: str) -> None:
+        """Refuse to upload a folder whose last download did not finish (or is running)."""
+        marker = self.download_marker(name)
+        if not marker.is_file():
+            return
+        try:
+            started = json.loads(marker.read_text())
+            pid, when = int(started["pid"]), str(started["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pid, when = 0, "at an unknown time"
+        state = (f"is still running (pid {pid})" if pid and alive(pid)
+                 else f"started {when} did not finish (killed or failed)")
+        raise ConfigError(
+            f"the download of {name!r} into {local_scenario(self.settings, name)} {state}: the folder may "
+            f"lack files, and an upload would delete them from s3://{self.bucket}/{name}/. Run "
+            f"`invoke download-scenario {name}` to completion, then upload. Nothing was uploaded.")
+
     def plan_upload(self, name: str, with_outputs: bool = False) -> ScenarioUpload:
         include = scenario_files(with_outputs)
         folder = local_scenario(self.settings, name)
+        self.check_not_half_downloaded(name)
         files = self.plan_folder(name, folder, include)
         local_info = folder / INFO
         if not (files.upload or files.skip or local_info.is_file()):
@@ -204,11 +236,20 @@ class ScenarioStore:
         found = s3_object(self.s3, self.bucket, key, self.settings.profile, self.known)
         return None if found is None else found[0]
 
-    def upload(self, plan: ScenarioUpload | UploadPlan, email: str) -> None:
-        """Sync the files, then (a scenario) write its stamped ``info.json``."""
+    def lease(self, name: str, email: str) -> Lease:
+        """The scenario's upload lease (``sync.lease``): ``with store.lease(...)`` holds it."""
+        return Lease(self.s3, self.bucket, name, email, self.settings.profile, self.known)
+
+    def upload(self, plan: ScenarioUpload | UploadPlan, email: str, lease: Lease | None = None) -> None:
+        """Sync the files, then (a scenario) write its stamped ``info.json``. Under a held ``lease``,
+        multipart uploads a killed upload left under the prefix are aborted first, and nothing is
+        deleted once the lease was lost."""
         files = plan.files if isinstance(plan, ScenarioUpload) else plan
+        prefix = self.prefix(files.prefix)
         with self.errors():
-            self.prefix(files.prefix).upload(files, {"user_email": email})
+            if lease:
+                prefix.abort_multipart(lambda upload: upload["Initiated"] < lease.acquired_at)
+            prefix.upload(files, {"user_email": email}, lease.check if lease else None)
         if isinstance(plan, ScenarioUpload) and plan.changes:
             self.put_json(f"{files.prefix}{INFO}", info_bytes(stamped(plan.info, email)), email)
 
@@ -226,17 +267,40 @@ class ScenarioStore:
         return sorted(p for p in prefixes if p != COMMON)
 
     def plan_download(self, name: str) -> DownloadPlan:
+        """What to fetch; refused while an upload of the scenario holds its lease (the plan keeps
+        the lease's generation, which ``download`` checks again at the end)."""
+        found = self.lease(name, "").read()
+        if found and found.active():
+            raise LeaseHeld(self.lease(name, "").held_message(found, "nothing was downloaded"))
         with self.errors():
             plan = self.prefix(name).plan_download(not_a_link(self.settings.scenarios_dir / name),
                                                    lambda rel: not is_hidden(rel))
         if not (plan.fetch or plan.skip):
             existing = shown(", ".join(self.remote_scenarios())) or "none"
             raise QuetzalError(f"no scenario {name!r} in bucket {self.bucket} (existing: {existing})")
+        plan.generation = generation(found)
         return plan
 
     def download(self, plan: DownloadPlan) -> None:
+        """Fetch the plan's files, with ``download_marker`` present until every one is in place;
+        part files a killed download left in the folder are swept first."""
+        marker = self.download_marker(plan.prefix.rstrip("/"))
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        started = {"scenario": plan.prefix.rstrip("/"), "pid": os.getpid(),
+                   "started": datetime.now(UTC).isoformat(timespec="seconds")}
+        marker.write_text(json.dumps(started))
+        if plan.folder.is_dir():
+            sweep_parts(plan.folder)
         with self.errors():
             self.prefix(plan.prefix).download(plan)
+        lease = self.lease(plan.prefix.rstrip("/"), "")
+        found = lease.read()
+        if (found and found.active()) or generation(found) != plan.generation:
+            raise LeaseHeld(f"an upload ran while {plan.prefix} was downloaded (by "
+                            f"{found.who() if found else 'someone'}): the local files may mix two versions. "
+                            f"Re-run `invoke download-scenario {plan.prefix.rstrip('/')}` once it ended; "
+                            "until then an upload of this folder is refused.")
+        marker.unlink()
 
     def locked(self) -> list[str]:
         """The protected scenarios the front end reads; ``["base"]`` when lock.json is absent."""

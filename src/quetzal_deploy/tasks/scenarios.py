@@ -8,6 +8,16 @@ EMAIL_HELP = "email written as user_email metadata (default: $QUETZAL_USER_EMAIL
 YES_HELP = "do not ask for confirmation (for scripts)"
 
 
+def confirm_upload(store, name: str, plan, yes: bool) -> None:
+    """Ask before deleting the cloud run's results, and before replacing a protected scenario."""
+    bucket = store.settings.bucket
+    if plan.deleted_results():
+        confirm_or_cancel(f"{plan.deleted_results()} object(s) of the cloud run's outputs/ and logs/ on "
+                          f"s3://{bucket}/{name}/ are not in the local folder and will be deleted: continue?", yes)
+    if plan.existing and name in store.locked():
+        confirm_or_cancel(f"{name} is protected on s3://{bucket}/: replace it?", yes)
+
+
 @quetzal_task(aws=True, help={
     "names": "scenario folder(s) under scenarios/, comma-separated: base or base,other",
     "dry_run": "print the plan (files to upload, unchanged, to delete) and change nothing",
@@ -38,9 +48,16 @@ def upload_scenarios(settings, names, dry_run=False, with_outputs=False, yes=Fal
         print("\n".join(plan.describe(all_names=dry_run)))
         if dry_run or not plan.changes:
             continue
-        if plan.existing and name in store.locked():
-            confirm_or_cancel(f"{name} is protected on s3://{settings.bucket}/: replace it?", yes)
-        store.upload(plan, email)
+        confirm_upload(store, name, plan, yes)
+        with store.lease(name, email) as lease:  # one upload of a scenario at a time: plan again under it
+            confirmed = plan.deleted_results()
+            plan = store.plan_upload(name, with_outputs)
+            if not plan.changes:
+                continue
+            if plan.deleted_results() > confirmed:
+                print("\n".join(plan.describe()))
+                confirm_upload(store, name, plan, yes)
+            store.upload(plan, email, lease)
         print(f"{name}: synced to s3://{settings.bucket}/{name}/")
     if dry_run:
         print("Dry run: nothing was changed.")
