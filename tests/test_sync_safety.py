@@ -118,7 +118,8 @@ def test_download_killed_mid_file_leaves_nothing_an_upload_mistakes_for_data(syn
     out = ok(invoke(synced, "upload-scenarios", "base", "--yes"))
     assert "0 to delete" in out
     assert remote_files(s3, bucket, "base/inputs/big.bin") == {"": big}
-    assert set(remote_files(s3, bucket, "base/")) == {k[len("base/"):] for k in before if k.startswith("base/")}
+    scenario = {key[len("base/"):] for key in before if key.startswith("base/")}
+    assert set(remote_files(s3, bucket, "base/")) == scenario
 
 
 def test_upload_killed_mid_multipart_is_aborted_by_the_next_upload(synced, s3, recorder):

@@ -13,7 +13,8 @@ def confirm_upload(store, name: str, plan, yes: bool) -> None:
     bucket = store.settings.bucket
     if plan.deleted_results():
         confirm_or_cancel(f"{plan.deleted_results()} object(s) of the cloud run's outputs/ and logs/ on "
-                          f"s3://{bucket}/{name}/ are not in the local folder and will be deleted: continue?", yes)
+                          f"s3://{bucket}/{name}/ are not in the local folder and will be deleted: "
+                          "continue?", yes)
     if plan.existing and name in store.locked():
         confirm_or_cancel(f"{name} is protected on s3://{bucket}/: replace it?", yes)
 
