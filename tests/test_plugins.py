@@ -4,6 +4,7 @@ here, driven as a user does (``invoke`` in the repo) against moto over HTTP and 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 import uuid
@@ -221,12 +222,56 @@ def test_an_installed_plugin_is_found_by_its_entry_point(baked_repo, tmp_path, m
 
 
 def test_an_installed_plugin_that_does_not_import_is_named(baked_repo, tmp_path, monkeypatch):
-    installed_plugin(tmp_path, "team_checks_not_installed")
+    """By its entry point and its distribution, so the user knows what to fix or uninstall."""
+    module = installed_plugin(tmp_path, "team_checks_not_installed")
+    dist = module.removesuffix(".py")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(PluginError, match="an installed plugin .entry point group 'quetzal_deploy'. failed "
-                                          "to load.*ModuleNotFoundError: No module named "
-                                          "'team_checks_not_installed'. Fix or uninstall it."):
+    with pytest.raises(PluginError) as raised:
         plugin_manager(baked_repo)
+    assert str(raised.value) == (
+        f"the installed plugin 'team' (entry point `team = team_checks_not_installed` in group "
+        f"'quetzal_deploy', distribution {dist} 1.0) failed to load: ModuleNotFoundError: No module named "
+        f"'team_checks_not_installed'. Fix it, or uninstall it: pip uninstall {dist}.")
+
+
+def test_an_installed_plugin_ending_the_process_on_import_is_named(baked_repo, tmp_path):
+    """Through invoke: the command says which plugin ended it and where, instead of stopping silently."""
+    site = tmp_path / "site"
+    module = installed_plugin(site, "")
+    (site / module).write_text("import sys\n\nsys.exit(0)\n")
+    done = run_task(baked_repo, "upload-scenarios", "base", "--dry-run",
+                    env={"PYTHONPATH": os.pathsep.join([str(site), os.environ["PYTHONPATH"]])})
+    out = failure(done)
+    dist = module.removesuffix(".py")
+    assert (f"ERROR: the installed plugin 'team' (entry point `team = {dist}` in group 'quetzal_deploy', "
+            f"distribution {dist} 1.0), while loading, called sys.exit(0) at {module}:3") in out
+
+
+@pytest.mark.parametrize("code, shown", [("", "None"), ("0", "0"), ("'stop'", "'stop'")])
+def test_a_hook_calling_sys_exit_is_an_error_naming_it(baked_repo, boto, code, shown):
+    """``sys.exit()`` in a check used to end ``upload-scenarios`` silently, exit code 0, nothing sent."""
+    s3 = boto.client("s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    write_plugins(baked_repo, f"""
+        import sys
+        from quetzal_deploy.plugins import hookimpl
+
+        @hookimpl
+        def quetzal_check_scenario(name):
+            sys.exit({code})
+    """)
+    out = failure(run_task(baked_repo, "upload-scenarios", "base", "--yes"))
+    assert (f"ERROR: plugin quetzal_plugins.py, hook quetzal_check_scenario, called sys.exit({shown}) at "
+            "quetzal_plugins.py:7, which would end the command without a word: a plugin returns, or raises "
+            "an exception saying what is wrong.") in out
+    assert bucket_keys(s3) == {}
+
+
+def test_a_plugin_module_calling_sys_exit_is_an_error_naming_it(baked_repo):
+    write_plugins(baked_repo, "import sys\n\nsys.exit(2)\n")
+    out = failure(run_task(baked_repo, "run", "--local", "base"))
+    assert "ERROR: plugin quetzal_plugins.py (" in out
+    assert "), while loading, called sys.exit(2) at quetzal_plugins.py:3, which would end" in out
 
 
 @pytest.mark.parametrize("answer, message", [

@@ -1,23 +1,13 @@
-"""Plugin hooks: a model extends the tools without forking them.
-
-Hooks are implemented in the model repo's ``quetzal_plugins.py`` (loaded by path, never put in
-``sys.modules``) or in an installed package that declares an entry point in the group
-``quetzal_deploy``. The package calls them through pluggy:
-
-- ``quetzal_check_scenario``: before ``invoke upload-scenarios`` sends anything; may refuse or warn;
-- ``quetzal_image_files``: files or folders to add to the image under ``LAMBDA_TASK_ROOT``;
-- ``quetzal_after_local_run``: after ``invoke run --local``, with the run's summary.
-
-An error in a plugin becomes a ``PluginError`` naming the plugin and the hook.
-"""
+"""Loading the plugins and calling their hooks; whatever a plugin does wrong is a ``PluginError``
+that names it (an installed one by distribution and entry point), the hook and the line."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any
@@ -26,11 +16,10 @@ import pluggy
 
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.output import Out
+from quetzal_deploy.plugins.spec import HOOKS, PROJECT, RunSummary, Specs, Verdict, Warn
+from quetzal_deploy.settings import Settings
 
-PROJECT = "quetzal_deploy"  # the hook markers' name and the entry point group
 MODULE_FILE = "quetzal_plugins.py"  # at the model repo's root
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 class PluginError(QuetzalError):
@@ -41,68 +30,25 @@ class ScenarioRefused(QuetzalError):
     """A plugin's check refused a scenario: nothing was uploaded."""
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """A ``quetzal_check_scenario`` answer: ``Refuse(message)`` or ``Warn(message)``."""
-
-    message: str
-
-
-class Refuse(Verdict):
-    """Do not upload: ``message`` says why and how to fix it."""
-
-
-class Warn(Verdict):
-    """Upload, but print ``message``."""
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What ``quetzal_after_local_run`` gets about a finished local run.
-
-    ``status`` is ``SUCCEEDED`` or ``FAILED``; each step has ``label``, ``notebook``, ``status``
-    (ok, failed, skipped), ``seconds``, ``peak_memory_mb``; ``outputs`` and ``logs`` are the run's
-    copies of the scenario's folders, absent when no step wrote any (``scenarios/<name>/`` itself
-    is never written by a run).
-    """
-
-    scenario: str
-    status: str
-    steps: tuple[Any, ...]
-    folder: Path
-    outputs: Path
-    logs: Path
-    error: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == "SUCCEEDED"
-
-
-class Specs:
-    """The hooks a plugin may implement (each with any subset of the arguments)."""
-
-    @hookspec
-    def quetzal_check_scenario(self, name: str, folder: Path, settings) -> Verdict | list | None:
-        """Check ``scenarios/<name>/`` (``folder``) before an upload: return ``Refuse(message)``,
-        ``Warn(message)``, a list of them, or None when all is well."""
-
-    @hookspec
-    def quetzal_image_files(self, root: Path, settings) -> dict[str, str | Path] | None:
-        """Files or folders to add to the image: ``{path under LAMBDA_TASK_ROOT: path on disk}``
-        (a relative path on disk is from the repo's root)."""
-
-    @hookspec
-    def quetzal_after_local_run(self, scenario: str, summary: RunSummary, settings) -> None:
-        """Act after ``invoke run --local`` (write a report, check outputs); raise to fail the task."""
-
-
-def where(ex: BaseException, source: str | None = None) -> str:
+def where(ex: BaseException, source: str | Path | None = None) -> str:
     """`` at file:line``: the innermost frame of ``ex``'s traceback in the file ``source`` (the
-    plugin's code, not the library it called), else the innermost one."""
+    plugin's code, not the library it called), else the innermost one outside the import machinery
+    (none: ``""``)."""
     frames = traceback.extract_tb(ex.__traceback__)
-    frames = [f for f in frames if f.filename == source] or frames
+    frames = ([f for f in frames if f.filename == str(source)]
+              or [f for f in frames if not machinery(f.filename)])
     return f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+
+
+def machinery(filename: str) -> bool:
+    """Frames of Python's import system and of this module, which say nothing about the plugin."""
+    return filename.startswith("<") or filename == __file__ or "importlib" in Path(filename).parts
+
+
+def exited(ex: SystemExit, source: str | Path | None = None) -> str:
+    """What a plugin calling ``sys.exit()`` did, and what it should do instead."""
+    return (f"called sys.exit({ex.code!r}){where(ex, source)}, which would end the command without a "
+            "word: a plugin returns, or raises an exception saying what is wrong")
 
 
 def load_module(path: Path) -> ModuleType:
@@ -118,8 +64,10 @@ def load_module(path: Path) -> ModuleType:
     except SyntaxError as ex:
         raise PluginError(f"plugin {MODULE_FILE} does not load: line {ex.lineno}: {ex.msg} "
                           f"({path}). Fix the syntax, or move the file away to run without it.") from ex
+    except SystemExit as ex:
+        raise PluginError(f"plugin {MODULE_FILE} ({path}), while loading, {exited(ex, path)}.") from ex
     except Exception as ex:
-        raise PluginError(f"plugin {MODULE_FILE} failed while loading{where(ex, str(path))}: "
+        raise PluginError(f"plugin {MODULE_FILE} failed while loading{where(ex, path)}: "
                           f"{type(ex).__name__}: {ex} ({path}).") from ex
     finally:
         del sys.modules[name]
@@ -130,31 +78,48 @@ def plugin_manager(root: Path) -> pluggy.PluginManager:
     """The hooks of the installed plugins (entry points) and of ``<root>/quetzal_plugins.py``."""
     manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(Specs)
-    try:
-        manager.load_setuptools_entrypoints(PROJECT)
-    except Exception as ex:
-        raise PluginError(f"an installed plugin (entry point group {PROJECT!r}) failed to load{where(ex)}: "
-                          f"{type(ex).__name__}: {ex}. Fix or uninstall it.") from ex
+    for entry in importlib.metadata.entry_points(group=PROJECT):
+        if manager.get_plugin(entry.name) is None and not manager.is_blocked(entry.name):
+            register(manager, load_installed(entry), entry.name)
     path = root / MODULE_FILE
     if path.is_file():
-        try:
-            manager.register(load_module(path), name=MODULE_FILE)
-        except pluggy.PluginValidationError as ex:
-            raise PluginError(f"plugin {MODULE_FILE}: {ex}") from ex
+        register(manager, load_module(path), MODULE_FILE)
     check_hook_names(manager)
     return manager
 
 
+def load_installed(entry: importlib.metadata.EntryPoint) -> Any:
+    """An installed plugin; one that does not import is named by its distribution and entry point."""
+    dist = entry.dist  # set for every entry point that entry_points() finds
+    named = (f"the installed plugin {entry.name!r} (entry point `{entry.name} = {entry.value}` in group "
+             f"{PROJECT!r}, distribution {dist.name} {dist.version})")
+    fix = f"Fix it, or uninstall it: pip uninstall {dist.name}."
+    try:
+        return entry.load()
+    except SystemExit as ex:
+        raise PluginError(f"{named}, while loading, {exited(ex)}. {fix}") from ex
+    except Exception as ex:
+        raise PluginError(f"{named} failed to load{where(ex)}: "
+                          f"{type(ex).__name__}: {ex}. {fix}") from ex
+
+
+def register(manager: pluggy.PluginManager, plugin: Any, name: str) -> None:
+    """Add a loaded plugin; pluggy's refusal (a hook with an argument no spec has) names it."""
+    try:
+        manager.register(plugin, name=name)
+    except pluggy.PluginValidationError as ex:
+        raise PluginError(f"plugin {name}: {ex}") from ex
+
+
 def check_hook_names(manager: pluggy.PluginManager) -> None:
     """A ``@hookimpl`` whose name is no hook (a typo) would never be called: refuse it."""
-    hooks = sorted(name for name in vars(Specs) if name.startswith("quetzal_"))
     for name, caller in vars(manager.hook).items():
-        if name not in hooks and not name.startswith("_"):
+        if name not in HOOKS and not name.startswith("_"):
             for impl in caller.get_hookimpls():
                 if impl.optionalhook:  # meant for a hook another plugin may declare
                     continue
                 raise PluginError(f"plugin {impl.plugin_name} implements {name!r}, which is not a hook: "
-                                  f"the hooks are {', '.join(hooks)}.")
+                                  f"the hooks are {', '.join(HOOKS)}.")
 
 
 def call_each(manager: pluggy.PluginManager, hook: str, **kwargs) -> list[tuple[str, Any]]:
@@ -163,17 +128,19 @@ def call_each(manager: pluggy.PluginManager, hook: str, **kwargs) -> list[tuple[
     answers = []
     for impl in reversed(getattr(manager.hook, hook).get_hookimpls()):
         others = [plugin for plugin in manager.get_plugins() if plugin is not impl.plugin]
+        source = impl.function.__code__.co_filename
         try:
             results = manager.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+        except SystemExit as ex:
+            raise PluginError(f"plugin {impl.plugin_name}, hook {hook}, {exited(ex, source)}.") from ex
         except Exception as ex:
-            source = impl.function.__code__.co_filename
             raise PluginError(f"plugin {impl.plugin_name}, hook {hook}, raised{where(ex, source)}: "
                               f"{type(ex).__name__}: {ex}") from ex
         answers.extend((impl.plugin_name, result) for result in results)
     return answers
 
 
-def check_scenarios(manager: pluggy.PluginManager, settings, names: list[str],
+def check_scenarios(manager: pluggy.PluginManager, settings: Settings, names: list[str],
                     out: Out = print) -> None:
     """Run every check on every scenario: warnings are printed, any refusal raises
     ``ScenarioRefused`` listing them all (call it before uploading anything)."""
@@ -194,7 +161,7 @@ def check_scenarios(manager: pluggy.PluginManager, settings, names: list[str],
         raise ScenarioRefused("\n".join(refusals) + "\nNothing was uploaded.")
 
 
-def image_files(manager: pluggy.PluginManager, settings) -> dict[str, Path]:
+def image_files(manager: pluggy.PluginManager, settings: Settings) -> dict[str, Path]:
     """``{path under LAMBDA_TASK_ROOT: file or folder on disk}`` that the plugins add to the image."""
     chosen: dict[str, tuple[str, Path]] = {}
     for plugin, answer in call_each(manager, "quetzal_image_files", root=settings.root, settings=settings):
@@ -223,7 +190,7 @@ def image_path(plugin: str, name: Any) -> str:
     return path.as_posix()
 
 
-def after_local_run(manager: pluggy.PluginManager, settings, summary: RunSummary) -> None:
+def after_local_run(manager: pluggy.PluginManager, settings: Settings, summary: RunSummary) -> None:
     """Call every ``quetzal_after_local_run`` (a raising one stops with a PluginError)."""
     call_each(manager, "quetzal_after_local_run", scenario=summary.scenario, summary=summary,
               settings=settings)
