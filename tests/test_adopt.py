@@ -107,7 +107,8 @@ def test_force_takes_the_template_version(tmp_path):
 
 
 @pytest.mark.parametrize(("env", "tfvars", "message"), [
-    ("AWS_BUCKET_NAME=quetzal-a\nAWS_LAMBDA_FUNCTION_NAME=quetzal-b\n", None, ".env names different resources"),
+    ("AWS_BUCKET_NAME=quetzal-a\nAWS_LAMBDA_FUNCTION_NAME=quetzal-b\n", None,
+     ".env names different resources"),
     ("# nothing\n", None, ".env names no model"),
     (None, 'quetzal_model_name = "quetzal-lyon"\necs_memory_size = 4096\necs_cpu_units = 1024\n',
      "whole-model ECS mode"),

@@ -155,7 +155,8 @@ def live_answers(session_for: Callable[[str], object]) -> Callable[[str, str], d
     def read(name: str, region: str) -> dict[str, str]:
         session = session_for(region)
         found: dict[str, str] = {}
-        function = unless_absent(lambda: session.client("lambda").get_function_configuration(FunctionName=name),
+        functions = session.client("lambda")
+        function = unless_absent(lambda: functions.get_function_configuration(FunctionName=name),
                                  {"ResourceNotFoundException"}, None)
         if function:
             found.update(lambda_memory_size=function["MemorySize"], lambda_time_limit=function["Timeout"],

@@ -39,16 +39,17 @@ def hcl(value) -> str:
 
 def adopted_tfvars(text: str, model: str) -> str:
     """The rendered ``<model>.tfvars`` with the production names, admin policy, retention and images."""
-    text = re.sub(r"(?m)^log_retention_days\s*=.*$", f"log_retention_days   = {ADOPTED_RETENTION_DAYS}", text)
-    text = re.sub(r"(?m)^ecr_keep_images\s*=.*$", f"ecr_keep_images      = {ADOPTED_KEEP_IMAGES}", text)
+    kept = {"log_retention_days": ADOPTED_RETENTION_DAYS, "ecr_keep_images": ADOPTED_KEEP_IMAGES}
+    for key, value in kept.items():
+        text = re.sub(rf"(?m)^{key}\s*=.*$", f"{key:<20} = {value}", text)
     names = resource_names(model)
     width = max(map(len, names))
     body = "\n".join(f"  {key:<{width}} = {hcl(value)}" for key, value in names.items())
     return (text.rstrip("\n") + "\n\n"
-            "# Adopted from the backend's Terraform (quetzal-deploy adopt): the stack keeps its production\n"
-            "# names, which Cognito groups, the front end and the backend use; `invoke infra --adopt` imports\n"
-            f"# it. Logs are kept {ADOPTED_RETENTION_DAYS} days and every image stays, as before: change them "
-            "when you choose.\n"
+            "# Adopted from the backend's Terraform (quetzal-deploy adopt): the stack keeps its\n"
+            "# production names, which Cognito groups, the front end and the backend use;\n"
+            f"# `invoke infra --adopt` imports it. Logs are kept {ADOPTED_RETENTION_DAYS} days and every\n"
+            "# image stays, as before: change them when you choose.\n"
             f"resource_names = {{\n{body}\n}}\n"
             f'admin_role_name            = "{ADMIN_ROLE}"\n'
             f'user_role_managed_policies = ["{CONFIG_POLICY}"]\n')

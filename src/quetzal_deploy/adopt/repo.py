@@ -93,7 +93,8 @@ class Adoption:
     def content(self, project: Path, path: str) -> str | None:
         """Ours, adjusted: a production stack's tfvars get its names."""
         if self.found.legacy and path == f"infra/{self.found.answers['model_name']}.tfvars":
-            return adopted_tfvars((project / path).read_text(encoding="utf-8"), self.found.answers["model_name"])
+            rendered = (project / path).read_text(encoding="utf-8")
+            return adopted_tfvars(rendered, self.found.answers["model_name"])
         return None
 
     def place(self, project: Path, path: str) -> None:
