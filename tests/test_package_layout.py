@@ -2,6 +2,7 @@
 README's table lists, and the runtime (shipped in the image) imports nothing else of the package."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,13 @@ def test_every_concern_of_the_readme_is_a_subpackage():
     for name in ALLOWED.keys() - {"shared", "__main__"}:
         assert (PACKAGE / name / "__init__.py").is_file(), name
     assert {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"} <= SHARED
+
+
+def test_the_architecture_picture_draws_the_allowed_imports():
+    """ARCHITECTURE.md's diagram: one arrow per allowed import between concerns (shared and tasks,
+    which may import all, are said in words), so the picture cannot drift from the rules."""
+    text = (PACKAGE.parents[1] / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    drawn = set(re.findall(r"^\s+(\w+) --> (\w+)$", text, flags=re.MULTILINE))
+    allowed = {(mine, other) for mine, others in ALLOWED.items() if mine not in {"tasks", "shared"}
+               for other in others - {"shared"}}
+    assert drawn == allowed
