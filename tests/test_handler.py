@@ -166,7 +166,7 @@ def test_step_result_reports_what_the_step_cost(s3, task_root, workdir):
     assert result.workdir_mb >= 3
     assert set(result.durations) == {"clean", "download", "run", "upload"}
     assert result.downloaded == len(INPUTS)
-    assert result.uploaded == 3  # outputs/big.bin, info.json, styles.json: nothing private
+    assert result.uploaded == 2  # outputs/big.bin, info.json: not the untouched styles.json, nothing private
     assert result.log_key == "base/logs/memory.txt"
 
 
@@ -259,7 +259,7 @@ def test_uploads_send_the_front_end_metadata(boto, s3, task_root, workdir):
              time_left_s=60, image_tag=TAG, out=lambda line: None)
 
     assert set(sent) == {"base/outputs/seen.json", "base/outputs/tables/summary.csv", "base/info.json",
-                         "base/styles.json", "base/logs/writes_outputs.txt"}
+                         "base/logs/writes_outputs.txt"}  # not the untouched styles.json
     for key, headers in sent.items():
         assert headers["x-amz-meta-user_email"] == b"modeller@example.org", key
         assert headers["x-amz-meta-checksum"] == hashlib.sha256(read(s3, key)).hexdigest().encode()

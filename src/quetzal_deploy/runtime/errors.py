@@ -33,3 +33,7 @@ class NotebookTimeout(StepError):
 
 class StateTooLarge(StepError):
     """The returned event would exceed the Step Functions state size limit."""
+
+
+class WriteConflict(StorageError):
+    """Another step of the execution changed a file this step changed too (parallel steps)."""

@@ -15,11 +15,15 @@ extra_env=None, platform="Lambda")`` is the reusable core (the local runner call
 2. clean: empty the working folder; download: the model-wide ``inputs/`` of the task root (when
    there is one) into ``inputs/``, then the scenario ``S/`` over it (scenario files win);
 3. run: the notebook's script as a child process (see ``notebook``), stopped a safety margin
-   before the deadline; its log goes to ``S/logs/<path under notebooks/>.txt`` in every case, then
-   ``NotebookTimeout`` / ``NotebookError`` (unless it printed ``end_of_notebook``);
+   before the deadline; its log goes to ``S/logs/<path under notebooks/>.txt`` in every case
+   (``log_keys``: a log is never replaced, so a notebook run several times in one execution, as
+   Map iterations, keeps one log per run), then ``NotebookTimeout`` / ``NotebookError`` (unless it
+   printed ``end_of_notebook``);
 4. merge its ``RETURN: {...}`` lines into the returned event (``StateTooLarge`` past the Step
-   Functions limit), set ``model_tag`` and the change stamp in ``info.json``, and upload:
-   everything but ``inputs/`` and ``logs/``, with the event's ``metadata`` as object metadata.
+   Functions limit), set ``model_tag`` and the change stamp in ``info.json``, and upload what the
+   step created or changed (not ``inputs/`` nor ``logs/``), with the event's ``metadata`` as
+   object metadata, each file only over the version it downloaded (``WriteConflict`` when a
+   parallel step changed it meanwhile; see ``storage``).
 
 It prints one timing line per phase and returns a ``StepResult``: the event for the next state
 and the step's statistics (phase durations, the notebook's peak memory, the folder's size).
@@ -47,7 +51,7 @@ from quetzal_deploy.runtime.notebook import (
     run_script,
     script_for,
 )
-from quetzal_deploy.runtime.storage import EXCLUDED, FolderStorage, S3Storage, Storage
+from quetzal_deploy.runtime.storage import EXCLUDED, FolderStorage, S3Storage, Snapshot, Storage
 from quetzal_deploy.runtime.workdir import PRIVATE, check_workdir, empty_folder, size_mb
 
 # The lambda:invoke result wraps the returned event (status, headers, request id: about 1 KiB)
@@ -92,10 +96,33 @@ def phase(name: str, durations: dict, out, detail=lambda: ""):
         out(f"[quetzal] {name}: {durations[name]:.2f} s{detail()}")
 
 
+INFO = "info.json"  # stamped by every step: written whatever a parallel step wrote
+MAX_LOGS = 100_000  # logs of one notebook in one scenario (a Map runs at most 10,000 items at once)
+
+
+def log_keys(first: str):
+    """``S/logs/x.txt``, then ``S/logs/x-2.txt``, ``-3``... (the front end lists every ``.txt``)."""
+    yield first
+    stem = first.removesuffix(".txt")
+    for number in range(2, MAX_LOGS):
+        yield f"{stem}-{number}.txt"
+
+
+def write_log(storage: Storage, first: str, text: str, metadata: dict) -> str:
+    """Write the log to the first of ``log_keys(first)`` that no step wrote; its key."""
+    folder = first.rsplit("/", 1)[0] + "/"
+    taken = set(storage.list_keys(folder))
+    for key in log_keys(first):
+        if key not in taken and storage.create_text(key, text, metadata):
+            return key
+    raise StorageError(f"{first}: {MAX_LOGS} logs of this notebook already exist; empty logs/.")
+
+
 def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path,
-               stop_at: float, log_key: str, out, extra_env: dict | None = None,
+               stop_at: float, result: StepResult, out, extra_env: dict | None = None,
                platform: str = LAMBDA) -> Outcome:
-    """Run the notebook until ``stop_at`` (``time.monotonic``); upload its log whatever happens."""
+    """Run the notebook until ``stop_at`` (``time.monotonic``); upload its log whatever happens
+    (its key in ``result.log_key``)."""
     private = workdir / PRIVATE
     log_path = private / f"{step.step_name}.log"
     log_path.touch()
@@ -119,8 +146,8 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
         log_path.write_text(f"{ex}\n", encoding="utf-8")
         raise
     finally:
-        storage.put_text(log_key, log_path.read_text(encoding="utf-8", errors="replace"),
-                         step.metadata)
+        result.log_key = write_log(storage, result.log_key,
+                                   log_path.read_text(encoding="utf-8", errors="replace"), step.metadata)
 
 
 def check_outcome(outcome: Outcome, step: StepEvent, log_key: str, margin_s: float,
@@ -187,23 +214,25 @@ def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_le
 
     with phase("clean", times, out):
         empty_folder(workdir)
+    snapshot = Snapshot()
     with phase("download", times, out, lambda: f" ({result.downloaded} files)"):
         result.downloaded = copy_model_inputs(task_root, workdir)
-        result.downloaded += storage.download_prefix(step.scenario, workdir)
+        snapshot = storage.download_prefix(step.scenario, workdir)
+        result.downloaded += len(snapshot)
     empty_folder(workdir / PRIVATE)
     with phase("run", times, out):
         outcome = run_logged(step, storage, workdir, task_root, deadline - margin_s,
-                             result.log_key, out, extra_env, platform)
+                             result, out, extra_env, platform)
     result.peak_memory_mb = outcome.peak_memory_mb
     result.workdir_mb = size_mb(workdir)
     check_outcome(outcome, step, result.log_key, margin_s, platform)
     result.event = returned_event(event, outcome, step)
 
-    set_run_info(workdir / "info.json", image_tag, event.get("metadata", {}).get("user_email", ""), out)
+    set_run_info(workdir / INFO, image_tag, event.get("metadata", {}).get("user_email", ""), out)
     with phase("upload", times, out, lambda: f" ({result.uploaded} files)"):
-        result.uploaded = storage.upload_tree(workdir, step.scenario,
-                                              exclude=EXCLUDED + (f"{PRIVATE}/",),
-                                              metadata=step.metadata)
+        result.uploaded = storage.upload_changes(workdir, step.scenario, snapshot,
+                                                 exclude=EXCLUDED + (f"{PRIVATE}/",),
+                                                 metadata=step.metadata, unconditional=(INFO,))
     return result
 
 

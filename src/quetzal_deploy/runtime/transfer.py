@@ -60,6 +60,7 @@ QUEUED_WRITES = 64  # a download's pending writes of 256 KB: at most 16 MB waiti
 SEND_ATTEMPTS = 3  # a large file still changing after this many sends is an error
 CONFIG = TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=PART_BYTES,
                         max_request_concurrency=PART_REQUESTS, max_io_queue_size=QUEUED_WRITES)
+CONDITIONS = ("IfMatch", "IfNoneMatch")  # S3 conditional writes: a PutObject's, a multipart's last call
 PART_SUFFIX = ".quetzal-part"  # a file being written: never listed, never uploaded
 SETTLED_S = 2.0  # a file unwritten for this long: its stamp changes with any later write
 ERRORS = (BotoCoreError, ClientError, RetriesExceededError, OSError, StorageError)
@@ -238,6 +239,8 @@ class Transfers:
         self.manager = TransferManager(client, CONFIG)
         client.meta.events.register_last("before-call.s3", send_body_with_headers,
                                          unique_id="quetzal-send-body-with-headers")
+        client.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload",
+                                    add_multipart_conditions, unique_id="quetzal-multipart-conditions")
 
     def __enter__(self) -> Transfers:
         return self
@@ -248,8 +251,9 @@ class Transfers:
 
     def upload(self, path: Path, key: str, extra: Mapping, digest: Digest | None = None,
                progress: Progress = no_progress) -> Future:
-        """Send the file to ``key`` with ``extra`` (``Metadata``, ``ContentType``) and its
-        ``checksum``; the future gives the version written (None in an unversioned bucket)."""
+        """Send the file to ``key`` with ``extra`` (``Metadata``, ``ContentType``, a condition of
+        ``CONDITIONS``) and its ``checksum``; the future gives the version written (None in an
+        unversioned bucket). A condition not met fails with S3's ``PreconditionFailed``."""
         return self.pool.submit(self._upload, Path(path), key, extra, digest, progress)
 
     def _upload(self, path: Path, key: str, extra: Mapping, digest: Digest | None, progress: Progress):
@@ -260,11 +264,18 @@ class Transfers:
                                                   **with_checksum(extra, bytes_checksum(body)))
                 progress(len(body))
                 return response.get("VersionId")
+        conditions = {name: extra[name] for name in CONDITIONS if name in extra}
+        extra = {name: value for name, value in extra.items() if name not in CONDITIONS}
         for _ in range(SEND_ATTEMPTS):
             if digest is None or (digest.stamp is not None and file_stamp(path) != digest.stamp):
                 digest = digest_file(path)
-            self.manager.upload(str(path), self.bucket, key, extra_args=with_checksum(extra, digest.checksum),
-                                subscribers=[Listed(progress)]).result()
+            MULTIPART_CONDITIONS[(self.bucket, key)] = conditions
+            try:
+                self.manager.upload(str(path), self.bucket, key,
+                                    extra_args=with_checksum(extra, digest.checksum),
+                                    subscribers=[Listed(progress)]).result()
+            finally:
+                MULTIPART_CONDITIONS.pop((self.bucket, key), None)
             head = self.client.head_object(Bucket=self.bucket, Key=key)
             if sent_as_digested(path, digest, head["ETag"].strip('"')):
                 return head.get("VersionId")
@@ -316,6 +327,15 @@ def send_body_with_headers(model, params: dict, **_) -> None:
     a few kilobytes: one round trip less per small file (an error still comes back)."""
     if model.name == "PutObject":
         params["headers"].pop("Expect", None)
+
+
+# (bucket, key) -> the conditions of its multipart upload under way: s3transfer passes no condition
+# to CompleteMultipartUpload, where S3 checks them, so ``add_multipart_conditions`` adds them there.
+MULTIPART_CONDITIONS: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def add_multipart_conditions(params: dict, **_) -> None:
+    params.update(MULTIPART_CONDITIONS.get((params.get("Bucket"), params.get("Key")), {}))
 
 
 def sent_as_digested(path: Path, digest: Digest, etag: str) -> bool:
