@@ -51,7 +51,7 @@ from quetzal_deploy.runtime.notebook import (
     run_script,
     script_for,
 )
-from quetzal_deploy.runtime.storage import EXCLUDED, FolderStorage, S3Storage, Snapshot, Storage
+from quetzal_deploy.runtime.storage import EXCLUDED, FolderStorage, S3Storage, Snapshot, Storage, create_text
 from quetzal_deploy.runtime.workdir import PRIVATE, check_workdir, empty_folder, size_mb
 
 # The lambda:invoke result wraps the returned event (status, headers, request id: about 1 KiB)
@@ -113,7 +113,7 @@ def write_log(storage: Storage, first: str, text: str, metadata: dict) -> str:
     folder = first.rsplit("/", 1)[0] + "/"
     taken = set(storage.list_keys(folder))
     for key in log_keys(first):
-        if key not in taken and storage.create_text(key, text, metadata):
+        if key not in taken and create_text(storage, key, text, metadata):
             return key
     raise StorageError(f"{first}: {MAX_LOGS} logs of this notebook already exist; empty logs/.")
 

@@ -16,8 +16,8 @@ Both classes have the same methods, so a step runs the same way on Lambda and on
   ``paths.tree_files``: followed inside ``src``, refused (``UnsafeKey``, nothing sent) when they
   lead outside.
 - ``upload_tree(src, prefix, exclude, metadata) -> int``: every file, unconditionally.
-- ``put_text(key, text, metadata=None)``: write one text object; ``create_text(key, text,
-  metadata=None) -> bool``: the same only where no object exists (False: the key is taken).
+- ``put_text(key, text, metadata=None, condition=None)``: write one text object (a log);
+  ``create_text(storage, key, text)`` writes it only where no object exists.
 
 Every key is checked before the first byte moves (``paths.safe_relative``): a key that would
 land outside ``dest`` (``..``, an absolute part, control characters) raises ``UnsafeKey`` and
@@ -138,8 +138,6 @@ class Storage(Protocol):
 
     def put_text(self, key: str, text: str, metadata=None, condition: Condition | None = None) -> None: ...
 
-    def create_text(self, key: str, text: str, metadata=None) -> bool: ...
-
 
 def excluded(exclude) -> Callable[[str], bool]:
     """``tree_files``'s ``skip`` for top-level folders like ``inputs/``."""
@@ -238,12 +236,14 @@ class S3Storage:
                 raise conflict([key], f"s3://{self.bucket}") from ex
             raise self.failure("upload", key, ex) from ex
 
-    def create_text(self, key: str, text: str, metadata=None) -> bool:
-        try:
-            self.put_text(key, text, metadata, {"IfNoneMatch": "*"})
-        except WriteConflict:
-            return False
-        return True
+
+def create_text(storage: Storage, key: str, text: str, metadata=None) -> bool:
+    """Write one text object only where none exists; False when the key is taken."""
+    try:
+        storage.put_text(key, text, metadata, {"IfNoneMatch": "*"})
+    except WriteConflict:
+        return False
+    return True
 
 
 def error_code(ex: Exception) -> str:
@@ -326,13 +326,6 @@ class FolderStorage:
 
     def put_text(self, key: str, text: str, metadata=None, condition: Condition | None = None) -> None:
         self.write(key, lambda temporary: temporary.write_text(text, encoding="utf-8"), condition or {})
-
-    def create_text(self, key: str, text: str, metadata=None) -> bool:
-        try:
-            self.put_text(key, text, metadata, {"IfNoneMatch": "*"})
-        except WriteConflict:
-            return False
-        return True
 
 
 def create_from(temporary: Path, fill: Callable[[Path], object], target: Path, key: str, root: Path) -> None:
