@@ -186,7 +186,7 @@ def run_parallel(storage, task_root: Path, tmp_path: Path, events: list[dict]) -
         try:
             results[index] = run_step(events[index], storage=storage, workdir=tmp_path / f"work{index}",
                                       task_root=task_root, time_left_s=300, image_tag="t",
-                                      echo=lambda line: None)
+                                      out=lambda line: None)
         except Exception as ex:  # the test reads it
             results[index] = ex
 
@@ -206,14 +206,14 @@ def test_map_iterations_finishing_out_of_order_keep_every_result_through_the_han
     ids = [0, 1, 2, 3]
     run_step(event("preparation", {"mapmatching": {"exec_id": ids}}), storage=storage,
              workdir=tmp_path / "prep", task_root=task_root, time_left_s=300, image_tag="t",
-             echo=lambda line: None)
+             out=lambda line: None)
 
     results = run_parallel(storage, task_root, tmp_path,
                            [event("mapmatching", {"exec_id": i, "ids": ids}) for i in ids])
 
     assert all(not isinstance(result, Exception) for result in results), results
     merged = run_step(event("merge", {}), storage=storage, workdir=tmp_path / "merge", task_root=task_root,
-                      time_left_s=300, image_tag="t", echo=lambda line: None)
+                      time_left_s=300, image_tag="t", out=lambda line: None)
     assert merged.uploaded == 2  # outputs/merged.json and info.json: no part written back
     parts = json.loads(s3.get_object(Bucket=BUCKET, Key="base/outputs/merged.json")["Body"].read())
     assert parts == [{"exec_id": i, "matched": True} for i in ids]
