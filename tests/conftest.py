@@ -9,4 +9,5 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
 
-pytest_plugins = ["fixtures.parts", "fixtures.aws", "fixtures.bake", "fixtures.docker", "fixtures.terraform"]
+pytest_plugins = ["fixtures.parts", "fixtures.aws", "fixtures.bake", "fixtures.docker", "fixtures.terraform",
+                  "fixtures.warm"]

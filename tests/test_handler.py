@@ -30,6 +30,8 @@ from quetzal_deploy.runtime.errors import (
 from quetzal_deploy.runtime.handler import handler, run_step
 from quetzal_deploy.runtime.storage import FolderStorage, S3Storage
 
+pytestmark = pytest.mark.usefixtures("step_start")  # each test: warm steps, then fresh processes
+
 NOTEBOOKS = Path(__file__).parent / "support" / "notebooks"
 TEMPLATE = Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"
 BUCKET = "quetzal-handler-test"

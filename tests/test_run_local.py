@@ -18,6 +18,8 @@ import pytest
 from fixtures.bake import bake
 from quetzal_deploy.local.report import StepRecord, summary
 
+pytestmark = pytest.mark.usefixtures("step_start")  # each test: warm steps, then fresh processes
+
 HEADER = """import json, os, sys, time
 from pathlib import Path
 default = {"training_folder": "../scenarios/base", "params": {}}
@@ -125,8 +127,9 @@ print(f"merged {len(rows)} runs")
 """
 
 
-def test_map_fans_a_step_out_over_a_parameter_list_then_merges(baked_repo, tmp_path):
-    """A Map over a --params list; the merge step reads the first result (``$[0]``)."""
+def test_map_fans_a_step_out_over_a_parameter_list_then_merges(baked_repo, tmp_path, step_start):
+    """A Map over a --params list; the merge step reads the first result (``$[0]``). Warm, every
+    step and iteration is forked from the one process that preloaded the notebooks' imports."""
     write_notebook(baked_repo, "speed", MAP_STEP)
     write_notebook(baked_repo, "merge", MERGE_STEP)
     speed_payload = {
@@ -153,6 +156,7 @@ def test_map_fans_a_step_out_over_a_parameter_list_then_merges(baked_repo, tmp_p
     done = invoke(baked_repo, tmp_path, "run", "--local", "base", "--params", str(params))
 
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("[quetzal] warm start:") == (step_start == "warm"), done.stdout
     outputs = run_folder(baked_repo) / "bucket" / "base" / "outputs"
     assert (outputs / "merged.csv").read_text().splitlines() == [
         "speed,time_min", "10,6.000", "20,3.000", "30,2.000"]

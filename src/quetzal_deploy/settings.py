@@ -10,6 +10,7 @@ from dotenv import dotenv_values
 from quetzal_deploy.errors import ConfigError
 from quetzal_deploy.rules import (
     ARCHITECTURES,
+    BOOLEANS,
     PYTHON_VERSIONS,
     RANGES,
     function_error,
@@ -68,6 +69,8 @@ class Settings:
     fargate_storage_gb: int = 21
     fargate_cpu: int = 2048
     front_end_region: str = FRONT_END_REGION
+    warm_steps: bool = True
+    warm_preload: tuple[str, ...] | None = None
 
     @property
     def scenarios_dir(self) -> Path:
@@ -148,6 +151,16 @@ def _fargate_cpu(cpu: str, memory_mb: int) -> int:
     return int(cpu)
 
 
+def warm_settings(values: dict[str, str]) -> dict:
+    """WARM_STEPS (yes/no, default yes): steps forked from a warm process; WARM_PRELOAD: the
+    modules it imports (comma-separated; absent: the notebooks' top-level imports)."""
+    warm = values.get("WARM_STEPS", "").strip().lower() or "yes"
+    if warm not in BOOLEANS:
+        raise ConfigError(f"WARM_STEPS={warm!r} in .env must be yes or no")
+    preload = _names(values, "WARM_PRELOAD") if "WARM_PRELOAD" in values else None
+    return {"warm_steps": warm in {"true", "yes", "y", "1"}, "warm_preload": preload}
+
+
 def _model_name(values: dict[str, str]) -> str:
     """MODEL_NAME; an old .env's own resource name must be that same name."""
     model = values["MODEL_NAME"]
@@ -221,6 +234,7 @@ def load_settings(
         user_pool_id=values.get("COGNITO_USER_POOL_ID", ""),
         **fargate_settings(values),
         front_end_region=values.get("FRONT_END_REGION") or FRONT_END_REGION,
+        **warm_settings(values),
     )
     overrides = {k: v for k, v in (("profile", profile), ("region", region)) if v}
     return replace(settings, **overrides) if overrides else settings

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.images.context import PLUGIN_FILES, build_context
 from quetzal_deploy.output import Out
 from quetzal_deploy.plugins import image_files, plugin_manager
+from quetzal_deploy.runtime import warm
 from quetzal_deploy.settings import Settings
 
 BASE_IMAGE_ENV = "QUETZAL_BASE_IMAGE"
@@ -175,6 +178,11 @@ def build_image(client, settings: Settings, tag: str, base: str | None = None, o
     added = image_files(plugin_manager(settings.root), settings)
     for name in added:
         out(f"Adding {name} (a plugin's quetzal_image_files)")
+    # Whether steps start warm and what they preload (.env's WARM_*, else the notebooks' imports).
+    warm_file = Path(tempfile.mkdtemp(prefix="quetzal-warm-")) / warm.CONFIG_FILE
+    warm_file.write_text(warm.config_file(settings.warm_steps, settings.warm_preload, settings.root),
+                         encoding="utf-8")
+    added = {**added, warm_file.name: warm_file}
     context = build_context(settings.root, {f"{PLUGIN_FILES}/{name}": path for name, path in added.items()})
     try:
         for chunk in client.api.build(fileobj=context, custom_context=True, tag=ref, buildargs=args,
@@ -186,6 +194,7 @@ def build_image(client, settings: Settings, tag: str, base: str | None = None, o
         raise DockerError(f"Docker failed during the build: {ex}. Is the engine still running?") from ex
     finally:
         context.close()
+        shutil.rmtree(warm_file.parent, ignore_errors=True)
     if log.image_id is None:
         raise log.failure("the engine did not report an image")
     built = image_architecture(client, ref)

@@ -43,6 +43,7 @@ from quetzal_deploy.pipeline.definition import (
 from quetzal_deploy.pipeline.executions import execution_input, name_slug, readable_cause
 from quetzal_deploy.pipeline.porting import handler_module_problem, ported
 from quetzal_deploy.plugins import RunSummary, after_local_run, plugin_manager
+from quetzal_deploy.runtime import warm
 from quetzal_deploy.runtime.cli import LIMIT_VARIABLE, read_event, task_output, time_limit
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StepError
@@ -349,12 +350,16 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     with notebooks_stopped_on_signals():
         try:
             run.work = Path(tempfile.mkdtemp(prefix=f"quetzal-{settings.model_name}-"))
+            if not docker:  # every step and Map iteration forked from one warm process
+                warm.prepare(settings.root, out, warm.settings_config(settings.warm_steps,
+                                                                      settings.warm_preload))
             with container or nullcontext():
                 run.container = container
                 interpreter.execute(payload)
         except StatesError as ex:
             error = ex
         finally:
+            warm.shutdown()
             if run.work is not None:
                 shutil.rmtree(run.work, ignore_errors=True)
     run.report(error)

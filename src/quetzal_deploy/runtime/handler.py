@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quetzal_deploy.runtime import warm
 from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StateTooLarge, StorageError
 from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES, StepEvent, parse_event, state_bytes
 from quetzal_deploy.runtime.info import info_bytes, parse_info, stamped
@@ -128,6 +129,9 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
     log_path.touch()
     try:
         script = script_for(step.notebook, private)
+        zygote = warm.prepare(task_root, out)
+        for warning in zygote.warnings() if zygote else ():
+            out(warning)
         outcome = run_script(
             script,
             json.dumps(dict(step.launcher_arg, training_folder=str(workdir))),
@@ -136,6 +140,7 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
             log_path=log_path,
             budget_s=stop_at - time.monotonic(),  # conversion may have taken some
             out=out,
+            warm=zygote,
         )
         if outcome.timed_out:
             with log_path.open("a", encoding="utf-8") as log:
@@ -265,3 +270,7 @@ def handler(event, context):
         out=lambda line: print(line, flush=True),
     )
     return result.event
+
+
+if os.environ.get("AWS_LAMBDA_RUNTIME_API"):  # Lambda's init phase: the model's imports, once
+    warm.prepare(default_task_root())

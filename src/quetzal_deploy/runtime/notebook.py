@@ -145,11 +145,15 @@ class Children:
         self.running: set[subprocess.Popen] = set()
         self.stopping = False
 
-    def start(self, command: list[str], **options) -> subprocess.Popen:
+    def start(self, command: list[str], spawn=None, **options) -> subprocess.Popen:
+        """``command`` in a new session: a fresh process, or forked by ``spawn`` (``warm``)."""
         with self.lock:
             if self.stopping:
                 raise NotebookError("The run is being stopped: this notebook was not started.")
-            process = subprocess.Popen(command, start_new_session=True, **options)
+            if spawn is not None:
+                process = spawn(command, **options)
+            else:
+                process = subprocess.Popen(command, start_new_session=True, **options)
             self.running.add(process)
             return process
 
@@ -173,13 +177,14 @@ CHILDREN = Children()
 
 
 def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: Path,
-               budget_s: float, out=print) -> Outcome:
-    """Run ``script`` with ``argument`` as argv[1] for at most ``budget_s`` seconds."""
+               budget_s: float, out=print, warm=None) -> Outcome:
+    """Run ``script`` with ``argument`` as argv[1] for at most ``budget_s`` seconds; forked from
+    ``warm`` (a ``warm.Zygote``) when given, else in a fresh process."""
     outcome = Outcome()
     started = time.monotonic()
     with log_path.open("wb") as log_file:
         process = CHILDREN.start(
-            [sys.executable, str(script), argument], cwd=cwd, env=env,
+            [sys.executable, str(script), argument], spawn=warm and warm.spawn, cwd=cwd, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         reader = threading.Thread(target=read_output,
@@ -205,7 +210,7 @@ def wait_for(process: subprocess.Popen, outcome: Outcome) -> None:
     if not hasattr(os, "wait4"):
         outcome.returncode = process.wait()
         return
-    _, status, rusage = os.wait4(process.pid, 0)
+    _, status, rusage = process.wait4() if hasattr(process, "wait4") else os.wait4(process.pid, 0)
     outcome.returncode = process.returncode = os.waitstatus_to_exitcode(status)
     outcome.peak_memory_mb = peak_mb(rusage)
 

@@ -1,0 +1,524 @@
+"""Warm steps: the model's imports paid once per container, each step still a fresh process.
+
+A *zygote* (``python -m quetzal_deploy.runtime.warm``, a small process of its own, so it holds no
+boto3 client, thread or socket of the handler) runs the top-level imports of the model's notebooks
+once, then forks one child per step. The child becomes what a fresh ``python script.py`` would be:
+its own session (``setsid``), stdin ``/dev/null``, stdout and stderr on the handler's pipe, the
+step's cwd, environment, ``sys.argv`` and ``sys.path``; the zygote reports its exit status and
+peak memory (``wait4``) back, and nothing a step does reaches the zygote or the next step.
+
+What to preload: ``QUETZAL_PRELOAD`` (module names, comma-separated), else ``quetzal-warm.json``
+in the task root (written at image build time from ``.env``: ``WARM_STEPS``, ``WARM_PRELOAD``),
+else the top-level ``import`` lines of the notebooks under ``notebooks/`` (the model's own modules
+left out). An import that fails is skipped with a warning. ``QUETZAL_WARM=0`` (or
+``WARM_STEPS=false`` in ``.env``) runs every step in a fresh process, as does any platform without
+``fork`` and ``pidfd_open`` (Linux only).
+
+Fork safety: the zygote has one thread when it forks. BLAS/OpenMP pools are kept from starting
+at import (``OPENBLAS_NUM_THREADS=1`` and friends in the zygote) and given back their size in each
+child; a module that starts a thread at import anyway is left out (the zygote starts again without
+it) with a warning. ``numpy.random``'s global state is reseeded in each child.
+"""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import gc
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quetzal_deploy.runtime.convert import script_source
+from quetzal_deploy.runtime.errors import NotebookError
+
+SWITCH = "QUETZAL_WARM"
+PRELOAD_VARIABLE = "QUETZAL_PRELOAD"
+CONFIG_FILE = "quetzal-warm.json"
+OFF = {"0", "false", "no", "off"}
+# Thread pools libraries size at load time: one thread in the zygote, the real size in each step.
+POOL_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                  "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+# (part of a loaded library's file name, variables giving the size, setters to try) for the pools
+# that can grow again after load.
+# (OpenBLAS, as when it loads, starts no more threads than there are cores.)
+POOL_SETTERS = (
+    ("openblas", ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"),
+     ("openblas_set_num_threads", "openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+      "scipy_openblas_set_num_threads64_")),
+    ("libgomp", ("OMP_NUM_THREADS",), ("omp_set_num_threads",)),
+    ("libiomp", ("OMP_NUM_THREADS",), ("omp_set_num_threads",)),
+    ("mkl_rt", ("MKL_NUM_THREADS", "OMP_NUM_THREADS"), ("MKL_Set_Num_Threads",)),
+)
+HEADER = struct.Struct("!I")
+
+
+def enabled_here() -> bool:
+    """Fork servers need ``fork`` and ``pidfd_open``: Linux."""
+    return sys.platform == "linux" and hasattr(os, "pidfd_open") and hasattr(os, "fork")
+
+
+# --- what to preload -----------------------------------------------------------------------------
+
+def import_lines(source: str, local: set[str]) -> list[str]:
+    """The module-level imports of ``source`` (no ``as``), except of the names in ``local``."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return []
+    lines = []
+    for node in body:
+        if isinstance(node, ast.Import):
+            lines += [f"import {alias.name}" for alias in node.names
+                      if alias.name.split(".")[0] not in local]
+        elif (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+              and node.module != "__future__" and node.module.split(".")[0] not in local):
+            lines.append(f"from {node.module} import {', '.join(a.name for a in node.names)}")
+    return lines
+
+
+def local_names(folders: set[Path]) -> set[str]:
+    """The modules and packages the model itself has (importable from its folders)."""
+    names = set()
+    for folder in folders:
+        for path in folder.iterdir():
+            if path.suffix == ".py" or (path.is_dir() and not path.name.startswith(".")):
+                names.add(path.stem if path.suffix == ".py" else path.name)
+    return names
+
+
+def discover(task_root: Path) -> list[str]:
+    """The top-level imports of the notebooks (and scripts) under ``notebooks/``, in first-seen order."""
+    notebooks = Path(task_root) / "notebooks"
+    if not notebooks.is_dir():
+        return []
+    files = sorted(path for path in notebooks.rglob("*") if path.suffix in (".ipynb", ".py")
+                   and ".ipynb_checkpoints" not in path.parts and path.is_file())
+    local = local_names({Path(task_root), notebooks} | {path.parent for path in files})
+    found: dict[str, None] = {}
+    for path in files:
+        if path.suffix == ".py" and path.with_suffix(".ipynb").is_file():
+            continue  # the notebook's converted script: read from the notebook
+        try:
+            source = script_source(path) if path.suffix == ".ipynb" else path.read_text(encoding="utf-8")
+        except (NotebookError, OSError, UnicodeDecodeError):
+            continue
+        found.update(dict.fromkeys(import_lines(source, local)))
+    return list(found)
+
+
+@dataclass(frozen=True)
+class Config:
+    enabled: bool
+    preload: tuple[str, ...]
+
+
+def as_imports(modules) -> tuple[str, ...]:
+    return tuple(f"import {name.strip()}" for name in modules if name.strip())
+
+
+def saved_config(task_root: Path) -> dict:
+    """``quetzal-warm.json`` of the task root (an image's), or nothing."""
+    try:
+        saved = json.loads((Path(task_root) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def settings_config(enabled: bool, modules: tuple[str, ...] | None) -> dict:
+    """``.env``'s ``WARM_STEPS`` and ``WARM_PRELOAD``, shaped as ``quetzal-warm.json``."""
+    return {"enabled": enabled, "preload": None if modules is None else list(as_imports(modules))}
+
+
+def config(task_root: Path, environ=os.environ, saved: dict | None = None) -> Config:
+    """Whether steps start warm and what they preload (see the module docstring for the order)."""
+    saved = saved_config(task_root) if saved is None else saved
+    enabled = environ.get(SWITCH, "").strip().lower() not in OFF and saved.get("enabled", True) is not False
+    if environ.get(PRELOAD_VARIABLE) is not None:
+        preload = as_imports(environ[PRELOAD_VARIABLE].split(","))
+    elif isinstance(saved.get("preload"), list):
+        preload = tuple(str(line) for line in saved["preload"])
+    else:
+        preload = tuple(discover(task_root))
+    return Config(enabled and enabled_here(), preload)
+
+
+def config_file(enabled: bool, modules: tuple[str, ...] | None, task_root: Path) -> str:
+    """``quetzal-warm.json`` for an image: ``.env``'s choice, the imports found at build time."""
+    saved = settings_config(enabled, modules)
+    if saved["preload"] is None:
+        saved["preload"] = discover(task_root)
+    return json.dumps(saved, indent=1) + "\n"
+
+
+# --- the zygote (this module run as a program) ---------------------------------------------------
+
+def thread_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def preload(lines: list[str]) -> dict:
+    """Run each import; stop at one that starts a thread (it cannot be undone)."""
+    done, skipped = [], []
+    started = time.monotonic()
+    for line in lines:
+        try:
+            exec(compile(line, "<preload>", "exec"), {})  # noqa: S102 - import lines only, from the notebooks
+        except BaseException as ex:  # noqa: BLE001 - a failed import is skipped, whatever it raised
+            skipped.append([line, f"{type(ex).__name__}: {ex}"])
+            continue
+        if thread_count() > 1:
+            return {"threads": line}
+        done.append(line)
+    gc.collect()
+    gc.freeze()  # the children's collections leave the zygote's objects (and their pages) alone
+    return {"preloaded": done, "skipped": skipped, "seconds": time.monotonic() - started}
+
+
+def send_message(sock: socket.socket, message: dict, fds: list[int] = ()) -> None:
+    body = json.dumps(message).encode()
+    socket.send_fds(sock, [HEADER.pack(len(body))], list(fds))
+    sock.sendall(body)
+
+
+def receive_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            raise EOFError
+        chunks += chunk
+    return bytes(chunks)
+
+
+def receive_message(sock: socket.socket, max_fds: int = 0) -> tuple[dict, list[int]]:
+    """One message and the descriptors sent with it; ``EOFError`` at the end."""
+    head, fds, _, _ = socket.recv_fds(sock, HEADER.size, max_fds)
+    if not head:
+        raise EOFError
+    head += receive_exactly(sock, HEADER.size - len(head))
+    return json.loads(receive_exactly(sock, HEADER.unpack(head)[0])), fds
+
+
+def pool_size(variables: tuple[str, ...], capped: bool) -> int:
+    cores = len(os.sched_getaffinity(0))
+    for name in variables:
+        try:
+            wanted = max(1, int(os.environ[name]))
+        except (KeyError, ValueError):
+            continue
+        return min(wanted, cores) if capped else wanted
+    return cores
+
+
+def loaded_libraries() -> list[str]:
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        paths = {line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6}
+    return sorted(path for path in paths if ".so" in path)
+
+
+def restore_pools() -> None:
+    """Give the thread pools loaded in the zygote their normal size (the step's environment's)."""
+    for library in loaded_libraries():
+        name = os.path.basename(library)
+        for part, variables, setters in POOL_SETTERS:
+            if part not in name:
+                continue
+            try:
+                handle = ctypes.CDLL(library)
+            except OSError:
+                continue
+            for setter in setters:
+                function = getattr(handle, setter, None)
+                if function is not None:
+                    function(ctypes.c_int(pool_size(variables, capped=part == "openblas")))
+                    break
+
+
+def step_path(script: str, environ: dict, base: list[str]) -> list[str]:
+    """``sys.path`` of ``python script``: its folder, ``PYTHONPATH``, then the site's folders."""
+    extra = [os.path.abspath(p) for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return [os.path.dirname(os.path.abspath(script)), *extra, *base]
+
+
+def exit_code(ex: SystemExit) -> int:
+    if ex.code is None:
+        return 0
+    if isinstance(ex.code, int):
+        return ex.code & 0xFF
+    print(ex.code, file=sys.stderr)
+    return 1
+
+
+def print_error(ex: BaseException, script: str) -> None:
+    """The traceback ``python script`` prints: from the script's first frame, not this module's."""
+    tb = ex.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != script:
+        tb = tb.tb_next
+    traceback.print_exception(type(ex), ex, tb or ex.__traceback__)
+
+
+def run_child(request: dict, output: int, reply: socket.socket, base_path: list[str]) -> None:
+    """In the forked child: become ``python script argument`` and exit with its status."""
+    code = 1
+    try:
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        reply.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+        reply.detach()
+        os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
+        sys.stdout.reconfigure(line_buffering=True, write_through=True)
+        sys.stderr.reconfigure(line_buffering=True, write_through=True)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        restore_pools()
+        if "numpy.random" in sys.modules:
+            sys.modules["numpy.random"].seed()  # else every step draws the zygote's numbers
+        tempfile.tempdir = None
+        script = request["script"]
+        sys.argv = [script, request["argument"]]
+        sys.path[:] = step_path(script, request["env"], base_path)
+        import importlib
+        import runpy
+        importlib.invalidate_caches()
+        gc.enable()
+        try:
+            runpy.run_path(script, run_name="__main__")
+            code = 0
+        except SystemExit as ex:
+            code = exit_code(ex)
+        except BaseException as ex:  # noqa: BLE001 - what python prints for an uncaught exception
+            print_error(ex, script)
+        threading._shutdown()  # wait for the script's non-daemon threads, as python does at exit
+        import atexit
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001 - never return into the zygote's loop
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001, S110 - the pipe may be gone; exiting anyway
+                pass
+        os._exit(code)
+
+
+def serve(control: socket.socket, base_path: list[str]) -> None:
+    """Fork one child per request; report each one's ``wait4`` status on its reply socket."""
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is control:
+                try:
+                    request, fds = receive_message(control, max_fds=2)
+                except EOFError:
+                    return
+                output, reply_fd = fds
+                reply = socket.socket(fileno=reply_fd)
+                sys.stdout.flush()
+                pid = os.fork()
+                if pid == 0:
+                    run_child(request, output, reply, base_path)
+                os.close(output)
+                selector.register(os.pidfd_open(pid), selectors.EVENT_READ, (pid, reply))
+            else:
+                pid, reply = key.data
+                selector.unregister(key.fileobj)
+                os.close(key.fd)
+                _, status, usage = os.wait4(pid, 0)
+                try:
+                    reply.sendall(json.dumps({"status": status, "maxrss": usage.ru_maxrss}).encode() + b"\n")
+                except OSError:
+                    pass  # the handler stopped waiting
+                reply.close()
+
+
+def zygote_main(fd: int) -> int:
+    control = socket.socket(fileno=fd)
+    added = {os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry}
+    base_path = [entry for entry in sys.path[1:] if entry not in added]
+    request, _ = receive_message(control)
+    report = preload(request["preload"])
+    report["threads_now"] = thread_count()
+    send_message(control, report)
+    if "threads" in report:
+        return 0
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the steps; the handler stops this
+    serve(control, base_path)
+    return 0
+
+
+# --- the handler's side --------------------------------------------------------------------------
+
+class WarmChild:
+    """A step forked by the zygote: what ``run_script`` uses of a ``Popen``."""
+
+    def __init__(self, pid: int, stdout, reply):
+        self.pid = pid
+        self.stdout = stdout
+        self.reply = reply
+        self.returncode: int | None = None
+
+    def wait4(self):
+        """``os.wait4(pid, 0)``'s answer, from the zygote; a lost zygote reads as SIGKILL."""
+        line = self.reply.readline()
+        self.reply.close()
+        if not line:
+            return self.pid, signal.SIGKILL, types.SimpleNamespace(ru_maxrss=0)
+        status = json.loads(line)
+        return self.pid, status["status"], types.SimpleNamespace(ru_maxrss=status["maxrss"])
+
+
+@dataclass
+class Zygote:
+    """A running fork server and what its preload did."""
+
+    process: subprocess.Popen
+    control: socket.socket
+    folder: Path
+    preloaded: list[str] = field(default_factory=list)
+    skipped: list[list[str]] = field(default_factory=list)
+    seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    warnings_shown: bool = False
+
+    def spawn(self, command: list[str], *, cwd, env: dict, stdin=None, stdout=None, stderr=None) -> WarmChild:
+        """``python script argument`` (``command``) forked from the warm process."""
+        _, script, argument = command
+        read_end, write_end = os.pipe()
+        mine, theirs = socket.socketpair()
+        try:
+            with self.lock:
+                send_message(self.control, {"script": os.path.abspath(script), "argument": argument,
+                                            "cwd": str(cwd), "env": dict(env)},
+                             [write_end, theirs.fileno()])
+        except OSError as ex:
+            os.close(read_end)
+            raise NotebookError(f"The warm process is gone ({ex}); set {SWITCH}=0 to run steps "
+                                "in fresh processes.") from ex
+        finally:
+            os.close(write_end)
+            theirs.close()
+        reply = mine.makefile("rb")
+        mine.close()
+        started = reply.readline()
+        message = json.loads(started) if started else {}
+        if "pid" not in message:
+            reply.close()
+            os.close(read_end)
+            raise NotebookError("The warm process could not start the notebook; set "
+                                f"{SWITCH}=0 to run steps in fresh processes.")
+        return WarmChild(message["pid"], open(read_end, "rb"), reply)
+
+    def warnings(self) -> list[str]:
+        """The preload's warnings, the first time they are asked for."""
+        if self.warnings_shown:
+            return []
+        self.warnings_shown = True
+        return [f"[quetzal] WARNING: warm start: `{line}` was not preloaded ({reason}); the step "
+                "imports it itself." for line, reason in self.skipped]
+
+    def stop(self) -> None:
+        self.control.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        import shutil
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def zygote_environment(folder: Path) -> dict[str, str]:
+    """The handler's environment with one-thread pools, caches in ``folder`` and this package importable."""
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+    for name in ("HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR", "NUMBA_CACHE_DIR", "TMPDIR"):
+        (folder / name).mkdir(exist_ok=True)
+        env[name] = str(folder / name)
+    env.update(dict.fromkeys(POOL_VARIABLES, "1"), PYTHONUNBUFFERED="1", TQDM_DISABLE="1", MPLBACKEND="Agg")
+    return env
+
+
+def start(lines: tuple[str, ...], out=print) -> Zygote:
+    """Start a zygote that preloaded ``lines``; one that starts threads is left out, and it starts again."""
+    lines = list(lines)
+    while True:
+        folder = Path(tempfile.mkdtemp(prefix="quetzal-warm-"))
+        mine, theirs = socket.socketpair()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "quetzal_deploy.runtime.warm", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], env=zygote_environment(folder), cwd=folder, stdin=subprocess.DEVNULL)
+        theirs.close()
+        zygote = Zygote(process, mine, folder)
+        try:
+            send_message(mine, {"preload": lines})
+            report, _ = receive_message(mine)
+        except (OSError, EOFError, ValueError) as ex:
+            zygote.stop()
+            raise NotebookError(f"The warm process did not start ({type(ex).__name__}).") from ex
+        if "threads" not in report:
+            zygote.preloaded, zygote.seconds = report["preloaded"], report["seconds"]
+            zygote.skipped = report["skipped"]
+            return zygote
+        zygote.stop()
+        out(f"[quetzal] WARNING: warm start: `{report['threads']}` starts threads at import; "
+             "it is not preloaded (a process with threads cannot fork safely).")
+        lines.remove(report["threads"])
+
+
+ZYGOTES: dict[Path, Zygote | None] = {}
+ZYGOTES_LOCK = threading.Lock()
+
+
+def prepare(task_root: Path, out=print, saved: dict | None = None) -> Zygote | None:
+    """The task root's zygote, started the first time (``None``: steps run in fresh processes);
+    ``saved`` stands for ``quetzal-warm.json`` (a local run's ``.env``)."""
+    key = Path(task_root).resolve()
+    with ZYGOTES_LOCK:
+        if key in ZYGOTES and (ZYGOTES[key] is None or ZYGOTES[key].process.poll() is None):
+            return ZYGOTES[key]
+        chosen = config(key, saved=saved)
+        zygote = None
+        if chosen.enabled:
+            try:
+                zygote = start(chosen.preload, out)
+                out(f"[quetzal] warm start: {len(zygote.preloaded)} imports preloaded in "
+                     f"{zygote.seconds:.2f} s")
+            except NotebookError as ex:
+                out(f"[quetzal] WARNING: {ex} Steps run in fresh processes.")
+        ZYGOTES[key] = zygote
+        return zygote
+
+
+def shutdown() -> None:
+    """Stop every zygote (the end of a local run)."""
+    with ZYGOTES_LOCK:
+        for zygote in ZYGOTES.values():
+            if zygote is not None:
+                zygote.stop()
+        ZYGOTES.clear()
+
+
+if __name__ == "__main__":
+    sys.exit(zygote_main(int(sys.argv[1])))

@@ -1,0 +1,270 @@
+"""Warm steps: the zygote preloads the notebooks' imports once and forks one real child per step.
+
+Every test runs real processes: the zygote (``python -m quetzal_deploy.runtime.warm``), the
+children it forks and, to compare, fresh ``python script`` processes through the same
+``run_script``.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from fixtures.parts import missing_part
+from quetzal_deploy.errors import ConfigError
+from quetzal_deploy.runtime import warm
+from quetzal_deploy.runtime.handler import run_step
+from quetzal_deploy.runtime.notebook import run_script
+from quetzal_deploy.runtime.storage import FolderStorage
+from quetzal_deploy.settings import load_settings
+
+NOTEBOOKS = Path(__file__).parent / "support" / "notebooks"
+
+
+def notebook(cells: list[str]) -> str:
+    return json.dumps({"cells": [{"cell_type": "code", "source": cell} for cell in cells],
+                       "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+@pytest.fixture
+def zygotes():
+    """Started zygotes, stopped after the test."""
+    started = []
+    yield started
+    for zygote in started:
+        zygote.stop()
+    warm.shutdown()
+
+
+def start(zygotes, lines, echo=print):
+    zygote = warm.start(tuple(lines), echo)
+    zygotes.append(zygote)
+    return zygote
+
+
+def run(tmp_path, source: str, zygote, env: dict | None = None, argument: str = '{"a": 1}'):
+    """``source`` as a step's script, forked from ``zygote`` (or fresh with None); its outcome."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir(exist_ok=True)
+    script = folder / "step.py"
+    script.write_text(source, encoding="utf-8")
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    step_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
+    return run_script(script, argument, cwd=folder, env=step_env, log_path=tmp_path / "step.log",
+                      budget_s=300, out=lambda line: None, warm=zygote)
+
+
+def printed(outcome) -> dict:
+    """The step's ``RETURN:`` values merged."""
+    merged = {}
+    for text in outcome.returns:
+        merged.update(json.loads(text))
+    return merged
+
+
+# --- what to preload -----------------------------------------------------------------------------
+
+def test_discovery_lists_the_notebooks_top_level_imports_but_not_the_models_own(tmp_path):
+    (tmp_path / "notebooks" / "pt").mkdir(parents=True)
+    (tmp_path / "_common").mkdir()
+    (tmp_path / "notebooks" / "helpers.py").write_text("import csv\nimport helpers_twin\n")
+    (tmp_path / "notebooks" / "pt" / "prep.ipynb").write_text(notebook([
+        "%matplotlib inline\nimport pandas as pd\nimport os.path, json",
+        "from quetzal.model import stepmodel, analysismodel as am\nfrom helpers import f\n"
+        "import _common.tools\nfrom __future__ import annotations",
+        "def later():\n    import scipy\nif True:\n    import numba",
+    ]))
+    (tmp_path / "notebooks" / "pt" / "prep.py").write_text("import not_read  # the converted script\n")
+    (tmp_path / "notebooks" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "notebooks" / ".ipynb_checkpoints" / "old.ipynb").write_text(notebook(["import old"]))
+
+    assert warm.discover(tmp_path) == ["import csv", "import helpers_twin", "import pandas",
+                                       "import os.path", "import json",
+                                       "from quetzal.model import stepmodel, analysismodel"]
+
+
+def test_environment_then_image_file_then_discovery_choose_what_to_preload(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "a.ipynb").write_text(notebook(["import csv"]))
+    assert warm.config(tmp_path, {}).preload == ("import csv",)
+
+    (tmp_path / warm.CONFIG_FILE).write_text(warm.config_file(True, ("json", " email.parser"), tmp_path))
+    assert warm.config(tmp_path, {}) == warm.Config(True, ("import json", "import email.parser"))
+    assert warm.config(tmp_path, {warm.PRELOAD_VARIABLE: "decimal"}).preload == ("import decimal",)
+    assert not warm.config(tmp_path, {warm.SWITCH: "0"}).enabled
+
+    (tmp_path / warm.CONFIG_FILE).write_text(warm.config_file(False, None, tmp_path))
+    saved = json.loads((tmp_path / warm.CONFIG_FILE).read_text())
+    assert saved == {"enabled": False, "preload": ["import csv"]}  # found at build time
+    assert not warm.config(tmp_path, {}).enabled
+
+
+def test_env_file_sets_warm_steps_and_what_they_preload(tmp_path):
+    base = "MODEL_NAME=model-one\nAWS_REGION=ca-central-1\nLAMBDA_MEMORY_SIZE=1024\nLAMBDA_TIME_LIMIT=60\n" \
+           "LAMBDA_STORAGE_SIZE=512\n"
+    (tmp_path / ".env").write_text(base)
+    settings = load_settings(tmp_path)
+    assert (settings.warm_steps, settings.warm_preload) == (True, None)
+
+    (tmp_path / ".env").write_text(base + "WARM_STEPS=no\nWARM_PRELOAD=pandas, numpy\n")
+    settings = load_settings(tmp_path)
+    assert (settings.warm_steps, settings.warm_preload) == (False, ("pandas", "numpy"))
+
+    (tmp_path / ".env").write_text(base + "WARM_STEPS=maybe\n")
+    with pytest.raises(ConfigError, match="WARM_STEPS='maybe' in .env must be yes or no"):
+        load_settings(tmp_path)
+
+
+# --- the zygote ----------------------------------------------------------------------------------
+
+def test_a_forked_step_finds_the_imports_preloaded_and_behaves_as_a_fresh_process(tmp_path, zygotes):
+    zygote = start(zygotes, ["import decimal", "from email import parser"])
+    source = (
+        "import json, os, sys\n"
+        "loaded = 'decimal' in sys.modules\n"
+        "print('RETURN:', json.dumps({'argv': sys.argv[1:], 'cwd': os.getcwd(), 'preloaded': loaded,\n"
+        "    'name': __name__, 'path0': sys.path[0], 'marker': os.environ.get('MARKER'),\n"
+        "    'stdin': sys.stdin.read(), 'parent': os.getppid(), 'session': os.getsid(0) == os.getpid()}))\n"
+    )
+    outcomes = {mode: run(tmp_path, source, chosen, {"MARKER": mode})
+                for mode, chosen in (("warm", zygote), ("fresh", None))}
+
+    for mode, outcome in outcomes.items():
+        assert outcome.returncode == 0, list(outcome.tail)
+        seen = printed(outcome)
+        assert seen["argv"] == ['{"a": 1}'] and seen["cwd"] == str(tmp_path / "notebooks")
+        assert seen["name"] == "__main__" and seen["path0"] == str(tmp_path / "notebooks")
+        assert seen["marker"] == mode and seen["stdin"] == "" and seen["session"]
+        assert outcome.peak_memory_mb > 0
+    assert printed(outcomes["warm"])["preloaded"] and not printed(outcomes["fresh"])["preloaded"]
+    assert printed(outcomes["warm"])["parent"] == zygote.process.pid
+    assert printed(outcomes["fresh"])["parent"] == os.getpid()
+
+
+def test_nothing_a_step_does_reaches_the_next_one(tmp_path, zygotes):
+    zygote = start(zygotes, ["import decimal"])
+    first = run(tmp_path, "import decimal, os\ndecimal.STAMP = 1\nos.environ['STAMP'] = '1'\n", zygote)
+    second = run(tmp_path, "import decimal, json, os\nprint('RETURN:', "
+                           "json.dumps([hasattr(decimal, 'STAMP'), 'STAMP' in os.environ]))\n", zygote)
+    assert first.returncode == 0 and second.returns == ["[false, false]"]
+
+
+def test_exit_codes_and_tracebacks_are_those_of_python_script(tmp_path, zygotes):
+    zygote = start(zygotes, [])
+    for chosen in (zygote, None):
+        assert run(tmp_path, "import sys\nsys.exit(3)\n", chosen).returncode == 3
+        failed = run(tmp_path, "x = 1\nraise ValueError('boom')\n", chosen)
+        assert failed.returncode == 1
+        assert list(failed.tail)[-4:] == [
+            "Traceback (most recent call last):",
+            f'  File "{tmp_path / "notebooks" / "step.py"}", line 2, in <module>',
+            "    raise ValueError('boom')", "ValueError: boom"]
+        stopped = run(tmp_path, "end_of_notebook\n", chosen)
+        assert stopped.returncode == 1 and stopped.end_of_notebook
+
+
+def test_a_failed_preload_is_a_warning_never_a_failed_step(tmp_path, monkeypatch):
+    """Through the handler's core: the step succeeds and says what was not preloaded."""
+    task_root = tmp_path / "task"
+    (task_root / "notebooks").mkdir(parents=True)
+    (task_root / "notebooks" / "step.ipynb").write_text(
+        notebook(["import json\nprint('RETURN:', json.dumps({'ok': 1}))"]))
+    (tmp_path / "bucket" / "base").mkdir(parents=True)
+    monkeypatch.setenv(warm.SWITCH, "1")
+    monkeypatch.setenv(warm.PRELOAD_VARIABLE, "no_such_module_for_quetzal,json")
+    lines = []
+    try:
+        result = run_step({"notebook_path": "notebooks/step.ipynb", "scenario_path_S3": "base/",
+                           "launcher_arg": {}, "metadata": {}},
+                          storage=FolderStorage(tmp_path / "bucket"), workdir=tmp_path / "work",
+                          task_root=task_root, time_left_s=300, image_tag="t", out=lines.append)
+    finally:
+        warm.shutdown()
+    assert result.event["ok"] == 1
+    warnings = [line for line in lines if "WARNING" in line]
+    assert len(warnings) == 1 and "`import no_such_module_for_quetzal` was not preloaded" in warnings[0]
+    assert "ModuleNotFoundError" in warnings[0]
+    assert "[quetzal] warm start: 1 imports preloaded" in "\n".join(lines)
+
+
+def test_the_switch_runs_steps_in_fresh_processes(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.setenv(warm.SWITCH, "0")
+    try:
+        assert warm.prepare(tmp_path) is None
+        outcome = run(tmp_path, "import os\nprint('RETURN:', os.getppid())\n", warm.prepare(tmp_path))
+    finally:
+        warm.shutdown()
+    assert outcome.returns == [str(os.getpid())]
+
+
+def need_numpy():
+    try:
+        import numpy  # noqa: F401 - requirements-test.txt has it
+    except ImportError:
+        missing_part("numpy is not installed (requirements-test.txt has it)")
+
+
+def thread_module(folder: Path) -> None:
+    (folder / "starts_a_thread.py").write_text(
+        "import threading\nthreading.Thread(target=threading.Event().wait, daemon=True).start()\n")
+
+
+def test_a_module_that_starts_a_thread_is_left_out_and_the_zygote_forks_single_threaded(
+        tmp_path, zygotes, monkeypatch):
+    thread_module(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    warnings = []
+    zygote = start(zygotes, ["import decimal", "import starts_a_thread", "import csv"], warnings.append)
+
+    assert zygote.preloaded == ["import decimal", "import csv"]
+    assert len(warnings) == 1 and "`import starts_a_thread` starts threads at import" in warnings[0]
+    assert len(os.listdir(f"/proc/{zygote.process.pid}/task")) == 1
+    assert run(tmp_path, "import starts_a_thread\n", zygote).returncode == 0  # the step imports it
+
+
+def test_blas_pools_wait_in_the_zygote_and_get_their_size_back_in_each_step(tmp_path, zygotes):
+    """numpy's OpenBLAS starts its pool when loaded: one thread in the zygote, the size the
+    step's environment asks for in the step, as in a fresh process."""
+    need_numpy()
+    zygote = start(zygotes, ["import numpy"])
+    assert zygote.preloaded == ["import numpy"]
+    assert len(os.listdir(f"/proc/{zygote.process.pid}/task")) == 1
+
+    source = "import numpy, os\nprint('RETURN:', len(os.listdir('/proc/self/task')))\n"
+    counts = {mode: run(tmp_path, source, chosen, {"OPENBLAS_NUM_THREADS": "3"}).returns
+              for mode, chosen in (("warm", zygote), ("fresh", None))}
+    expected = min(3, len(os.sched_getaffinity(0)))  # OpenBLAS never starts more than the cores
+    assert counts["warm"] == counts["fresh"] == [str(expected)]
+
+
+def test_each_forked_step_draws_its_own_random_numbers(tmp_path, zygotes):
+    need_numpy()
+    zygote = start(zygotes, ["import numpy", "import random"])
+    source = "import numpy, random\nprint('RETURN:', [numpy.random.random(), random.random()])\n"
+    draws = [run(tmp_path, source, zygote).returns[0] for _ in range(2)]
+    first, second = (json.loads(draw) for draw in draws)
+    assert first[0] != second[0] and first[1] != second[1]
+
+
+def test_a_step_cannot_start_when_the_zygote_is_gone(tmp_path, zygotes):
+    zygote = start(zygotes, [])
+    zygote.process.kill()
+    zygote.process.wait()
+    with pytest.raises(Exception, match="warm process|QUETZAL_WARM=0"):
+        run(tmp_path, "print(1)\n", zygote)
+
+
+def test_prepare_starts_one_zygote_per_task_root_and_again_when_it_died(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.setenv(warm.SWITCH, "1")
+    try:
+        first = warm.prepare(tmp_path)
+        assert warm.prepare(tmp_path) is first
+        first.process.kill()
+        first.process.wait()
+        again = warm.prepare(tmp_path)
+        assert again is not first and again.process.poll() is None
+    finally:
+        warm.shutdown()
