@@ -82,7 +82,7 @@ def one_step(folder: Path, name: str, index: int) -> dict:
              "launcher_arg": {"index": index}, "metadata": {}}
     work = Path(tempfile.mkdtemp(dir=folder / "work"))
     result = run_step(event, storage=FolderStorage(folder / "bucket"), workdir=work,
-                      task_root=folder / "task", time_left_s=600, image_tag="bench", echo=lambda line: None)
+                      task_root=folder / "task", time_left_s=600, image_tag="bench", out=lambda line: None)
     returned = result.event
     return {"overhead_s": result.durations["run"] - returned["work_s"],
             "rss_mb": result.peak_memory_mb, "pss_mb": returned["pss_kb"] / 1024,
@@ -102,7 +102,7 @@ def run_mode(folder: Path, names: list[str], iterations: int, mode: str) -> dict
     os.environ[warm.SWITCH] = "1" if mode == "warm" else "0"
     warm.shutdown()
     started = time.perf_counter()
-    zygote = warm.prepare(folder / "task", echo=lambda line: None)
+    zygote = warm.prepare(folder / "task", out=lambda line: None)
     init_s = time.perf_counter() - started
     if mode == "warm" and zygote is None:
         raise SystemExit("ERROR: the warm process did not start on this platform.")
