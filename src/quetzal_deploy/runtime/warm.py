@@ -487,6 +487,13 @@ def start(lines: tuple[str, ...], out=print) -> Zygote:
         lines.remove(report["threads"])
 
 
+def resident_mb(pid: int) -> float:
+    """A process's resident memory (``VmRSS``), in MB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        kib = next((line.split()[1] for line in status if line.startswith("VmRSS:")), "0")
+    return int(kib) / 1024
+
+
 ZYGOTES: dict[Path, Zygote | None] = {}
 ZYGOTES_LOCK = threading.Lock()
 
@@ -504,7 +511,7 @@ def prepare(task_root: Path, out=print, saved: dict | None = None) -> Zygote | N
             try:
                 zygote = start(chosen.preload, out)
                 out(f"[quetzal] warm start: {len(zygote.preloaded)} imports preloaded in "
-                     f"{zygote.seconds:.2f} s")
+                    f"{zygote.seconds:.2f} s, {resident_mb(zygote.process.pid):.0f} MB")
             except NotebookError as ex:
                 out(f"[quetzal] WARNING: {ex} Steps run in fresh processes.")
         ZYGOTES[key] = zygote
