@@ -74,3 +74,18 @@ def test_the_architecture_picture_draws_the_allowed_imports():
     allowed = {(mine, other) for mine, others in ALLOWED.items() if mine not in {"tasks", "shared"}
                for other in others - {"shared"}}
     assert drawn == allowed
+
+
+def test_one_output_callback():
+    """A function that prints takes ``out`` typed ``Out``, defined once (``output.py``): no ``echo``,
+    no other spelling of its type."""
+    found = []
+    for path in MODULES:
+        text = path.read_text(encoding="utf-8")
+        if path.name != "output.py" and "Callable[[str], None]" in text:
+            found.append(f"{path.name}: Callable[[str], None] (use output.Out)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = [a.arg for a in (*node.args.args, *node.args.kwonlyargs)]
+                found += [f"{path.name}: {node.name}({name}=...)" for name in names if name == "echo"]
+    assert found == []

@@ -18,6 +18,7 @@ from pathlib import Path
 import quetzal_deploy
 from quetzal_deploy.adopt.answers import Found
 from quetzal_deploy.adopt.production import adopted_tfvars
+from quetzal_deploy.output import Out
 from quetzal_deploy.upgrade.scaffold import BRANCH, commit_render, git, repo_root, require_clean
 from quetzal_deploy.upgrade.template import RECORD, UpgradeError, render
 
@@ -133,7 +134,7 @@ class Adoption:
 
 
 def adopt(path: Path, found: Found, confirm: Callable[[str], bool], force: bool = False,
-          echo: Callable[[str], None] = print) -> bool:
+          out: Out = print) -> bool:
     """Plan, show, and on ``confirm`` commit the adoption; False when the user declined."""
     root = repo_root(path)
     if (root / RECORD).exists():
@@ -149,10 +150,10 @@ def adopt(path: Path, found: Found, confirm: Callable[[str], bool], force: bool 
         project = render(found.answers, Path(scratch))
         template = commit_render(root, project, head, f"quetzal-template {version}, rendered by adopt")
         tree = adoption.tree(project)
-    echo(adoption.changes.describe())
+    out(adoption.changes.describe())
     if not confirm(f"Commit the adoption of {model} (quetzal-template {version}) on "
                    f"{git(root, 'rev-parse', '--abbrev-ref', 'HEAD').stdout.strip()}?"):
-        echo("Nothing changed.")
+        out("Nothing changed.")
         return False
     message = (f"Adopt {model} into quetzal-template {version}\n\nAnswers:\n{found.table()}\n\n"
                f"{adoption.changes.describe()}\n")
@@ -160,10 +161,10 @@ def adopt(path: Path, found: Found, confirm: Callable[[str], bool], force: bool 
     git(root, "update-ref", "HEAD", commit, head)
     git(root, "reset", "--hard", "--quiet", commit)
     git(root, "branch", BRANCH, template)
-    echo(f"Adopted {model}: review with `git show --stat HEAD`; `invoke upgrade` works from here. Next: "
+    out(f"Adopted {model}: review with `git show --stat HEAD`; `invoke upgrade` works from here. Next: "
          "`pip install -r requirements-dev.txt`, `invoke --list`, `invoke run --local base`"
          + (", then `invoke infra --adopt` to take over the live stack." if found.legacy else "."))
     if adoption.changes.kept:
-        echo("NOTE: the files listed as KEPT are yours where the template has its own: compare them "
+        out("NOTE: the files listed as KEPT are yours where the template has its own: compare them "
              f"with `git diff HEAD {BRANCH} -- <file>`.")
     return True

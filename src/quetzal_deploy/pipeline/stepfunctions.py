@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
@@ -101,7 +101,7 @@ def asl_problems(definition: dict[str, Any]) -> list[str]:
 
 
 def validated_definition(settings: Settings, account_id: str,
-                         note: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+                         note: Out = lambda line: None) -> dict[str, Any]:
     """``step-functions.json`` checked (JSON, notebooks, ASL), the model's Tasks in our forms (each
     kind of rewrite told to ``note``) and its placeholders filled."""
     own = ported(load_definition(settings.definition_path), settings)
@@ -135,7 +135,7 @@ def warn_line(line: str) -> None:
 
 
 def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
-                 out: Out = print, warn: Callable[[str], None] = warn_line) -> None:
+                 out: Out = print, warn: Out = warn_line) -> None:
     """Deploy ``step-functions.json`` to the model's state machine (``dry_run``: print it only)."""
     rendered = validated_definition(settings, aws.account_id, warn)
     for warning in front_end_warnings(rendered) + display_warnings(rendered):
