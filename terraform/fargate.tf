@@ -227,7 +227,7 @@ resource "aws_ecs_task_definition" "step" {
     readonlyRootFilesystem = true
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
     environment = [
-      { name = "BUCKET_NAME", value = aws_s3_bucket.this.id },
+      { name = "BUCKET_NAME", value = local.bucket_name },
       { name = "TQDM_DISABLE", value = "1" },
     ]
     logConfiguration = {

@@ -56,7 +56,7 @@ resource "aws_lambda_function" "this" {
 
   environment {
     variables = {
-      BUCKET_NAME  = aws_s3_bucket.this.id
+      BUCKET_NAME  = local.bucket_name
       TQDM_DISABLE = "1"
     }
   }

@@ -1,11 +1,11 @@
 output "bucket_name" {
   description = "Name of the model's S3 bucket."
-  value       = aws_s3_bucket.this.id
+  value       = local.bucket_name
 }
 
 output "bucket_arn" {
   description = "ARN of the model's S3 bucket."
-  value       = aws_s3_bucket.this.arn
+  value       = local.bucket_arn
 }
 
 output "ecr_repository_name" {

@@ -1,6 +1,8 @@
 # The model's bucket: scenarios under <scenario>/, model-wide files under _common/.
 
 resource "aws_s3_bucket" "this" {
+  count = local.own_bucket ? 1 : 0
+
   #checkov:skip=CKV_AWS_18:Access logging needs a separate log bucket per account; CloudTrail data events are the account-wide choice.
   #checkov:skip=CKV_AWS_144:Scenarios are working data that users can re-run; cross-region replication would double cost for no recovery need.
   #checkov:skip=CKV2_AWS_62:Nothing reacts to object events; the pipeline is started by the front end.
@@ -11,7 +13,9 @@ resource "aws_s3_bucket" "this" {
 }
 
 resource "aws_s3_bucket_public_access_block" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = local.own_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
 
   block_public_acls       = true
   block_public_policy     = true
@@ -20,7 +24,9 @@ resource "aws_s3_bucket_public_access_block" "this" {
 }
 
 resource "aws_s3_bucket_ownership_controls" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = local.own_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
 
   rule {
     object_ownership = "BucketOwnerEnforced"
@@ -28,7 +34,9 @@ resource "aws_s3_bucket_ownership_controls" "this" {
 }
 
 resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = local.own_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
 
   rule {
     apply_server_side_encryption_by_default {
@@ -38,7 +46,9 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
 }
 
 resource "aws_s3_bucket_versioning" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = local.own_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
 
   versioning_configuration {
     status = "Enabled"
@@ -46,7 +56,9 @@ resource "aws_s3_bucket_versioning" "this" {
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = local.own_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
 
   rule {
     id     = "expire-old-versions"
@@ -67,7 +79,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
 }
 
 resource "aws_s3_bucket_cors_configuration" "this" {
-  bucket = aws_s3_bucket.this.id
+  count = local.own_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
 
   cors_rule {
     allowed_origins = var.cors_allowed_origins
@@ -79,13 +93,15 @@ resource "aws_s3_bucket_cors_configuration" "this" {
 }
 
 data "aws_iam_policy_document" "bucket" {
+  count = local.own_bucket ? 1 : 0
+
   statement {
     sid     = "DenyInsecureTransport"
     effect  = "Deny"
     actions = ["s3:*"]
     resources = [
-      aws_s3_bucket.this.arn,
-      "${aws_s3_bucket.this.arn}/*",
+      aws_s3_bucket.this[0].arn,
+      "${aws_s3_bucket.this[0].arn}/*",
     ]
 
     principals {
@@ -102,24 +118,26 @@ data "aws_iam_policy_document" "bucket" {
 }
 
 resource "aws_s3_bucket_policy" "this" {
-  bucket = aws_s3_bucket.this.id
-  policy = data.aws_iam_policy_document.bucket.json
+  count = local.own_bucket ? 1 : 0
+
+  bucket = aws_s3_bucket.this[0].id
+  policy = data.aws_iam_policy_document.bucket[0].json
 
   depends_on = [aws_s3_bucket_public_access_block.this]
 }
 
-# The model's bucket and nothing else, for the function and the front end's users.
+# The model's bucket (its own or the existing one) and nothing else, for the function and the front end's users.
 data "aws_iam_policy_document" "bucket_read_write" {
   statement {
     # ListBucket also makes a missing key a 404 instead of a 403 for the front end.
     sid       = "ListBucket"
     actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.this.arn]
+    resources = [local.bucket_arn]
   }
 
   statement {
     sid       = "ReadWriteObjects"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.this.arn}/*"]
+    resources = ["${local.bucket_arn}/*"]
   }
 }

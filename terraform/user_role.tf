@@ -44,7 +44,7 @@ data "aws_iam_policy_document" "user" {
     sid       = "ProtectBaseScenario"
     effect    = "Deny"
     actions   = ["s3:PutObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.this.arn}/base/*"]
+    resources = ["${local.bucket_arn}/base/*"]
   }
 }
 

@@ -216,3 +216,14 @@ variable "tags" {
     error_message = "Tags: at most 40, keys of 1 to 128 characters not starting with 'aws:', values of at most 256 characters."
   }
 }
+
+variable "existing_bucket_name" {
+  description = "An existing bucket the model uses instead of creating <name> (e.g. the bucket the backend's microservices share); empty: the module creates and manages <name>. The module never changes or deletes an existing bucket."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.existing_bucket_name == "" || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.existing_bucket_name))
+    error_message = "existing_bucket_name must be an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit."
+  }
+}

@@ -218,3 +218,17 @@ def test_another_function_is_still_refused_locally_with_the_auth_hint(baked_repo
     done = invoke(baked_repo, tmp_path, "run", "--local", "base")
     assert done.returncode == 1
     assert "someone-elses" in done.stderr and "AUTH_FUNCTION_NAME" in done.stderr, done.stderr
+
+
+def test_an_existing_bucket_in_env_names_the_bucket_and_a_bad_one_is_refused(baked_repo):
+    from quetzal_deploy.errors import ConfigError
+    from quetzal_deploy.settings import load_settings
+
+    env = baked_repo / ".env"
+    env.write_text(env.read_text().replace("EXISTING_BUCKET_NAME=\n", "EXISTING_BUCKET_NAME=quetzal-api\n"))
+    settings = load_settings(baked_repo)
+    assert (settings.bucket, settings.existing_bucket, settings.function_name) == (
+        "quetzal-api", "quetzal-api", "quetzal-test")
+    env.write_text(env.read_text().replace("=quetzal-api\n", "=Bad_Bucket\n"))
+    with pytest.raises(ConfigError, match="EXISTING_BUCKET_NAME='Bad_Bucket' in .env"):
+        load_settings(baked_repo)

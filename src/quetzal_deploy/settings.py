@@ -59,6 +59,7 @@ class Settings:
     auth_function: str = ""
     identity_pool_id: str = ""
     config_bucket: str = ""
+    existing_bucket: str = ""  # EXISTING_BUCKET_NAME: a bucket the model uses instead of its own
     profile: str | None = None
     user_pool_id: str = ""
     fargate_cluster: str = ""
@@ -186,7 +187,8 @@ def _choice(values: dict[str, str], key: str, allowed: tuple[str, ...]) -> str:
 
 # Optional names .env passes to Terraform, with the rule each follows (empty: none).
 NAMED = {"AUTH_FUNCTION_NAME": function_error, "COGNITO_IDENTITY_POOL_ID": identity_pool_error,
-         "CONFIG_BUCKET_NAME": lambda name: name and shared_bucket_error(name)}
+         "CONFIG_BUCKET_NAME": lambda name: name and shared_bucket_error(name),
+         "EXISTING_BUCKET_NAME": lambda name: name and shared_bucket_error(name)}
 
 
 def _name(values: dict[str, str], key: str) -> str:
@@ -218,7 +220,7 @@ def load_settings(
         root=root,
         model_name=model,
         region=values["AWS_REGION"],
-        bucket=model,
+        bucket=_name(values, "EXISTING_BUCKET_NAME") or model,
         ecr_repo=model,
         function_name=model,
         state_machine=model,
@@ -230,6 +232,7 @@ def load_settings(
         auth_function=_name(values, "AUTH_FUNCTION_NAME"),
         identity_pool_id=_name(values, "COGNITO_IDENTITY_POOL_ID"),
         config_bucket=_name(values, "CONFIG_BUCKET_NAME"),
+        existing_bucket=_name(values, "EXISTING_BUCKET_NAME"),
         profile=values.get("AWS_PROFILE") or None,
         user_pool_id=values.get("COGNITO_USER_POOL_ID", ""),
         **fargate_settings(values),

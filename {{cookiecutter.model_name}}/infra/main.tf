@@ -19,6 +19,7 @@ module "model" {
   auth_function_name       = var.auth_function_name
   cognito_identity_pool_id = var.cognito_identity_pool_id
   config_bucket_name       = var.config_bucket_name
+  existing_bucket_name     = var.existing_bucket_name
   tags                     = { model = var.model_name }
 
   resource_names             = var.resource_names

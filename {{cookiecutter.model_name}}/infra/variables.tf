@@ -75,6 +75,12 @@ variable "config_bucket_name" {
   default     = ""
 }
 
+variable "existing_bucket_name" {
+  description = "An existing bucket the model uses instead of its own (`invoke infra` sets it from .env's EXISTING_BUCKET_NAME)."
+  type        = string
+  default     = ""
+}
+
 # Fargate steps: `invoke infra` sets these from .env's FARGATE_* keys when FARGATE_SUBNETS is set.
 variable "create_fargate" {
   description = "Create what Fargate steps need (cluster unless fargate_cluster_name, task definition, roles, logs)."

@@ -166,7 +166,8 @@ class Stack:
         values = (s.region, s.model_name, s.memory_mb, s.timeout_s, s.storage_mb, s.architecture,
                   s.auth_function, s.identity_pool_id, s.config_bucket)
         variables = {name: str(value) for name, value in zip(ENV_VARIABLES, values, strict=True)}
-        return {**variables, **self.fargate_variables}
+        existing = {"existing_bucket_name": s.existing_bucket} if s.existing_bucket else {}
+        return {**variables, **self.fargate_variables, **existing}
 
     @property
     def fargate_variables(self) -> dict[str, str]:
@@ -351,7 +352,11 @@ def destroy(stack: Stack) -> None:
     """
     settings, aws, out = stack.settings, stack.aws, stack.out
     revoke_access(settings, aws)
-    out(f"Deleted {empty_bucket(aws, settings.bucket)} object version(s) from s3://{settings.bucket}")
+    if settings.existing_bucket:
+        out(f"Kept s3://{settings.bucket}: an existing bucket this model uses (EXISTING_BUCKET_NAME), "
+            "not its own; nothing of it is deleted")
+    else:
+        out(f"Deleted {empty_bucket(aws, settings.bucket)} object version(s) from s3://{settings.bucket}")
     out(f"Deleted {empty_repository(aws, settings.ecr_repo)} image(s) from ECR {settings.ecr_repo}")
     stack.destroy()
     out(f"{settings.model_name} is destroyed.")
