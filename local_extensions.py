@@ -36,23 +36,30 @@ def folder_name(value):
 VERSION = re.compile(r'^__version__ = "([^"]+)"$', re.MULTILINE)
 
 
-def package_version() -> str:
-    """The quetzal-deploy version this template belongs to: ``src/quetzal_deploy`` in a checkout,
-    the package around ``template/`` in an installed wheel."""
+def package_root() -> Path:
+    """The folder holding the quetzal_deploy package this template belongs to: ``src/`` in a
+    checkout, the folder around ``quetzal_deploy/template/`` in an installed wheel."""
     here = Path(__file__).resolve().parent
-    for init in (here / "src" / "quetzal_deploy" / "__init__.py", here.parent / "__init__.py"):
-        if init.is_file():
-            return VERSION.search(init.read_text(encoding="utf-8")).group(1)
-    raise RuntimeError(f"no quetzal_deploy/__init__.py next to the template in {here}")
+    for root in (here / "src", here.parents[1]):
+        if (root / "quetzal_deploy" / "__init__.py").is_file():
+            return root
+    raise RuntimeError(f"no quetzal_deploy package next to the template in {here}")
+
+
+def package_version() -> str:
+    init = package_root() / "quetzal_deploy" / "__init__.py"
+    return VERSION.search(init.read_text(encoding="utf-8")).group(1)
 
 
 class TemplateExtension(Extension):
     """Registers ``folder_name``, ``absolute_path`` (hooks render with the template as cwd,
     so ``cookiecutter._repo_dir | absolute_path`` locates the template even when it was given
-    as a relative path such as ``.``) and the global ``quetzal_deploy_version``."""
+    as a relative path such as ``.``) and the globals ``quetzal_deploy_version`` and
+    ``quetzal_deploy_path`` (where the hooks import the package from)."""
 
     def __init__(self, environment):
         super().__init__(environment)
         environment.filters["folder_name"] = folder_name
         environment.filters["absolute_path"] = os.path.abspath
         environment.globals["quetzal_deploy_version"] = package_version()
+        environment.globals["quetzal_deploy_path"] = str(package_root())

@@ -10,7 +10,7 @@ import pytest
 from fixtures.bake import SRC
 
 PACKAGE = SRC / "quetzal_deploy"
-SHARED = {"settings", "rules", "aws", "errors", "output", "sizing", "doctor", "plugins"}
+SHARED = {"settings", "rules", "aws", "errors", "output", "sizing", "doctor", "plugins", "git"}
 ALLOWED = {  # concern -> the concerns it may import (itself and the package root always)
     "runtime": set(),
     "sync": {"runtime", "shared"},
@@ -19,7 +19,7 @@ ALLOWED = {  # concern -> the concerns it may import (itself and the package roo
     "infra": {"images", "pipeline", "sync", "access", "shared"},
     "access": {"shared"},
     "local": {"pipeline", "sync", "images", "runtime", "shared"},
-    "upgrade": {"shared"},
+    "upgrade": {"pipeline", "shared"},
     "adopt": {"upgrade", "pipeline", "shared"},
     "__main__": {"adopt", "shared"},  # python -m quetzal_deploy: commands outside a model repo
     "tasks": {"runtime", "sync", "images", "pipeline", "infra", "access", "local", "upgrade", "shared"},

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import quetzal_deploy
 from quetzal_deploy.errors import QuetzalError
+from quetzal_deploy.git import output
 from quetzal_deploy.images.context import PLUGIN_FILES, build_context
 from quetzal_deploy.output import Out
 from quetzal_deploy.plugins import image_files, plugin_manager
@@ -64,14 +64,6 @@ def check_tag(tag: str) -> str:
     return tag
 
 
-def git(root: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    except OSError:
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def default_tag(root: Path, now: datetime | None = None) -> str:
     """The commit the image is built from, so a tag always says which code runs.
 
@@ -79,10 +71,10 @@ def default_tag(root: Path, now: datetime | None = None) -> str:
     build gets its own tag, so an earlier one can still be rolled back to.
     """
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    sha = git(root, "rev-parse", "--short", "HEAD")
+    sha = output(root, "rev-parse", "--short", "HEAD")
     if sha is None:
         return f"build-{stamp}"
-    changed = git(root, "status", "--porcelain", "--", *IMAGE_INPUTS)
+    changed = output(root, "status", "--porcelain", "--", *IMAGE_INPUTS)
     return f"{sha}-dirty-{stamp}" if changed else sha
 
 

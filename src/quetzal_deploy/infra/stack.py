@@ -17,7 +17,7 @@ from lark.exceptions import LarkError
 
 from quetzal_deploy.aws import RETRIES, Aws, translated, unless_absent
 from quetzal_deploy.errors import AwsError, Cancelled, ConfigError
-from quetzal_deploy.images.build import git
+from quetzal_deploy.git import output
 from quetzal_deploy.infra.terraform import Terraform
 from quetzal_deploy.output import Out
 from quetzal_deploy.settings import Settings
@@ -227,7 +227,7 @@ class Stack:
     def remind_lock_file(self) -> None:
         """``terraform init`` records the provider build: it belongs in git, like a lock file."""
         lock = self.folder / LOCK_FILE
-        if lock.is_file() and git(self.settings.root, "ls-files", "--", f"infra/{LOCK_FILE}") == "":
+        if lock.is_file() and output(self.settings.root, "ls-files", "--", f"infra/{LOCK_FILE}") == "":
             self.out(f"infra/{LOCK_FILE} records the provider versions and checksums: commit it "
                      f"(`git add infra/{LOCK_FILE}`) so every machine uses the same provider.")
 

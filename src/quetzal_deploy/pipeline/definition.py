@@ -294,3 +294,38 @@ def placeholder_values(settings, account_id: str) -> dict[str, str]:
         "fargate_cluster": settings.fargate_cluster or settings.model_name + FARGATE_CLUSTER_SUFFIX,
         "fargate_task_definition": family_of(settings.model_name),
     }
+
+
+LAMBDA_RETRY = [{"ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException",
+                                 "Lambda.SdkClientException", "Lambda.TooManyRequestsException"],
+                 "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0}]
+RUN_FIELDS = {"scenario_path_S3.$": "$.scenario_path_S3", "launcher_arg.$": "$.launcher_arg",
+              "metadata.$": "$.metadata"}
+
+
+def lambda_state(function: str, payload: dict[str, Any], following: str | None) -> dict[str, Any]:
+    """A Task invoking the ``${function}`` Lambda function with ``payload``, with the retries
+    of Lambda's transient errors."""
+    arn = "arn:aws:lambda:${region}:${account_id}:function:${" + function + "}"
+    state = {"Type": "Task", "Resource": LAMBDA_INVOKE,
+             "Parameters": {"FunctionName": arn, "Payload": payload}, "Retry": LAMBDA_RETRY}
+    state.update({"Next": following} if following else {"End": True})
+    return state
+
+
+def default_definition(model_name: str, steps: list[str], auth_function: str = "") -> dict[str, Any]:
+    """A bake's state machine: an Authorization state when there is an auth function, then one
+    notebook Task per step in order, each passing its return on."""
+    states: dict[str, Any] = {}
+    for step, following in zip(steps, [*steps[1:], None], strict=True):
+        states[step] = lambda_state("function_name", {"notebook_path": f"notebooks/{step}.ipynb",
+                                                      **RUN_FIELDS}, following)
+        states[step]["OutputPath"] = "$.Payload"
+    start = steps[0]
+    if auth_function:
+        auth = lambda_state("auth_function_name", {"authorization.$": "$.authorization",
+                                                   "model": "${model_name}", **RUN_FIELDS}, start)
+        states, start = {"Authorization": {**auth, "ResultPath": None}, **states}, "Authorization"
+    return {"Comment": f"{model_name} pipeline: one notebook per step. "
+            "${...} placeholders are filled by `invoke update-steps`.",
+            "StartAt": start, "States": states}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from quetzal_deploy.aws import CONDITION_FAILED, Aws, s3_object, translated
 from quetzal_deploy.errors import ConfigError, QuetzalError
+from quetzal_deploy.git import user_email as user_email_of
 from quetzal_deploy.runtime.checksum import bytes_checksum
 from quetzal_deploy.runtime.info import STAMP_KEYS, info_bytes, parse_info, stamped
 from quetzal_deploy.runtime.names import COMMON, InvalidScenarioName, check_scenario_name
@@ -148,9 +148,7 @@ def user_email(settings: Settings, option: str | None = None, default: str | Non
     else ``default`` (local runs), else an error saying how to set one."""
     email = option or os.environ.get(EMAIL_VARIABLE, "")
     if not email:
-        found = subprocess.run(["git", "config", "user.email"], cwd=settings.root,
-                               capture_output=True, text=True, check=False)
-        email = found.stdout.strip()
+        email = user_email_of(settings.root)
     email = email or default
     if not email:
         raise ConfigError(f"no user email for the objects' user_email metadata: run "

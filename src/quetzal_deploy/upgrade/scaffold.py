@@ -9,14 +9,12 @@ in, and lines both changed become conflicts for the user to resolve.
 
 from __future__ import annotations
 
-import functools
-import os
-import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import quetzal_deploy
+from quetzal_deploy.git import git
 from quetzal_deploy.output import Out
 from quetzal_deploy.upgrade.template import (
     UpgradeError,
@@ -26,33 +24,11 @@ from quetzal_deploy.upgrade.template import (
 )
 
 BRANCH = "quetzal-template"
-IDENTITY = ["-c", "user.name=quetzal-template", "-c", "user.email=quetzal-template@localhost"]
-
-
-def git(root: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """``git *args`` in ``root`` (with a fallback identity when none is configured)."""
-    identity = [] if configured(root) else IDENTITY
-    done = subprocess.run(["git", *identity, *args], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
-    if check and done.returncode != 0:
-        raise UpgradeError(f"git {' '.join(args)} failed: {(done.stderr or done.stdout).strip()}")
-    return done
-
-
-@functools.cache
-def configured(root: Path) -> bool:
-    """Whether git has a user identity here (commits need one)."""
-    found = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True)
-    return bool(found.stdout.strip())
 
 
 def repo_root(start: Path) -> Path:
     """The git repository around ``start``, which must hold the template record at its top."""
-    try:
-        found = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True,
-                               text=True)
-    except OSError as ex:
-        raise UpgradeError(f"git cannot run ({ex}): install git, which `invoke upgrade` merges with.") from ex
+    found = git(start, "rev-parse", "--show-toplevel", check=False)
     if found.returncode != 0:
         raise UpgradeError(f"{start} is not in a git repository: `invoke upgrade` merges the template's "
                            "changes with git (run it in the model repo).")
