@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_run_local import invoke, run_folder, step_payload, write_definition
+from test_run_local import invoke, run_folder, step_payload, write_definition, write_notebook
 
 from quetzal_deploy.pipeline.definition import ECS_RUN_TASK, DefinitionError
 from quetzal_deploy.pipeline.porting import handler_module_problem, ported
@@ -232,3 +232,17 @@ def test_an_existing_bucket_in_env_names_the_bucket_and_a_bad_one_is_refused(bak
     env.write_text(env.read_text().replace("=quetzal-api\n", "=Bad_Bucket\n"))
     with pytest.raises(ConfigError, match="EXISTING_BUCKET_NAME='Bad_Bucket' in .env"):
         load_settings(baked_repo)
+
+
+def test_a_step_that_writes_and_returns_nothing_is_a_warning_in_the_summary(baked_repo, tmp_path):
+    write_notebook(baked_repo, "idle", "if manual:\n    (outputs / 'x.csv').write_text('a\\n')\n")
+    write_notebook(baked_repo, "counts", "print('RETURN:', {'count': 3})\n")
+    write_definition(baked_repo, {"idle": foreign_task(OURS, step_payload("idle"), Next="counts"),
+                                  "counts": foreign_task(OURS, step_payload("counts"), Next="prep"),
+                                  "prep": foreign_task(OURS, step_payload("preparation"), End=True)}, "idle")
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    warnings = [line for line in done.stdout.splitlines() if "wrote no file" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING: idle (notebooks/idle.ipynb)"), done.stdout

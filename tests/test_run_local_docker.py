@@ -47,3 +47,29 @@ def test_pipeline_runs_in_the_image_and_a_failing_step_reports_its_traceback(
 def test_docker_without_local_is_refused(baked_repo, tmp_path):
     done = invoke(baked_repo, tmp_path, "run", "--docker", "base")
     assert done.returncode == 2 and "add --local" in done.stderr
+
+
+BIG_STEP = """block = bytearray(300 * 2**20)  # 300 MB held while the step runs
+for offset in range(0, len(block), 4096):
+    block[offset] = 1
+(outputs / "big.bin").write_bytes(bytes(80 * 2**20))  # 80 MB left in the working folder
+print("held", len(block))
+"""
+
+
+def test_docker_steps_report_peak_memory_and_tmp_measured_in_the_container(
+        baked_repo, tmp_path, docker_engine, lambda_base_image, monkeypatch):
+    """Each Lambda step runs in a fresh container: the table's memory and /tmp come from it."""
+    monkeypatch.setenv("QUETZAL_BASE_IMAGE", lambda_base_image)
+    write_notebook(baked_repo, "big", BIG_STEP)
+    (baked_repo / "step-functions.json").write_text(json.dumps(
+        {"StartAt": "big", "States": {"big": lambda_task(step_payload("big"), End=True)}}))
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "--docker", "base")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    (row,) = [line.split("  ") for line in done.stdout.splitlines() if line.startswith("big ")]
+    cells = [cell.strip() for cell in row if cell.strip()]
+    memory, tmp = cells[3], cells[4]
+    assert memory.endswith(" MB") and float(memory.split()[0]) >= 300, cells
+    assert tmp.endswith(" MB") and float(tmp.split()[0]) >= 80, cells

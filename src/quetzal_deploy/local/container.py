@@ -1,9 +1,11 @@
 """``invoke run --local --docker``: each Task runs in the model's image, behind its Lambda emulator.
 
-The image is built as ``invoke build`` builds it (tag ``local``); one container serves every
-Task of the run, one invocation at a time (the emulator serves one at a time, as one Lambda
-instance does), with the run's bucket folder mounted where the handler reads it
-(``QUETZAL_BUCKET_FOLDER``) and the model's time limit enforced by the emulator.
+The image is built as ``invoke build`` builds it (tag ``local``); each Lambda Task runs in a
+fresh container of it (a cold start), one at a time, with the run's bucket folder mounted where
+the handler reads it (``QUETZAL_BUCKET_FOLDER``) and the model's time limit enforced by the
+emulator. A container per step makes its cgroup's peak memory that step's: read from Docker's
+stats (cgroup v1 ``max_usage``) or the cgroup's ``memory.peak`` (v2), page cache included as
+Lambda counts it; ``/tmp`` is measured in the container after the step.
 
 A Fargate step runs as on ECS: a container of its own from the same image, started with the
 command-line entry point (``python -m quetzal_deploy.runtime.cli``, the task definition's entry
@@ -14,6 +16,7 @@ its outcome to a mounted file.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -30,6 +33,9 @@ MOUNT = "/bucket"
 OUTBOX = "/quetzal-outbox"
 ENTRY_POINT = ["python", "-m", "quetzal_deploy.runtime.cli"]  # the Terraform task definition's too
 STOP_GRACE_S = 120
+UPLOAD_LINE = re.compile(r"\[quetzal\] upload: [0-9.]+ s \(([0-9]+) files\)")
+TMP_PROBE = ("import os; print(sum(os.lstat(os.path.join(d, f)).st_size "
+             "for d, _, fs in os.walk('/tmp') for f in fs))")
 
 
 class ContainerTasks:
@@ -50,25 +56,31 @@ class ContainerTasks:
         }
         self.function = LocalLambda(client, image, env,
                                     volumes={str(bucket.resolve()): {"bind": MOUNT, "mode": "rw"}})
-        self.printed = 0
 
     def __enter__(self) -> ContainerTasks:
-        self.function.start()
-        self.out(f"Started {self.function.image} as {self.function.name} on {self.function.url}")
+        self.out(f"Each Lambda step runs in a fresh container of {self.function.image}, its peak memory "
+                 "and /tmp measured there")
         return self
 
     def __exit__(self, *exc) -> None:
         self.function.stop()
 
-    def invoke(self, payload: Any, label: str) -> Any:
-        """The function's answer; a function error becomes the StatesError Step Functions raises."""
-        answer = self.function.invoke(payload, timeout_s=self.settings.timeout_s + 60)
-        logs = self.function.logs()
-        for line in logs[self.printed:].splitlines():
+    def invoke(self, payload: Any, label: str) -> tuple[Any, tuple[float | None, float | None, int | None]]:
+        """The function's answer and the step's (peak memory MB, /tmp MB, files written); a function
+        error becomes the StatesError Step Functions raises."""
+        self.function.port = 0  # a free one, for each container
+        self.function.start()
+        try:
+            answer = self.function.invoke(payload, timeout_s=self.settings.timeout_s + 60)
+            logs = self.function.logs()
+            figures = (peak_memory_mb(self.function.container), tmp_mb(self.function.container),
+                       files_written(logs))
+        finally:
+            self.function.stop()
+        for line in logs.splitlines():
             self.out(f"    {label} | {line}")
-        self.printed = len(logs)
         if not answer.failed:
-            return answer.payload
+            return answer.payload, figures
         body = answer.payload if isinstance(answer.payload, dict) else {"errorMessage": str(answer.payload)}
         raise StatesError(body.get("errorType", "Lambda.Unknown"), json.dumps(body))
 
@@ -96,3 +108,27 @@ class ContainerTasks:
         if "error" in outcome:
             raise StatesError(outcome["error"], outcome["cause"])
         return outcome["output"]["Payload"]
+
+
+def peak_memory_mb(container) -> float | None:
+    """The container's peak memory since it started: cgroup v1's ``max_usage`` in Docker's stats,
+    else cgroup v2's ``memory.peak``; None when neither is available."""
+    stats = container.stats(stream=False, one_shot=True).get("memory_stats", {})
+    if stats.get("max_usage"):
+        return stats["max_usage"] / 2**20
+    found = container.exec_run(["cat", "/sys/fs/cgroup/memory.peak"])
+    text = found.output.decode(errors="replace").strip()
+    return int(text) / 2**20 if found.exit_code == 0 and text.isdigit() else None
+
+
+def tmp_mb(container) -> float | None:
+    """What the step left in the container's ``/tmp`` (the handler's working folder)."""
+    found = container.exec_run(["python", "-c", TMP_PROBE])
+    text = found.output.decode(errors="replace").strip()
+    return int(text) / 2**20 if found.exit_code == 0 and text.isdigit() else None
+
+
+def files_written(logs: str) -> int | None:
+    """Files the step created or changed, from the handler's upload line (info.json aside)."""
+    counts = UPLOAD_LINE.findall(logs)
+    return max(int(counts[-1]) - 1, 0) if counts else None

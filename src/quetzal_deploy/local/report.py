@@ -24,6 +24,8 @@ class StepRecord:
     tmp_mb: float | None = None
     outputs_mb: float | None = None
     state_kb: float | None = None
+    wrote_files: int | None = None  # files the step created or changed (info.json aside)
+    returned: bool | None = None  # whether it merged RETURN: values into the state
 
 
 def figure(value: float | None, unit: str, digits: int = 1) -> str:
@@ -59,8 +61,18 @@ def summary(records: list[StepRecord], memory_mb: int, storage_mb: int, timeout_
     if fargate and any(r.platform == "Fargate" for r in records):
         lines.append(f"Fargate steps: of {fargate[0]} MB memory, {fargate[1] / 1024:g} GiB storage, "
                      "each within its own TimeoutSeconds.")
+    lines.extend(idle_warnings(records))
     for r in records:
         if r.state_kb is not None and r.state_kb > STATE_WARNING_KB:
             lines.append(f"WARNING: {r.label} passes on {r.state_kb:.0f} KB; Step Functions stops at "
                          f"{STATE_LIMIT_KB} KB. Print smaller RETURN: values, write big results to outputs/.")
     return lines
+
+
+def idle_warnings(records: list[StepRecord]) -> list[str]:
+    """A warning per step that succeeded having written no file and returned nothing: how a silent
+    no-op shows (a Lambda handler module run as a script, cells guarded by ``if manual:``)."""
+    return [f"WARNING: {r.label} ({r.notebook}) succeeded but wrote no file and returned no RETURN: value; "
+            "did its code run? A module that only defines handler(event, context), or cells that run "
+            "only in Jupyter, do nothing as a step."
+            for r in records if r.status == "ok" and r.wrote_files == 0 and r.returned is False]

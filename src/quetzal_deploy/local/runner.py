@@ -192,7 +192,8 @@ class LocalRun:
             if self.container is not None and call.platform == FARGATE:
                 event = self.container.run_task(call.payload, call.label, limit)
             elif self.container is not None:
-                event = self.container.invoke(call.payload, call.label)
+                event, figures = self.container.invoke(call.payload, call.label)
+                record.peak_memory_mb, record.tmp_mb, record.wrote_files = figures
             else:
                 event = self.run_handler(call, payload, record, limit)
         except StatesError:
@@ -202,6 +203,7 @@ class LocalRun:
             record.seconds = time.monotonic() - started
         record.outputs_mb = size_mb(self.scenario_folder / "outputs")
         record.state_kb = state_size(event) / 1024
+        record.returned = event != payload
         record.status = "ok"
         return task_output(event) if call.platform == FARGATE else event
 
@@ -235,6 +237,7 @@ class LocalRun:
             shutil.rmtree(workdir, ignore_errors=True)
         record.peak_memory_mb = result.peak_memory_mb
         record.tmp_mb = result.workdir_mb
+        record.wrote_files = max(result.uploaded - 1, 0)  # info.json is stamped by every step
         self.check_limits(record, call)
         return result.event
 
