@@ -8,7 +8,8 @@ The child gets ``argv[1] = json.dumps(launcher_arg)``, cwd = the notebook's fold
 folder. Its output goes, line by line, to a log file and to ``out``; ``RETURN: {...}`` lines
 (JSON or a Python literal) are noted, and so is ``end_of_notebook`` anywhere in the output (a
 notebook stops early by printing it or by evaluating the bare, undefined name: the ``NameError``
-names it). At the deadline the whole process group is killed;
+names it). At the step's end (the notebook's exit, the deadline, Ctrl-C) its whole process group
+is killed, then every process it started, even in a session of its own (``strays``);
 ``CHILDREN.stop_all()`` kills every running one at once (a local run stopped by a signal).
 """
 
@@ -28,6 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError
+from quetzal_deploy.runtime.strays import STEP_VARIABLE, become_subreaper, end_marked, new_mark
 
 RETURN_PREFIX = "RETURN:"
 END_OF_NOTEBOOK = "end_of_notebook"
@@ -182,9 +184,12 @@ def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: P
     ``warm`` (a ``warm.Zygote``) when given, else in a fresh process."""
     outcome = Outcome()
     started = time.monotonic()
+    mark = new_mark()
+    become_subreaper()
     with log_path.open("wb") as log_file:
         process = CHILDREN.start(
-            [sys.executable, str(script), argument], spawn=warm and warm.spawn, cwd=cwd, env=env,
+            [sys.executable, str(script), argument], spawn=warm and warm.spawn, cwd=cwd,
+            env={**env, STEP_VARIABLE: mark},
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         reader = threading.Thread(target=read_output,
@@ -197,6 +202,7 @@ def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: P
             outcome.timed_out = waiter.is_alive()
         finally:  # at the deadline, on Ctrl-C, and after an exit: any children it left behind
             kill_all(process)
+            end_marked(mark, spare=process.pid)
             CHILDREN.finished(process)
         waiter.join()
         outcome.seconds = time.monotonic() - started
