@@ -75,7 +75,9 @@ def gone(pid: int) -> bool:
     return seen is None or (seen[0] == "Z" and seen[1] != os.getpid())
 
 
-def test_a_daemon_started_by_the_notebook_ends_with_the_step(tmp_path, daemon_pid_file):
+@pytest.mark.parametrize("warm", ["1", "0"], ids=["warm-fork", "fresh-process"])
+def test_a_daemon_started_by_the_notebook_ends_with_the_step(tmp_path, daemon_pid_file, warm, monkeypatch):
+    monkeypatch.setenv("QUETZAL_WARM", warm)
     write_notebook(tmp_path / "task")
     (tmp_path / "bucket" / "base").mkdir(parents=True)
     event = {"notebook_path": "notebooks/daemon.ipynb", "scenario_path_S3": "base/",
