@@ -354,14 +354,53 @@ def test_destroy_empties_bucket_and_repository_before_terraform_then_drops_the_w
     assert [call["args"] for call in calls] == [
         INIT,
         ["workspace", "select", MODEL],
+        ["plan", "-destroy", "-input=false", VAR_FILE, *env_variables(), f"-out={PLAN}"],
         ["destroy", "-input=false", "-auto-approve", VAR_FILE, *env_variables()],
         ["workspace", "select", "default"],
         ["workspace", "delete", MODEL],
     ]
-    assert all(call["bucket_versions"] == 0 and call["repository_images"] == 0 for call in calls), calls
+    checks, (destroy, *_) = calls[:3], calls[3:]  # the fake reads one listing page (1,000)
+    assert all(call["bucket_versions"] == 1000 and call["repository_images"] == 2 for call in checks), calls
+    assert destroy["bucket_versions"] == 0 and destroy["repository_images"] == 0, calls
+    assert f"{MODEL} is destroyed." in done.stdout
+    assert not (baked_repo / "infra" / PLAN).exists()
     assert not (baked_repo / "infra" / "terraform.tfstate.d" / MODEL).exists()
     listing = json.loads(s3.get_object(Bucket=CONFIG_BUCKET, Key=ACCESS_KEY)["Body"].read())
     assert listing == {"planners": ["quetzal-lyon"]}
+
+
+@pytest.mark.parametrize("missing", ["terraform", "credentials", "init", "plan"])
+def test_destroy_checks_every_prerequisite_before_deleting_anything(aws, boto, baked_repo, fake_terraform,
+                                                                    tmp_path, missing):
+    """No terraform on PATH, no credentials, a state that cannot be read, a destroy that cannot be
+    planned: each stops destroy before the first object version or image is deleted, and it never
+    says the model is destroyed."""
+    assert invoke(baked_repo, "infra", "--yes").returncode == 0
+    versions = fill_bucket(boto)
+    push_images(boto, ["v1"])
+    fake_terraform.reset()
+    env = {"terraform": {"PATH": str(tmp_path)},
+           "credentials": {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""},
+           "init": {"FAKE_TERRAFORM_FAIL": "init"}, "plan": {"FAKE_TERRAFORM_FAIL": "plan"}}[missing]
+    done = invoke(baked_repo, "destroy", "--confirm-name", MODEL, **env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "destroyed" not in done.stdout and "Deleted" not in done.stdout, done.stdout
+    assert {"terraform": "terraform was not found on PATH", "credentials": "credentials",
+            "init": "simulated failure of terraform init",
+            "plan": "simulated failure of terraform plan"}[missing] in done.stderr.lower() + done.stderr
+    assert count_versions(boto) == versions and count_images(boto) == 1
+    assert "destroy" not in [args[0] for args in fake_terraform.commands()]
+
+
+def test_destroy_refuses_a_bucket_terraform_has_no_state_for(aws, boto, baked_repo, fake_terraform):
+    """The bucket exists but Terraform has no workspace for it (state lost, another backend):
+    emptying it would leave an empty bucket behind and no way to delete it; refused, nothing deleted."""
+    versions = fill_bucket(boto)
+    boto.client("s3").create_bucket(Bucket=STATE_BUCKET,
+                                    CreateBucketConfiguration={"LocationConstraint": REGION})
+    done = invoke(baked_repo, "destroy", "--confirm-name", MODEL)
+    assert done.returncode == 1 and "has no state" in done.stderr and "Nothing was deleted" in done.stderr
+    assert count_versions(boto) == versions
 
 
 def test_destroy_is_safe_to_rerun_after_a_failure(aws, boto, baked_repo, fake_terraform):

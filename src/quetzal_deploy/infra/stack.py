@@ -100,6 +100,16 @@ def latest_image_tag(aws: Aws, repository: str) -> str | None:
     return tags[0]
 
 
+def bucket_exists(aws: Aws, bucket: str) -> bool:
+    return unless_absent(lambda: bool(aws.client("s3").head_bucket(Bucket=bucket)), MISSING_HEAD, False,
+                         aws.settings.profile)
+
+
+def repository_exists(aws: Aws, repository: str) -> bool:
+    return unless_absent(lambda: bool(aws.client("ecr").describe_repositories(repositoryNames=[repository])),
+                         MISSING_REPOSITORY, False, aws.settings.profile)
+
+
 def function_exists(aws: Aws, name: str) -> bool:
     return unless_absent(lambda: bool(aws.client("lambda").get_function(FunctionName=name)),
                          {"ResourceNotFoundException"}, False, aws.settings.profile)
@@ -267,16 +277,28 @@ class Stack:
             if not plan_only:
                 plan.unlink(missing_ok=True)
 
-    def destroy(self) -> None:
-        """``terraform destroy`` then delete the workspace; a missing workspace is already gone."""
+    def check_destroy(self) -> bool:
+        """What ``destroy`` needs, checked before anything is deleted: terraform runs, the credentials
+        work, the state is reachable and a destroy plan can be made. False when Terraform has
+        nothing to destroy (no state bucket, no workspace)."""
+        self.terraform.executable  # noqa: B018  (raises with the install hint)
+        self.aws.account_id  # noqa: B018  (raises with the login hint)
         bucket = self.state_bucket
         if bucket is not None and not bucket.exists():
             self.out(f"No Terraform state bucket {bucket.name}: nothing left for Terraform to destroy.")
-            return
+            return False
         self.init()
         if not self.terraform.has_workspace(self.workspace):
             self.out(f"No Terraform workspace {self.workspace}: nothing left for Terraform to destroy.")
-            return
+            return False
+        try:
+            self.terraform.plan_destroy(self.plan_file, self.var_file, self.variables)
+        finally:
+            (self.folder / self.plan_file).unlink(missing_ok=True)
+        return True
+
+    def destroy(self) -> None:
+        """``terraform destroy`` then delete the workspace (after ``check_destroy`` said there is one)."""
         self.terraform.destroy(self.var_file, self.variables)
         self.terraform.delete_workspace(self.workspace)
         self.out(f"Deleted Terraform workspace {self.workspace}.")
@@ -351,6 +373,12 @@ def destroy(stack: Stack) -> None:
     Missing pieces count as already deleted, so re-running after a partial failure is safe.
     """
     settings, aws, out = stack.settings, stack.aws, stack.out
+    tracked = stack.check_destroy()
+    if not tracked and bucket_exists(aws, settings.bucket):
+        raise ConfigError(f"s3://{settings.bucket} exists but Terraform has no state for "
+                          f"{settings.model_name} (infra/{BACKEND_CONFIG}, workspace {stack.workspace}): "
+                          "it could not delete the stack after the data. Nothing was deleted; restore the "
+                          "state (or point infra/backend.hcl at it), then re-run.")
     revoke_access(settings, aws)
     if settings.existing_bucket:
         out(f"Kept s3://{settings.bucket}: an existing bucket this model uses (EXISTING_BUCKET_NAME), "
@@ -358,5 +386,11 @@ def destroy(stack: Stack) -> None:
     else:
         out(f"Deleted {empty_bucket(aws, settings.bucket)} object version(s) from s3://{settings.bucket}")
     out(f"Deleted {empty_repository(aws, settings.ecr_repo)} image(s) from ECR {settings.ecr_repo}")
-    stack.destroy()
+    if tracked:
+        stack.destroy()
+    left = [f"bucket s3://{settings.bucket}"] * bucket_exists(aws, settings.bucket) + \
+        [f"ECR repository {settings.ecr_repo}"] * repository_exists(aws, settings.ecr_repo)
+    if left:
+        raise AwsError(f"{' and '.join(left)} still exist(s) after terraform destroy (emptied): "
+                       "delete it in the AWS console or re-run `invoke destroy`.")
     out(f"{settings.model_name} is destroyed.")

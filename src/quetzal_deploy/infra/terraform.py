@@ -108,6 +108,11 @@ class Terraform:
     def apply(self, plan_file: str) -> None:
         self.run("apply", "-input=false", plan_file)
 
+    def plan_destroy(self, plan_file: str, var_file: str, variables: Mapping[str, str]) -> None:
+        """``terraform plan -destroy``: proves the provider, credentials and state work (quietly)."""
+        self.run("plan", "-destroy", "-input=false", f"-var-file={var_file}", *var_args(variables),
+                 f"-out={plan_file}", quiet=True)
+
     def destroy(self, var_file: str, variables: Mapping[str, str]) -> None:
         self.run("destroy", "-input=false", "-auto-approve", f"-var-file={var_file}",
                  *var_args(variables))
