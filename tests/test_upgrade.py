@@ -190,6 +190,37 @@ def test_upgrade_refuses_a_dirty_tree_and_asks_before_merging(repo, installed):
     assert git(repo, "rev-parse", "HEAD", "quetzal-template") == before
 
 
+def test_a_moved_template_branch_is_refused_and_the_model_files_stay(repo, installed):
+    """`git branch -f quetzal-template main`: merging a render over it would delete every model
+    file the template lacks. Refused with the command restoring the branch; after it, the
+    upgrade keeps them."""
+    bake = git(repo, "rev-parse", "quetzal-template")
+    (repo / "quetzal_plugins.py").write_text("# the model's plugin hooks\n")
+    (repo / "scenarios" / "base" / "inputs" / "extra.csv").write_text("a,b\n1,2\n")
+    git(repo, "add", "-A")
+    model_edits(repo)
+    git(repo, "branch", "-f", "quetzal-template", "main")
+    before = git(repo, "rev-parse", "HEAD")
+
+    done = run_task(repo, "upgrade", "--yes", env=installed)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert "moved or rewritten" in done.stderr
+    assert f"git branch -f quetzal-template {bake[:12]}" in done.stderr
+    assert git(repo, "rev-parse", "HEAD") == before and (repo / "quetzal_plugins.py").is_file()
+
+    git(repo, "branch", "-f", "quetzal-template", bake[:12])
+    done = run_task(repo, "upgrade", "--yes", env=installed)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (repo / "quetzal_plugins.py").is_file() and (repo / "scenarios/base/inputs/extra.csv").is_file()
+
+
+def test_upgrade_refuses_a_detached_head(repo, installed):
+    git(repo, "checkout", "-q", "--detach")
+    done = run_task(repo, "upgrade", "--yes", env=installed)
+    assert done.returncode == 1 and "HEAD is detached" in done.stderr, done.stdout + done.stderr
+    assert git(repo, "status", "--porcelain") == ""
+
+
 def test_a_clone_without_the_template_branch_gets_the_command_that_fixes_it(repo, installed, tmp_path):
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(clone))

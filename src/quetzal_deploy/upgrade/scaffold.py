@@ -45,6 +45,45 @@ def template_tip(root: Path) -> str:
     return found.stdout.strip()
 
 
+RENDERED = ", rendered by invoke upgrade"  # the subject's end of every commit upgrade adds to BRANCH
+
+
+def foreign_commit(root: Path, tip: str) -> str | None:
+    """The first commit in ``tip``'s history that the template did not make (``sha subject``), or
+    None when it is pristine: the bake (a root commit), then single-parent upgrade renders."""
+    for line in git(root, "log", "--format=%H %P%x00%s", tip).stdout.splitlines():
+        ids, subject = line.split("\0", 1)
+        sha, *parents = ids.split()
+        if parents and (len(parents) > 1 or not subject.endswith(RENDERED)):
+            return f"{sha[:12]} {subject}"
+    return None
+
+
+def require_pristine(root: Path, tip: str) -> None:
+    """Refuse a moved or rewritten ``quetzal-template`` branch (it would delete the model's files
+    the render lacks) or one unrelated to HEAD's history; the fix names a pristine position."""
+    foreign = foreign_commit(root, tip)
+    bakes = git(root, "rev-list", "--max-parents=0", tip).stdout.split()
+    unrelated = not any(merged(root, bake) for bake in bakes)
+    if not (foreign or unrelated):
+        return
+    why = (f"holds a commit that is not the template's ({foreign})" if foreign
+           else "does not start at this repo's bake (HEAD's history)")
+    earlier = git(root, "rev-list", "--walk-reflogs", BRANCH, check=False).stdout.split()
+    good = next((sha for sha in earlier if not foreign_commit(root, sha) and merged(root, sha)), None)
+    fix = (f"`git branch -f {BRANCH} {good[:12]}` (its last pristine position, from `git reflog {BRANCH}`)"
+           if good else f"`git branch -f {BRANCH} <the bake commit, 'Create ... from quetzal-template'>`")
+    raise UpgradeError(f"The '{BRANCH}' branch {why}: it was moved or rewritten (e.g. `git branch -f`), and "
+                       "merging a render over it would delete the model's own files. Nothing changed. "
+                       f"Restore it with {fix}, then run `invoke upgrade` again.")
+
+
+def require_branch(root: Path) -> None:
+    if git(root, "symbolic-ref", "-q", "HEAD", check=False).returncode != 0:
+        raise UpgradeError("HEAD is detached: an upgrade merges into a branch. `git switch main` (or your "
+                           "branch) first. Nothing changed.")
+
+
 def require_clean(root: Path) -> None:
     if git(root, "rev-parse", "--quiet", "--verify", "MERGE_HEAD", check=False).returncode == 0:
         raise UpgradeError("A merge is in progress: finish it (`git commit`) or `git merge --abort` first.")
@@ -90,12 +129,14 @@ def upgrade(root: Path, confirm: Callable[[str], bool], out: Out = print) -> boo
 
     Conflicts leave the merge in progress for the user and raise UpgradeError listing the files.
     """
+    require_branch(root)
     require_clean(root)
     record, tip = read_record(root), template_tip(root)
+    require_pristine(root, tip)
     version = quetzal_deploy.__version__
     with tempfile.TemporaryDirectory() as scratch:
         project = render(record.answers, Path(scratch))
-        new_tip = commit_render(root, project, tip, f"quetzal-template {version}, rendered by invoke upgrade")
+        new_tip = commit_render(root, project, tip, f"quetzal-template {version}{RENDERED}")
     if merged(root, new_tip):
         out(f"Up to date: the template {version} renders the scaffolding this repo already has.")
         return True
