@@ -48,6 +48,10 @@ def test_missing_env_file(baked_repo, aws):
     ("FARGATE_CPU", "1024", "FARGATE_CPU='1024' in .env does not go with FARGATE_MEMORY=16384: Fargate "
                             "allows 2048, 4096, 8192 CPU units"),
     ("FARGATE_MEMORY", "5000", "FARGATE_MEMORY=5000 in .env is not a size Fargate offers"),
+    ("AWS_REGION", "mars-1", "AWS_REGION='mars-1' in .env is not an AWS region: use one of af-south-1"),
+    ("FRONT_END_REGION", "mars-1", "FRONT_END_REGION='mars-1' in .env is not an AWS region"),
+    ("AWS_REGION", "${QUETZAL_UNSET_REGION}", "AWS_REGION='${QUETZAL_UNSET_REGION}' in .env uses "
+                                              "${QUETZAL_UNSET_REGION}, which is set neither in .env"),
 ])
 def test_bad_env_values(baked_repo, aws, key, value, message):
     edit_env(baked_repo, key, value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from quetzal_deploy.rules import (
     BOOLEANS,
     PYTHON_VERSIONS,
     RANGES,
+    REGIONS,
     function_error,
     identity_pool_error,
     model_name_error,
@@ -34,6 +37,7 @@ REQUIRED = (
 DERIVED_NAMES = ("AWS_BUCKET_NAME", "AWS_ECR_REPO_NAME", "AWS_LAMBDA_FUNCTION_NAME",
                  "AWS_STATE_MACHINE_NAME")
 FRONT_END_REGION = "ca-central-1"  # the reference deployment of the front end
+UNSET_REFERENCE = re.compile(r"\$\{(\w+)\}")  # ${NAME} without a :-default
 FARGATE_DEFAULTS = {"FARGATE_MEMORY": "16384", "FARGATE_STORAGE": "21"}
 
 
@@ -199,15 +203,34 @@ def _name(values: dict[str, str], key: str) -> str:
     return value
 
 
+def _region(key: str, value: str, where: str) -> str:
+    if value not in REGIONS:
+        raise ConfigError(f"{key}={value!r} in {where} is not an AWS region: use one of "
+                          f"{', '.join(sorted(REGIONS))}")
+    return value
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """``path``'s values, ``${NAME}`` expanded as python-dotenv does; a reference to a name set
+    nowhere (neither above in the file nor in the environment) is an error, not an empty value."""
+    expanded = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    for key, raw in dotenv_values(path, interpolate=False).items():
+        for name in UNSET_REFERENCE.findall(raw or ""):
+            if name not in os.environ and name not in expanded:
+                raise ConfigError(f"{key}={raw!r} in {path.name} uses ${{{name}}}, which is set neither in "
+                                  f"{path.name} nor in the environment: write the value itself")
+    return expanded
+
+
 def load_settings(
     root: Path | None = None, *, profile: str | None = None, region: str | None = None
 ) -> Settings:
     """Read and check ``.env`` then ``.env.local``; ``profile`` and ``region`` override them."""
     root = find_root(root)
-    values = {k: v for k, v in dotenv_values(root / ENV_FILE).items() if v is not None}
+    values = read_env(root / ENV_FILE)
     local = root / LOCAL_ENV_FILE
     if local.is_file():
-        values.update({k: v for k, v in dotenv_values(local).items() if v is not None})
+        values.update(read_env(local))
     missing = [key for key in REQUIRED if not values.get(key, "").strip()]
     if missing:
         raise ConfigError(
@@ -216,6 +239,10 @@ def load_settings(
             + " (see the README)"
         )
     model = _model_name(values)
+    for key in ("AWS_REGION", "FRONT_END_REGION"):
+        _region(key, values.get(key) or FRONT_END_REGION, ".env")
+    if region:
+        _region("--region", region, "the command line")
     settings = Settings(
         root=root,
         model_name=model,
