@@ -374,7 +374,8 @@ def destroy(stack: Stack) -> None:
     """
     settings, aws, out = stack.settings, stack.aws, stack.out
     tracked = stack.check_destroy()
-    if not tracked and bucket_exists(aws, settings.bucket):
+    own_bucket = not settings.existing_bucket and bucket_exists(aws, settings.bucket)
+    if not tracked and own_bucket:
         raise ConfigError(f"s3://{settings.bucket} exists but Terraform has no state for "
                           f"{settings.model_name} (infra/{BACKEND_CONFIG}, workspace {stack.workspace}): "
                           "it could not delete the stack after the data. Nothing was deleted; restore the "
@@ -388,7 +389,8 @@ def destroy(stack: Stack) -> None:
     out(f"Deleted {empty_repository(aws, settings.ecr_repo)} image(s) from ECR {settings.ecr_repo}")
     if tracked:
         stack.destroy()
-    left = [f"bucket s3://{settings.bucket}"] * bucket_exists(aws, settings.bucket) + \
+    own_bucket = not settings.existing_bucket and bucket_exists(aws, settings.bucket)
+    left = [f"bucket s3://{settings.bucket}"] * own_bucket + \
         [f"ECR repository {settings.ecr_repo}"] * repository_exists(aws, settings.ecr_repo)
     if left:
         raise AwsError(f"{' and '.join(left)} still exist(s) after terraform destroy (emptied): "
