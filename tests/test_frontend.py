@@ -32,13 +32,20 @@ from test_run_local import invoke as invoke_local
 from test_run_local import lambda_task, step_payload, write_definition, write_notebook
 
 from fixtures.bake import bake
+from quetzal_deploy.contract.layers import (
+    CRS84,
+    EDGE_BYTES,
+    FRONT_END_CRS,
+    crs_warnings,
+    file_reader,
+    layer_crs,
+)
 from quetzal_deploy.pipeline.definition import iter_states
 from quetzal_deploy.pipeline.front_steps import display_warnings, front_end_steps, notebook_step
 from quetzal_deploy.runtime.errors import InvalidEvent
 from quetzal_deploy.runtime.event import scenario_prefix
 from quetzal_deploy.runtime.names import InvalidScenarioName, check_scenario_name
 from quetzal_deploy.runtime.storage import FolderStorage
-from quetzal_deploy.sync.layers import CRS84, EDGE_BYTES, FRONT_END_CRS, crs_warnings, file_reader, layer_crs
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"
 SUMMER = "scénario d'été"

@@ -13,16 +13,18 @@ PACKAGE = SRC / "quetzal_deploy"
 SHARED = {"settings", "rules", "aws", "errors", "output", "sizing", "doctor", "plugins", "git"}
 ALLOWED = {  # concern -> the concerns it may import (itself and the package root always)
     "runtime": set(),
+    "contract": {"runtime", "shared"},  # what a run is: its input, params, causes, output layers
     "sync": {"runtime", "shared"},
     "images": {"runtime", "pipeline", "shared"},
-    "pipeline": {"sync", "runtime", "shared"},
+    "pipeline": {"contract", "sync", "runtime", "shared"},
     "infra": {"images", "pipeline", "sync", "access", "shared"},
     "access": {"shared"},
-    "local": {"pipeline", "sync", "images", "runtime", "shared"},
+    "local": {"contract", "pipeline", "sync", "images", "runtime", "shared"},
     "upgrade": {"pipeline", "shared"},
     "adopt": {"upgrade", "pipeline", "shared"},
     "__main__": {"adopt", "shared"},  # python -m quetzal_deploy: commands outside a model repo
-    "tasks": {"runtime", "sync", "images", "pipeline", "infra", "access", "local", "upgrade", "shared"},
+    "tasks": {"contract", "runtime", "sync", "images", "pipeline", "infra", "access", "local", "upgrade",
+              "shared"},
     "shared": {"runtime", "images", "pipeline"},  # doctor checks Docker and the state machine
 }
 

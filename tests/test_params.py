@@ -5,14 +5,14 @@ import json
 import pytest
 from test_run_local import invoke, run_folder, write_notebook
 
-from quetzal_deploy.runtime.params import front_end_params, merge_params, run_params
-from quetzal_deploy.sync.params import (
+from quetzal_deploy.contract.params import (
     RunError,
     checked_entries,
     load_overrides,
     params_file_entries,
     scenario_params,
 )
+from quetzal_deploy.runtime.params import front_end_params, merge_params, run_params
 
 FRONT_END = [
     {"info": "Parameters of the model."},

@@ -26,6 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from quetzal_deploy.contract.execution import execution_input, name_slug, readable_cause
+from quetzal_deploy.contract.layers import crs_warnings, folder_layers
+from quetzal_deploy.contract.params import RunError, load_overrides, scenario_params
 from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import Interpreter, TaskCall, function_name, state_size
@@ -40,7 +43,6 @@ from quetzal_deploy.pipeline.definition import (
     load_definition,
     notebook_paths,
 )
-from quetzal_deploy.pipeline.executions import execution_input, name_slug, readable_cause
 from quetzal_deploy.pipeline.porting import handler_module_problem, ported
 from quetzal_deploy.plugins import RunSummary, after_local_run, plugin_manager
 from quetzal_deploy.runtime import warm
@@ -54,8 +56,6 @@ from quetzal_deploy.runtime.paths import tree_files
 from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.workdir import size_mb
 from quetzal_deploy.settings import Settings
-from quetzal_deploy.sync.layers import crs_warnings, folder_layers
-from quetzal_deploy.sync.params import RunError, load_overrides, scenario_params
 from quetzal_deploy.sync.scenarios import check_name, local_scenarios, user_email
 
 LOCAL_ACCOUNT = "000000000000"

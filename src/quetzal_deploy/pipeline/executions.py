@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -12,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from quetzal_deploy.aws import Aws, s3_object, translated
+from quetzal_deploy.contract.execution import execution_input, name_slug, readable_cause
+from quetzal_deploy.contract.layers import bucket_layers, crs_warnings
+from quetzal_deploy.contract.params import PARAMS_FILE, RunError, checked_entries, load_overrides, parse_json
 from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import iter_states
 from quetzal_deploy.pipeline.stepfunctions import StateMachine, state_machine
 from quetzal_deploy.runtime.notebook import log_name
 from quetzal_deploy.runtime.params import DEFAULT_CHOICE, front_end_params, merge_params
 from quetzal_deploy.settings import Settings
-from quetzal_deploy.sync.layers import bucket_layers, crs_warnings
-from quetzal_deploy.sync.params import PARAMS_FILE, RunError, checked_entries, load_overrides, parse_json
 from quetzal_deploy.sync.scenarios import check_name, user_email
 
 LOG_TAIL_LINES = 20
@@ -78,28 +77,6 @@ class Scenario:
         return f"s3://{self.bucket}/{self.prefix}{key}", text
 
 
-def execution_input(scenario: str, params: dict, choice: str, variants: list, email: str,
-                    authorization: str = "") -> dict:
-    """The state machine input in the front end's exact shape (DESIGN.md).
-
-    ``authorization`` is the front end's Cognito token, checked by the optional Authorization
-    state; a CLI run is otherwise authorised by IAM and sends none.
-    """
-    return {
-        "authorization": authorization,
-        "scenario_path_S3": f"{scenario}/",
-        "choice": choice,
-        "variants": variants,
-        "launcher_arg": {"training_folder": "/tmp", "params": params},
-        "metadata": {"user_email": email},
-    }
-
-
-def name_slug(scenario: str) -> str:
-    """The scenario name as a plain word for execution names, ARNs and run folders."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", scenario)[:50]
-
-
 def execution_name(scenario: str) -> str:
     """A unique, valid execution name that says which scenario ran and when."""
     return f"{name_slug(scenario)}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
@@ -154,17 +131,6 @@ class Follower:
 
     def failed_state(self) -> str | None:
         return self.last_failed_state or next(reversed(self.open_states), None)
-
-
-def readable_cause(cause: str) -> str:
-    """The cause's message: a Lambda error is JSON whose ``errorMessage`` carries the traceback."""
-    try:
-        parsed = json.loads(cause)
-    except (TypeError, json.JSONDecodeError):
-        return cause
-    if isinstance(parsed, dict) and "errorMessage" in parsed:
-        return f"{parsed.get('errorType', 'Error')}: {parsed['errorMessage']}"
-    return cause
 
 
 def notebook_of(definition: Mapping[str, Any], state_name: str) -> str | None:

@@ -6,7 +6,7 @@
 chosen variant's categories as ``launcher_arg.params = {category: {name: value}}``, with its
 overrides (``{category: {name: value}}`` or flat ``{name: value}``) merged in deeply.
 
-The tools check the file first (``quetzal_deploy.sync.params``); a notebook reads it with
+The tools check the file first (``quetzal_deploy.contract.params``); a notebook reads it with
 :func:`run_params`, so a step run by hand sees what a run would send.
 """
 
