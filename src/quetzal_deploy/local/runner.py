@@ -20,7 +20,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,26 +29,18 @@ from typing import Any
 from quetzal_deploy.contract.execution import execution_input, name_slug, readable_cause
 from quetzal_deploy.contract.layers import crs_warnings, folder_layers
 from quetzal_deploy.contract.params import RunError, load_overrides, scenario_params
+from quetzal_deploy.local.checks import check_before_run
 from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
-from quetzal_deploy.local.interpreter import Interpreter, TaskCall, function_name, state_size
+from quetzal_deploy.local.interpreter import Interpreter, TaskCall, state_size
 from quetzal_deploy.local.report import StepRecord, summary
 from quetzal_deploy.output import Out
-from quetzal_deploy.pipeline.definition import (
-    ECS_RUN_TASK,
-    FARGATE_FAMILY_SUFFIX,
-    deployable,
-    front_end_warnings,
-    iter_states,
-    load_definition,
-    notebook_paths,
-)
-from quetzal_deploy.pipeline.porting import handler_module_problem, ported
+from quetzal_deploy.pipeline.definition import deployable, load_definition
+from quetzal_deploy.pipeline.porting import ported
 from quetzal_deploy.plugins import RunSummary, after_local_run, plugin_manager
 from quetzal_deploy.runtime import warm
 from quetzal_deploy.runtime.cli import LIMIT_VARIABLE, read_event, task_output, time_limit
-from quetzal_deploy.runtime.convert import script_source
-from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StepError
+from quetzal_deploy.runtime.errors import NotebookTimeout, StepError
 from quetzal_deploy.runtime.handler import FARGATE, LAMBDA, run_step
 from quetzal_deploy.runtime.notebook import CHILDREN, log_name
 from quetzal_deploy.runtime.params import DEFAULT_CHOICE, merge_params
@@ -81,65 +73,6 @@ def local_definition(settings: Settings, out: Out = print) -> dict[str, Any]:
     for note in own.notes():
         out(f"Note: {note}")
     return deployable(own.definition, settings, LOCAL_ACCOUNT)
-
-
-def check_functions(definition: Mapping[str, Any], settings: Settings) -> None:
-    """Every Task must invoke the model's function (or the auth function, skipped locally)."""
-    known = {settings.function_name, settings.auth_function} - {""}
-    for name, state in iter_states(definition["States"]):
-        if state.get("Type") != "Task":
-            continue
-        parameters = state.get("Parameters") if isinstance(state.get("Parameters"), dict) else {}
-        if state.get("Resource") == ECS_RUN_TASK:
-            if parameters.get("TaskDefinition") != settings.model_name + FARGATE_FAMILY_SUFFIX:
-                raise RunError(f"Task '{name}' runs the ECS task definition "
-                               f"{parameters.get('TaskDefinition')!r}; locally only the model's Fargate "
-                               "steps run: mark a step with the Fargate resource and a Payload.")
-            continue
-        target = parameters.get("FunctionName", parameters.get("FunctionName.$", state["Resource"]))
-        if not isinstance(target, str) or function_name(target) not in known:
-            raise RunError(
-                f"Task '{name}' invokes {target!r}; locally a Task "
-                f"can only invoke the model's function {settings.function_name!r}"
-                + (f" or the auth function {settings.auth_function!r}" if settings.auth_function else "")
-                + ". Fix FunctionName in step-functions.json (for the shared authorization function, "
-                "set AUTH_FUNCTION_NAME in .env to its name)."
-            )
-
-
-def check_notebooks(definition: Mapping[str, Any], settings: Settings) -> None:
-    """Every notebook the Tasks name must exist and convert (no shell escape, no magic that
-    does something), so a run cannot fail late on a typo or an IPython line."""
-    paths = sorted(set(notebook_paths(definition)))
-    missing = [path for path in paths if not (settings.root / path).is_file()]
-    if missing:
-        raise RunError(f"step-functions.json runs {', '.join(missing)}, not found in {settings.root}: "
-                       "add the notebook or fix its notebook_path.")
-    problems = []
-    for path in paths:
-        try:
-            if path.endswith(".ipynb"):
-                script_source(settings.root / path, path)
-            else:
-                problems.append(handler_module_problem(path, (settings.root / path).read_text(
-                    encoding="utf-8", errors="replace")))
-        except NotebookError as ex:
-            problems.append(str(ex))
-    problems = [problem for problem in problems if problem]
-    if problems:
-        raise RunError("\n\n".join(problems))
-
-
-def check_choice(definition: Mapping[str, Any], choice: str) -> None:
-    """A --choice must be one of the variants the Choice states on ``$.choice`` test."""
-    variants = {
-        rule["StringEquals"]
-        for _, state in iter_states(definition["States"]) if state.get("Type") == "Choice"
-        for rule in state.get("Choices", []) if rule.get("Variable") == "$.choice" and "StringEquals" in rule
-    }
-    if variants and choice != DEFAULT_CHOICE and choice not in variants:
-        raise RunError(f"--choice {choice!r} is not a pipeline variant; step-functions.json knows "
-                       f"{', '.join(sorted(variants))} (or leave --choice out for the default).")
 
 
 class LocalRun:
@@ -338,10 +271,7 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
                               max_workers=1 if docker else None, execution_name=run.name,
                               state_machine_arn=f"arn:aws:states:{settings.region}:{LOCAL_ACCOUNT}:"
                                                 f"stateMachine:{settings.state_machine}")
-    check_functions(definition, settings)
-    check_notebooks(definition, settings)
-    check_choice(definition, choice)
-    for warning in front_end_warnings(definition):
+    for warning in check_before_run(definition, settings, choice):
         out(f"Warning: {warning}")
     defaults, variants = scenario_params(run.source, choice)
     payload = execution_input(run.scenario, merge_params(defaults, overrides), choice, variants,
