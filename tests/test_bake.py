@@ -319,7 +319,7 @@ def test_a_default_bake_is_thin_it_holds_no_copy_of_the_tooling(default_bake):
     assert sum(python.values()) < 150, python
     assert not (default_bake / "quetzal_deploy").exists() and not (default_bake / "tasks").exists()
     pinned = (default_bake / "requirements-dev.txt").read_text().splitlines()
-    assert f"quetzal-deploy=={quetzal_deploy.__version__}" in pinned
+    assert f"quetzal-deploy @ {TEMPLATE.as_uri()}" in pinned  # baked from this local folder
 
 
 def test_tool_caches_left_in_the_template_folder_do_not_break_or_enter_a_bake(tmp_path):

@@ -1,5 +1,6 @@
 """Finish a bake (the template's post-gen hook calls ``finish``): inputs, notebooks, state machine,
-Terraform module, the template record, git. Runs in the new project folder, with no network call."""
+Terraform module, the template record, the quetzal-deploy pin, git. Runs in the new project folder,
+with no network call."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import quetzal_deploy
 from quetzal_deploy.git import GitError, git
 from quetzal_deploy.pipeline.definition import default_definition
+from quetzal_deploy.upgrade.pin import Pin, template_pin, write_pin
 from quetzal_deploy.upgrade.template import RECORD, RENDER_ONLY_ENV
 
 BRANCH = "quetzal-template"
@@ -89,8 +91,9 @@ def init_git(project: Path, model_name: str) -> None:
     git(project, "branch", BRANCH)
 
 
-def print_next_steps(context: dict) -> None:
+def print_next_steps(context: dict, pin: Pin) -> None:
     name = context["model_name"]
+    print(f"requirements-dev.txt pins {pin.requirement}\n    ({pin.reason}).")
     print(f"""
 Created {name}. Next steps:
 
@@ -120,6 +123,8 @@ def finish(context: dict, template: Path, project: Path | None = None) -> None:
     if context["terraform_state_bucket"] == "local":
         (project / "infra" / "backend.hcl").unlink()  # local state has no backend settings
     write_template_record(project, context)
+    pin = template_pin(context["_template"], context.get("_checkout"), template)
+    write_pin(project, pin)
     if os.environ.get(RENDER_ONLY_ENV) == "1":
         return
     try:
@@ -127,4 +132,4 @@ def finish(context: dict, template: Path, project: Path | None = None) -> None:
     except GitError as ex:
         print(f"ERROR: {ex}", file=sys.stderr)
         sys.exit(1)
-    print_next_steps(context)
+    print_next_steps(context, pin)
