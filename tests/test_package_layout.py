@@ -21,9 +21,10 @@ ALLOWED = {  # concern -> the concerns it may import (itself and the package roo
     "access": {"shared"},
     "local": {"contract", "pipeline", "sync", "images", "runtime", "shared"},
     "upgrade": {"pipeline", "shared"},
-    "adopt": {"upgrade", "pipeline", "shared"},
+    "adopt": {"upgrade", "pipeline", "infra", "shared"},
     "__main__": {"adopt", "shared"},  # python -m quetzal_deploy: commands outside a model repo
     "tasks": {"contract", "runtime", "sync", "images", "pipeline", "infra", "access", "local", "upgrade",
+              "adopt",
               "shared"},
     "shared": {"runtime", "images", "pipeline"},  # doctor checks Docker and the state machine
 }

@@ -257,14 +257,18 @@ class Stack:
                            f"function {self.settings.function_name} exists: run `invoke push` first.")
         return {"create_lambda": "false"}
 
-    def apply(self, variables: dict[str, str], confirm: Confirm, plan_only: bool = False) -> None:
-        """Plan (terraform prints it), then ask and apply when it changes anything."""
+    def apply(self, variables: dict[str, str], confirm: Confirm, plan_only: bool = False,
+              inspect: Callable[[], None] | None = None) -> None:
+        """Plan (terraform prints it), then ask and apply when it changes anything; ``inspect``
+        may refuse the saved plan (by raising) before anything is asked or applied."""
         plan = self.folder / self.plan_file
         try:
             changes = self.terraform.plan(self.plan_file, self.var_file, {**self.variables, **variables})
             if not changes:
                 self.out(f"{self.settings.model_name}: the stack is up to date, nothing to apply.")
                 return
+            if inspect is not None:
+                inspect()
             if plan_only:
                 self.out(f"Plan only: nothing was applied (plan saved in infra/{self.plan_file}).")
                 return

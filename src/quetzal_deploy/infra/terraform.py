@@ -117,6 +117,16 @@ class Terraform:
         self.run("destroy", "-input=false", "-auto-approve", f"-var-file={var_file}",
                  *var_args(variables))
 
+    def show_json(self, plan_file: str) -> dict:
+        """A saved plan as ``terraform show -json`` describes it."""
+        done = self.call(["show", "-json", plan_file], quiet=True)
+        try:
+            if done.returncode != 0:
+                raise ValueError((done.stderr or "").strip())
+            return json.loads(done.stdout)
+        except ValueError as ex:
+            raise TerraformError(f"`terraform show -json {plan_file}` failed: {ex}") from ex
+
     def outputs(self) -> dict[str, object]:
         """The root module's outputs after an apply: ``{name: value}``."""
         done = self.call(["output", "-json"], quiet=True)

@@ -29,9 +29,21 @@ def stack_for(settings: Settings, aws: Aws) -> Stack:
 
 # No short flags: -p would be --plan-only here but --profile in every other task.
 @quetzal_task(aws=True, auto_shortflags=False,
-              help={"plan_only": "show what would change and apply nothing", "yes": YES_HELP})
-def infra(settings, aws, plan_only=False, yes=False):
+              help={"plan_only": "show what would change and apply nothing", "yes": YES_HELP,
+                    "adopt": "take over the stack the backend's Terraform deployed (after `quetzal-deploy "
+                             "adopt`): import it, refuse any plan replacing data, then detach it from "
+                             "the old workspace's state",
+                    "old_state": "with --adopt: the old configuration's S3 state, s3://<bucket>/<key> "
+                                 "(default s3://quetzal-tf-state/terraform/remote-state/terraform.tfstate; "
+                                 "the workspace is the model)"})
+def infra(settings, aws, plan_only=False, yes=False, adopt=False, old_state=None):
     """Create or update the model's AWS stack with Terraform: plan, confirm, apply."""
+    if adopt:
+        from quetzal_deploy.adopt import stack as adoption
+
+        bucket, key = adoption.old_state_location(old_state)
+        adoption.adopt(stack_for(settings, aws), confirmer(yes), bucket, key)
+        return
     from quetzal_deploy.infra import stack as stack_flows
 
     stack_flows.update(stack_for(settings, aws), confirmer(yes), plan_only)
