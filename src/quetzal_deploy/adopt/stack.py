@@ -109,10 +109,10 @@ class LiveStack:
         s3, ecr, logs, m = self.aws.client("s3"), self.aws.client("ecr"), self.aws.client("logs"), self.model
         parts = []
         if self.exists(lambda: s3.head_bucket(Bucket=m)):
-            parts.append(found("aws_s3_bucket.this", "aws_s3_bucket", m))
+            parts.append(found("aws_s3_bucket.this[0]", "aws_s3_bucket", m))
             if self.exists(lambda: s3.get_bucket_cors(Bucket=m)):
                 kind = "aws_s3_bucket_cors_configuration"
-                parts.append(found(f"{kind}.this", kind, m))
+                parts.append(found(f"{kind}.this[0]", kind, m))
         if self.exists(lambda: ecr.describe_repositories(repositoryNames=[m])):
             parts.append(found("aws_ecr_repository.this", "aws_ecr_repository", m))
         group = f"/aws/lambda/{m}"

@@ -91,12 +91,13 @@ resource "aws_ecr_repository" "repository" {
 }
 
 # The function, its log group, role, inline S3 policy and managed logging policy.
-data "aws_iam_policy_document" "lambda_trust" {
+data "aws_iam_policy_document" "trust" {
+  for_each = toset(["lambda", "states"])
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["lambda.amazonaws.com"]
+      identifiers = ["${each.key}.amazonaws.com"]
     }
   }
 }
@@ -104,7 +105,7 @@ data "aws_iam_policy_document" "lambda_trust" {
 resource "aws_iam_role" "lambda" {
   count              = var.lambda_memory_size > 0 ? 1 : 0
   name               = "lambda-${local.m}-role"
-  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
+  assume_role_policy = data.aws_iam_policy_document.trust["lambda"].json
 }
 
 resource "aws_cloudwatch_log_group" "lambda" {
@@ -183,20 +184,10 @@ resource "aws_lambda_function" "model" {
 }
 
 # The state machine and its role, allowed to invoke the function and the shared auth function.
-data "aws_iam_policy_document" "sfn_trust" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["states.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "sfn" {
   count              = var.lambda_memory_size > 0 ? 1 : 0
   name               = "sfn-${local.m}-role"
-  assume_role_policy = data.aws_iam_policy_document.sfn_trust.json
+  assume_role_policy = data.aws_iam_policy_document.trust["states"].json
 }
 
 data "aws_iam_policy_document" "invoke" {
