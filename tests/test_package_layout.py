@@ -24,8 +24,7 @@ ALLOWED = {  # concern -> the concerns it may import (itself and the package roo
     "adopt": {"upgrade", "pipeline", "infra", "shared"},
     "__main__": {"adopt", "shared"},  # python -m quetzal_deploy: commands outside a model repo
     "tasks": {"contract", "runtime", "sync", "images", "pipeline", "infra", "access", "local", "upgrade",
-              "adopt",
-              "shared"},
+              "adopt", "shared"},
     "shared": {"runtime", "images", "pipeline"},  # doctor checks Docker and the state machine
 }
 
