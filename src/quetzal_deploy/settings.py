@@ -76,6 +76,7 @@ class Settings:
     front_end_region: str = FRONT_END_REGION
     warm_steps: bool = True
     warm_preload: tuple[str, ...] | None = None
+    local_runs_kept: int = 20  # LOCAL_RUNS_KEPT: run folders kept in .quetzal/runs/
 
     @property
     def scenarios_dir(self) -> Path:
@@ -164,6 +165,15 @@ def warm_settings(values: dict[str, str]) -> dict:
         raise ConfigError(f"WARM_STEPS={warm!r} in .env must be yes or no")
     preload = _names(values, "WARM_PRELOAD") if "WARM_PRELOAD" in values else None
     return {"warm_steps": warm in {"true", "yes", "y", "1"}, "warm_preload": preload}
+
+
+def local_runs_kept(values: dict[str, str]) -> int:
+    """LOCAL_RUNS_KEPT (default 20): how many local runs ``.quetzal/runs/`` keeps, at least 1."""
+    text = values.get("LOCAL_RUNS_KEPT", "").strip() or "20"
+    number = whole_number(text)
+    if number is None or number < 1:
+        raise ConfigError(f"LOCAL_RUNS_KEPT={text!r} in .env must be a whole number, 1 or more")
+    return number
 
 
 def _model_name(values: dict[str, str]) -> str:
@@ -265,6 +275,7 @@ def load_settings(
         **fargate_settings(values),
         front_end_region=values.get("FRONT_END_REGION") or FRONT_END_REGION,
         **warm_settings(values),
+        local_runs_kept=local_runs_kept(values),
     )
     overrides = {k: v for k, v in (("profile", profile), ("region", region)) if v}
     return replace(settings, **overrides) if overrides else settings

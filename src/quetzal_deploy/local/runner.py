@@ -20,7 +20,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,12 +40,13 @@ from quetzal_deploy.pipeline.porting import ported
 from quetzal_deploy.plugins import RunSummary, after_local_run, plugin_manager
 from quetzal_deploy.runtime import warm
 from quetzal_deploy.runtime.cli import LIMIT_VARIABLE, read_event, task_output, time_limit
-from quetzal_deploy.runtime.errors import NotebookTimeout, StepError
+from quetzal_deploy.runtime.errors import LimitExceeded, NotebookTimeout, StepError
 from quetzal_deploy.runtime.handler import FARGATE, LAMBDA, run_step
 from quetzal_deploy.runtime.notebook import CHILDREN, log_name
 from quetzal_deploy.runtime.params import DEFAULT_CHOICE, merge_params
 from quetzal_deploy.runtime.paths import tree_files
 from quetzal_deploy.runtime.storage import FolderStorage
+from quetzal_deploy.runtime.strays import resident_mb
 from quetzal_deploy.runtime.workdir import size_mb
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.sync.scenarios import check_name, local_scenarios, user_email
@@ -158,7 +159,9 @@ class LocalRun:
                               task_root=self.settings.root, time_left_s=limit, image_tag="local",
                               out=lambda line: self.out(f"    {call.label} | {line}"),
                               extra_env={"AWS_EXECUTION_ENV": self.settings.execution_env},
-                              platform=call.platform)
+                              platform=call.platform, watch=self.watcher(call, record, workdir))
+        except LimitExceeded as ex:
+            raise limit_error(ex.error, str(ex)) from ex
         except NotebookTimeout as ex:
             if call.platform == LAMBDA and limit < self.settings.timeout_s:  # the state's TimeoutSeconds
                 raise StatesError("States.Timeout", f"{call.label} did not finish within the Task's "
@@ -168,14 +171,31 @@ class LocalRun:
             raise StatesError(type(ex).__name__, lambda_cause(type(ex).__name__, str(ex))) from ex
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        record.peak_memory_mb = result.peak_memory_mb
+        record.peak_memory_mb = max(record.peak_memory_mb or 0.0, result.peak_memory_mb or 0.0) or None
         record.tmp_mb = result.workdir_mb
         record.wrote_files = max(result.uploaded - 1, 0)  # info.json is stamped by every step
         self.check_limits(record, call)
         return result.event
 
+    def watcher(self, call: TaskCall, record: StepRecord, workdir: Path) -> Callable[[list[int]], None]:
+        """What ``run_step`` calls while the notebook runs: it stops the step once its processes
+        hold more memory, or its working folder more bytes, than the Lambda or Fargate task has."""
+        def watch(pids: list[int]) -> None:
+            record.peak_memory_mb = max(record.peak_memory_mb or 0.0, resident_mb(pids))
+            record.tmp_mb = size_mb(workdir)
+            problem = self.limit_problem(record, call)
+            if problem:
+                raise LimitExceeded(*problem)
+        return watch
+
     def check_limits(self, record: StepRecord, call: TaskCall) -> None:
         """Fail a step that used more memory or /tmp than its Lambda or Fargate task has, as AWS would."""
+        problem = self.limit_problem(record, call)
+        if problem:
+            raise limit_error(*problem)
+
+    def limit_problem(self, record: StepRecord, call: TaskCall) -> tuple[str, str] | None:
+        """(the error AWS gives, its message) when the step's figures are over its limits."""
         if call.platform == FARGATE:
             memory, storage = self.settings.fargate_memory_mb, self.settings.fargate_storage_gb * 1024
             where, memory_key, storage_key = "Fargate task", "FARGATE_MEMORY", "FARGATE_STORAGE (GiB)"
@@ -187,15 +207,16 @@ class LocalRun:
             bigger = "Raise {} in .env (at most {}), or run the step on Fargate (see the README),"
             maxima = ("10240", "10240")
         if record.peak_memory_mb is not None and record.peak_memory_mb > memory:
-            raise limit_error("Runtime.OutOfMemory", (
+            return "Runtime.OutOfMemory", (
                 f"{call.label} peaked at {record.peak_memory_mb:.0f} MB but the {where} has "
                 f"{memory_key}={memory} MB: on AWS it is killed (signal: killed). "
-                f"{bigger.format(memory_key, maxima[0])} or use less memory."))
+                f"{bigger.format(memory_key, maxima[0])} or use less memory.")
         if record.tmp_mb is not None and record.tmp_mb > storage:
-            raise limit_error("NotebookError", (
+            return "NotebookError", (
                 f"{call.label} used {record.tmp_mb:.0f} MB of its working folder but the {where} has "
                 f"{storage} MB ({storage_key}): on AWS it fails with 'OSError: [Errno 28] No space left "
-                f"on device'. {bigger.format(storage_key, maxima[1])} or write less."))
+                f"on device'. {bigger.format(storage_key, maxima[1])} or write less.")
+        return None
 
     def summary(self, error: StatesError | None) -> RunSummary:
         """The run as the plugins' ``quetzal_after_local_run`` gets it."""
@@ -231,6 +252,16 @@ class LocalRun:
         elif len(cause.splitlines()) > 1:
             for line in cause.splitlines()[1:]:
                 self.out(f"  | {line}")
+
+
+def prune_runs(runs: Path, keep: int) -> int:
+    """Remove all but the ``keep`` newest run folders (their names start with their UTC start
+    time); the number removed."""
+    folders = sorted(path for path in runs.iterdir() if path.is_dir()) if runs.is_dir() else []
+    old = folders[:max(len(folders) - keep, 0)]
+    for folder in old:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(old)
 
 
 @contextmanager
@@ -277,6 +308,10 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     payload = execution_input(run.scenario, merge_params(defaults, overrides), choice, variants,
                               user_email(settings, default="local"))
     container = ContainerTasks(settings, run.bucket, out) if docker else None
+    removed = prune_runs(settings.root / RUNS_DIR, settings.local_runs_kept - 1)
+    if removed:
+        out(f"Removed {removed} older run(s) from {RUNS_DIR} (it keeps the last "
+            f"LOCAL_RUNS_KEPT={settings.local_runs_kept}, set in .env)")
     run.copy_scenario()
     out(f"Running {settings.state_machine} locally on {run.scenario} (run {run.name})")
     error = None

@@ -37,3 +37,12 @@ class StateTooLarge(StepError):
 
 class WriteConflict(StorageError):
     """Another step of the execution changed a file this step changed too (parallel steps)."""
+
+
+class LimitExceeded(StepError):
+    """A local step crossed its Lambda or Fargate memory or storage limit and was stopped;
+    ``error`` is the error AWS gives (``Runtime.OutOfMemory``, ...)."""
+
+    def __init__(self, error: str, message: str):
+        super().__init__(message)
+        self.error = error

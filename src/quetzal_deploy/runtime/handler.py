@@ -7,8 +7,9 @@ finds the code in ``LAMBDA_TASK_ROOT`` (or the current folder), takes the
 deadline from the context and the image tag from ``IMAGE_TAG``, and calls ``run_step``.
 
 ``run_step(event, *, storage, workdir, task_root, time_left_s, image_tag, out=print,
-extra_env=None, platform="Lambda")`` is the reusable core (the local runner calls it with a
-``FolderStorage`` and ``AWS_EXECUTION_ENV`` in ``extra_env``, which the notebook's process gets;
+extra_env=None, platform="Lambda", watch=None)`` is the reusable core (the local runner calls it
+with a ``FolderStorage``, ``AWS_EXECUTION_ENV`` in ``extra_env``, which the notebook's process gets,
+and a ``watch`` that stops a step crossing its memory or storage limit, see ``notebook``;
 ``runtime.cli`` calls it on Fargate, where ``platform`` names the limit in a timeout's message):
 
 1. validate the event (``InvalidEvent``) and the working folder (``UnsafeWorkdir``);
@@ -40,7 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quetzal_deploy.runtime import warm
-from quetzal_deploy.runtime.errors import NotebookError, NotebookTimeout, StateTooLarge, StorageError
+from quetzal_deploy.runtime.errors import (
+    LimitExceeded,
+    NotebookError,
+    NotebookTimeout,
+    StateTooLarge,
+    StorageError,
+)
 from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES, StepEvent, parse_event, state_bytes
 from quetzal_deploy.runtime.info import info_bytes, parse_info, stamped
 from quetzal_deploy.runtime.notebook import (
@@ -121,7 +128,7 @@ def write_log(storage: Storage, first: str, text: str, metadata: dict) -> str:
 
 def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path,
                stop_at: float, result: StepResult, out, extra_env: dict | None = None,
-               platform: str = LAMBDA) -> Outcome:
+               platform: str = LAMBDA, watch=None) -> Outcome:
     """Run the notebook until ``stop_at`` (``time.monotonic``); upload its log whatever happens
     (its key in ``result.log_key``)."""
     private = workdir / PRIVATE
@@ -141,6 +148,7 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
             budget_s=stop_at - time.monotonic(),  # conversion may have taken some
             out=out,
             warm=zygote,
+            watch=watch,
         )
         if outcome.timed_out:
             with log_path.open("a", encoding="utf-8") as log:
@@ -149,6 +157,10 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
         return outcome
     except NotebookError as ex:
         log_path.write_text(f"{ex}\n", encoding="utf-8")
+        raise
+    except LimitExceeded as ex:
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(f"\n[quetzal] stopped: {ex}\n")
         raise
     finally:
         result.log_key = write_log(storage, result.log_key,
@@ -207,7 +219,7 @@ def copy_model_inputs(task_root: Path, workdir: Path) -> int:
 
 def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_left_s: float,
              image_tag: str, out=print, extra_env: dict | None = None,
-             platform: str = LAMBDA) -> StepResult:
+             platform: str = LAMBDA, watch=None) -> StepResult:
     """Run one pipeline step; see the module docstring for the phases."""
     deadline = time.monotonic() + time_left_s
     margin_s = safety_margin(time_left_s)
@@ -227,7 +239,7 @@ def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_le
     empty_folder(workdir / PRIVATE)
     with phase("run", times, out):
         outcome = run_logged(step, storage, workdir, task_root, deadline - margin_s,
-                             result, out, extra_env, platform)
+                             result, out, extra_env, platform, watch)
     result.peak_memory_mb = outcome.peak_memory_mb
     result.workdir_mb = size_mb(workdir)
     check_outcome(outcome, step, result.log_key, margin_s, platform)

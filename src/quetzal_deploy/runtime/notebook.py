@@ -9,7 +9,8 @@ folder. Its output goes, line by line, to a log file and to ``out``; ``RETURN: {
 (JSON or a Python literal) are noted, and so is ``end_of_notebook`` anywhere in the output (a
 notebook stops early by printing it or by evaluating the bare, undefined name: the ``NameError``
 names it). At the step's end (the notebook's exit, the deadline, Ctrl-C) its whole process group
-is killed, then every process it started, even in a session of its own (``strays``);
+is killed, then every process it started, even in a session of its own (``strays``). A ``watch``
+is called every ``WATCH_S`` with the step's processes while it runs; what it raises stops the step;
 ``CHILDREN.stop_all()`` kills every running one at once (a local run stopped by a signal).
 """
 
@@ -29,12 +30,14 @@ from pathlib import Path, PurePosixPath
 
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError
-from quetzal_deploy.runtime.strays import STEP_VARIABLE, become_subreaper, end_marked, new_mark
+from quetzal_deploy.runtime.strays import STEP_VARIABLE, become_subreaper, end_marked, new_mark, step_pids
 
 RETURN_PREFIX = "RETURN:"
 END_OF_NOTEBOOK = "end_of_notebook"
 TAIL_LINES = 400
 TRACEBACK = "Traceback (most recent call last):"
+WATCH_S = 0.25
+CONTROLS = {code: f"\\x{code:02x}" for code in [*range(32), *range(127, 160)] if code != 9}
 
 
 @dataclass
@@ -125,17 +128,27 @@ def peak_mb(rusage) -> float:
     return rusage.ru_maxrss * scale / 2**20
 
 
+def terminal_safe(line: str) -> str:
+    """``line`` with the control characters a terminal acts on (ESC, NUL, CSI...) written as
+    escapes, so a notebook's output can only be read, never move the cursor or retitle a window."""
+    return line.translate(CONTROLS)
+
+
 def read_output(stream, log_file, outcome: Outcome, out) -> None:
-    for raw in stream:
-        log_file.write(raw)
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        out(line)
-        outcome.tail.append(line)
-        if line.startswith(RETURN_PREFIX):
-            outcome.returns.append(line[len(RETURN_PREFIX):].strip())
-        elif END_OF_NOTEBOOK in line:
-            outcome.end_of_notebook = True
-    log_file.flush()
+    """Copy the notebook's output to the log as it is, and line by line, neutralised, to ``out``."""
+    try:
+        for raw in stream:
+            log_file.write(raw)
+            line = terminal_safe(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            out(line)
+            outcome.tail.append(line)
+            if line.startswith(RETURN_PREFIX):
+                outcome.returns.append(line[len(RETURN_PREFIX):].strip())
+            elif END_OF_NOTEBOOK in line:
+                outcome.end_of_notebook = True
+        log_file.flush()
+    except (OSError, ValueError):  # the step was stopped and its pipe or log closed under it
+        return
 
 
 class Children:
@@ -179,7 +192,7 @@ CHILDREN = Children()
 
 
 def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: Path,
-               budget_s: float, out=print, warm=None) -> Outcome:
+               budget_s: float, out=print, warm=None, watch=None) -> Outcome:
     """Run ``script`` with ``argument`` as argv[1] for at most ``budget_s`` seconds; forked from
     ``warm`` (a ``warm.Zygote``) when given, else in a fresh process."""
     outcome = Outcome()
@@ -198,17 +211,26 @@ def run_script(script: Path, argument: str, *, cwd: Path, env: dict, log_path: P
         waiter = threading.Thread(target=wait_for, args=(process, outcome), daemon=True)
         waiter.start()
         try:
-            waiter.join(max(budget_s, 0.0))
+            wait_watching(waiter, started + max(budget_s, 0.0),
+                          watch and (lambda: watch(step_pids(process.pid, mark))))
             outcome.timed_out = waiter.is_alive()
-        finally:  # at the deadline, on Ctrl-C, and after an exit: any children it left behind
-            kill_all(process)
+        finally:  # after an exit, at the deadline, on a limit, on Ctrl-C: all it left behind, then
+            kill_all(process)  # its output read to the end before the log closes
             end_marked(mark, spare=process.pid)
             CHILDREN.finished(process)
-        waiter.join()
+            waiter.join()
+            reader.join(5)
+            process.stdout.close()
         outcome.seconds = time.monotonic() - started
-        reader.join(5)
-        process.stdout.close()
     return outcome
+
+
+def wait_watching(waiter: threading.Thread, until: float, watch=None) -> None:
+    """Wait for ``waiter`` until ``until`` (``time.monotonic``), calling ``watch`` every ``WATCH_S``."""
+    while waiter.is_alive() and (left := until - time.monotonic()) > 0:
+        waiter.join(min(left, WATCH_S) if watch else left)
+        if watch and waiter.is_alive():
+            watch()
 
 
 def wait_for(process: subprocess.Popen, outcome: Outcome) -> None:

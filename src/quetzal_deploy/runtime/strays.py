@@ -52,6 +52,23 @@ def marked(mark: str) -> list[int]:
     return [pid for pid in found if pid != os.getpid()]
 
 
+def step_pids(leader: int, mark: str) -> list[int]:
+    """The notebook and every process carrying its mark."""
+    return [leader] + [pid for pid in marked(mark) if pid != leader]
+
+
+def resident_mb(pids: list[int]) -> float:
+    """Their resident memory together, in MB (``VmRSS``; 0 for a process gone, or without /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            lines = (PROC / str(pid) / "status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+    return total / 1024
+
+
 def state_and_parent(pid: int) -> tuple[str, int] | None:
     """``(state letter, parent pid)`` of a process, None once it is gone."""
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from quetzal_deploy.runtime.errors import UnsafeWorkdir
@@ -75,7 +76,10 @@ def size_mb(folder: Path) -> float:
     total = 0
     for parent, _, names in os.walk(folder):
         for name in names:
-            path = Path(parent, name)
-            if not path.is_symlink():
-                total += path.stat().st_size
+            try:
+                info = os.lstat(Path(parent, name))
+            except FileNotFoundError:  # removed while the folder was walked (a step still running)
+                continue
+            if not stat.S_ISLNK(info.st_mode):
+                total += info.st_size
     return total / 2**20
