@@ -181,7 +181,7 @@ resource "aws_iam_role" "fargate_task" {
 
 data "aws_iam_policy_document" "fargate_task" {
   count                   = var.create_fargate ? 1 : 0
-  source_policy_documents = [data.aws_iam_policy_document.bucket_read_write.json]
+  source_policy_documents = [data.aws_iam_policy_document.step_read_write.json]
 
   statement {
     # The task token names the execution; these actions accept no narrower resource.

@@ -15,7 +15,7 @@ resource "aws_iam_role" "lambda" {
 }
 
 data "aws_iam_policy_document" "lambda" {
-  source_policy_documents = [data.aws_iam_policy_document.bucket_read_write.json]
+  source_policy_documents = [data.aws_iam_policy_document.step_read_write.json]
 
   statement {
     sid       = "OwnLogGroup"

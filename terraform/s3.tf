@@ -141,3 +141,15 @@ data "aws_iam_policy_document" "bucket_read_write" {
     resources = ["${local.bucket_arn}/*"]
   }
 }
+
+# The steps' roles (Lambda, Fargate) only: the transfer code deletes a version it wrote whose bytes
+# changed while they were sent (runtime/transfer.py); the front end's users keep no such right.
+data "aws_iam_policy_document" "step_read_write" {
+  source_policy_documents = [data.aws_iam_policy_document.bucket_read_write.json]
+
+  statement {
+    sid       = "DeleteVersionsWritten"
+    actions   = ["s3:DeleteObjectVersion"]
+    resources = ["${local.bucket_arn}/*"]
+  }
+}

@@ -86,6 +86,10 @@ def test_infra_then_deploy_then_destroy(model_repo, docker_engine, lambda_base_i
     assert {key: after_infra[key] for key in ("bucket", "repository", "function", "state machine")} == {
         "bucket": True, "repository": True, "function": False, "state machine": True}
     assert after_infra["roles"] == [f"{model}-lambda", f"{model}-states"]
+    iam = session.client("iam")
+    (policy,) = iam.list_role_policies(RoleName=f"{model}-lambda")["PolicyNames"]
+    granted = json.dumps(iam.get_role_policy(RoleName=f"{model}-lambda", PolicyName=policy)["PolicyDocument"])
+    assert "s3:DeleteObjectVersion" in granted  # runtime/transfer.py deletes a version sent changing
     s3 = session.client("s3")
     assert s3.get_bucket_versioning(Bucket=model)["Status"] == "Enabled"
     assert s3.get_public_access_block(Bucket=model)["PublicAccessBlockConfiguration"]["BlockPublicAcls"]

@@ -138,6 +138,7 @@ def test_apply_creates_the_fargate_part_for_real_and_destroy_removes_it(terrafor
     task_policy = iam.get_role_policy(RoleName="quetzal-paris-step", PolicyName="quetzal-paris-step")
     granted = json.dumps(task_policy["PolicyDocument"])
     assert "s3:PutObject" in granted and "states:SendTaskSuccess" in granted
+    assert "s3:DeleteObjectVersion" in granted  # runtime/transfer.py deletes a version sent changing
 
     destroyed = apply(terraform_module, "destroy", "quetzal-paris", 4096, 16384)
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
