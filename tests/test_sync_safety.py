@@ -240,3 +240,79 @@ def test_with_outputs_asks_before_deleting_the_cloud_run_results(synced, s3, ans
 
     ok(invoke(synced, "upload-scenarios", "base", "--with-outputs", "--yes"))
     assert not [k for k in remote_files(s3, bucket, "base/") if k.startswith(("outputs/", "logs/"))]
+
+
+@pytest.mark.parametrize("cached", ["[]", "null", '{"x": 5}', '{"/a": [[1], "no"]}'])
+def test_a_digest_cache_of_another_shape_is_treated_as_empty(synced, s3, cached):
+    """Valid JSON of the wrong type in the digest caches: read as empty, no AttributeError."""
+    caches = list((synced / ".quetzal" / "digests").glob("*.json"))
+    assert caches
+    for cache in [*caches, synced / ".quetzal" / "digests" / "etags.json"]:
+        cache.write_text(cached)
+    (synced / "scenarios" / "base" / "styles.json").write_text('["changed"]')
+    out = ok(invoke(synced, "upload-scenarios", "base", "--yes"))
+    assert "1 to upload" in out
+
+
+def test_one_name_in_two_unicode_forms(synced, s3):
+    """macOS writes names decomposed (NFD): a lone NFD name is sent as its composed key (NFC), the
+    front end's form; two files whose names differ only so are refused, naming both."""
+    bucket, inputs = bucket_of(synced), synced / "scenarios" / "base" / "inputs"
+    composed, decomposed = "caf\u00e9.csv", "cafe\u0301.csv"
+    (inputs / decomposed).write_text("nfd\n")
+    ok(invoke(synced, "upload-scenarios", "base", "--yes"))
+    keys = set(remote_files(s3, bucket, "base/inputs/"))
+    assert composed in keys and decomposed not in keys
+
+    (inputs / composed).write_text("nfc\n")
+    before = snapshot(s3, bucket)
+    message = failed(invoke(synced, "upload-scenarios", "base", "--yes"))
+    assert composed in message and decomposed in message and "Unicode form" in message
+    assert snapshot(s3, bucket) == before
+
+
+def test_keys_longer_than_s3_allows_are_refused_before_sending(synced, s3):
+    bucket, inputs = bucket_of(synced), synced / "scenarios" / "base" / "inputs"
+    deep = inputs.joinpath(*["d" * 250] * 5)
+    deep.mkdir(parents=True)
+    (deep / "file.csv").write_text("a\n")
+    (synced / "scenarios" / "base" / "styles.json").write_text('["changed"]')
+    before = snapshot(s3, bucket)
+    message = failed(invoke(synced, "upload-scenarios", "base", "--yes"))
+    assert "longer than the 1024 bytes S3 allows" in message
+    assert snapshot(s3, bucket) == before
+
+
+def test_a_key_beside_a_folder_of_the_same_name_is_refused(synced, s3):
+    """`inputs/x` and `inputs/x/y` both in the bucket: no folder holds both. The download stops at
+    once with both names (never hangs), the upload deletes nothing."""
+    bucket = bucket_of(synced)
+    s3.put_object(Bucket=bucket, Key="base/inputs/x", Body=b"file")
+    s3.put_object(Bucket=bucket, Key="base/inputs/x/y", Body=b"inside")
+    before = snapshot(s3, bucket)
+    message = failed(invoke(synced, "download-scenario", "base", "--yes"))
+    assert "inputs/x and inputs/x/..." in message
+    message = failed(invoke(synced, "upload-scenarios", "base", "--yes"))
+    assert "inputs/x and inputs/x/..." in message
+    assert snapshot(s3, bucket) == before
+
+
+def test_another_tools_multipart_object_is_compared_once_then_remembered(synced, s3, recorder):
+    """An object another tool uploaded in 5 MB parts, without checksum metadata: its ETag says
+    nothing of its bytes. Hashed once after its download, it is never fetched nor asked about again."""
+    bucket, part = bucket_of(synced), 5 * 1024 * 1024
+    body = os.urandom(2 * part + 1)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="base/inputs/other.bin")
+    parts = [{"PartNumber": n + 1, "ETag": s3.upload_part(
+        Bucket=bucket, Key="base/inputs/other.bin", UploadId=upload["UploadId"], PartNumber=n + 1,
+        Body=body[n * part:(n + 1) * part] if n < 2 else body[2 * part:])["ETag"]} for n in range(3)]
+    s3.complete_multipart_upload(Bucket=bucket, Key="base/inputs/other.bin", UploadId=upload["UploadId"],
+                                 MultipartUpload={"Parts": parts})
+    ok(invoke(synced, "download-scenario", "base", "--yes"))
+    assert (synced / "scenarios" / "base" / "inputs" / "other.bin").read_bytes() == body
+
+    out = ok(invoke(synced, "download-scenario", "base", "--yes", env=via(recorder)))
+    assert "0 to download" in out
+    out = ok(invoke(synced, "upload-scenarios", "base", "--yes", env=via(recorder)))
+    assert "0 to upload" in out
+    assert not [path for method, path, _ in recorder.requests if "other.bin" in path], recorder.requests

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import mimetypes
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from quetzal_deploy.errors import QuetzalError
+from quetzal_deploy.runtime.checksum import CHECKSUM_ALGORITHM
 from quetzal_deploy.runtime.errors import StepError, UnsafeKey
 from quetzal_deploy.runtime.paths import safe_relative, shown, target_in, tree_files
 from quetzal_deploy.runtime.transfer import (
@@ -46,6 +48,8 @@ from quetzal_deploy.runtime.transfer import (
 from quetzal_deploy.runtime.transfer import WORKERS as CONCURRENCY
 
 DELETE_BATCH = 1000  # DeleteObjects limit
+KEY_BYTES = 1024  # the longest key S3 takes (UTF-8)
+REMEMBERED = 10_000  # EtagMemory's entries
 SHOWN_NAMES = 10
 
 mimetypes.add_type("application/geo+json", ".geojson")
@@ -128,8 +132,50 @@ def _names(verb: str, names: list[str], all_names: bool) -> list[str]:
     return [f"  {verb} {shown(name)}" for name in listed] + more
 
 
+def file_checksum(path: Path) -> str:
+    """The front end's checksum (SHA-256) of a file."""
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, CHECKSUM_ALGORITHM).hexdigest()
+
+
 def content_type(rel: str) -> str:
     return mimetypes.guess_type(rel)[0] or "application/octet-stream"
+
+
+def read_json_object(file: Path) -> dict:
+    """A cache file's JSON object; anything else (missing, not JSON, ``[]``, ``null``) is empty."""
+    try:
+        found = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def write_json(file: Path, data: object) -> None:
+    """Write a cache file atomically (best effort: a cache)."""
+    with contextlib.suppress(OSError):
+        file.parent.mkdir(parents=True, exist_ok=True)
+        replace_atomically(file, lambda temporary: temporary.write_text(json.dumps(data)))
+
+
+class EtagMemory:
+    """ETag -> checksum of objects fetched whose ETag says nothing of their bytes (another tool's
+    multipart upload, without ``checksum`` metadata): hashed once after the download, so later
+    plans compare them without a HeadObject and never fetch them again while unchanged. Kept beside
+    the digest cache, the newest ``REMEMBERED`` entries."""
+
+    def __init__(self, folder: Path | None):
+        self.file = folder / "etags.json" if folder else None
+        self.known = read_json_object(self.file) if self.file else {}
+
+    def checksum(self, etag: str) -> str | None:
+        found = self.known.get(etag)
+        return found if isinstance(found, str) else None
+
+    def remember(self, found: Mapping[str, str]) -> None:
+        if self.file and found:
+            self.known.update(found)
+            write_json(self.file, dict(list(self.known.items())[-REMEMBERED:]))
 
 
 class DigestCache:
@@ -145,17 +191,18 @@ class DigestCache:
         name = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:32] + ".json"
         self.file = folder / name if folder else None
         self.seen: dict[str, list] = {}
-        try:
-            self.kept = json.loads(self.file.read_text()) if self.file else {}
-        except (OSError, ValueError):
-            self.kept = {}
+        self.kept = read_json_object(self.file) if self.file else {}
 
     def known(self, path: Path) -> Digest | None:
-        """The digest kept for the file, if its stamp is unchanged (then kept for the next read)."""
+        """The digest kept for the file, if its stamp is unchanged (then kept for the next read);
+        an entry of another shape (a damaged or hand-edited cache) is ignored."""
         stamp = file_stamp(path)
-        entry = self.kept.get(str(path))
-        if entry and tuple(entry[0]) == stamp:
-            return self.keep(path, stamp, Digest(*entry[1], stamp=stamp))
+        try:
+            (kept_stamp, (size, etag, checksum)) = self.kept.get(str(path)) or ((), (None, None, None))
+            if tuple(kept_stamp) == stamp and isinstance(size, int) and isinstance(checksum, str):
+                return self.keep(path, stamp, Digest(size, etag, checksum, stamp=stamp))
+        except (TypeError, ValueError):
+            pass
         return None
 
     def digest(self, path: Path) -> Digest:
@@ -171,9 +218,7 @@ class DigestCache:
     def save(self) -> None:
         """Keep the entries of the files seen in this read (best effort: a cache)."""
         if self.file:
-            with contextlib.suppress(OSError):
-                self.file.parent.mkdir(parents=True, exist_ok=True)
-                replace_atomically(self.file, lambda temporary: temporary.write_text(json.dumps(self.seen)))
+            write_json(self.file, self.seen)
 
 
 def read_local(folder: Path, include: Callable[[str], bool], concurrency: int = CONCURRENCY,
@@ -185,7 +230,45 @@ def read_local(folder: Path, include: Callable[[str], bool], concurrency: int = 
         files = tree_files(folder, lambda rel: rel.endswith(PART_SUFFIX) or not include(rel))
     except StepError as ex:
         raise SyncError(str(ex)) from ex
-    return digest_files(files, concurrency, DigestCache(cache, folder))
+    return digest_files(nfc_keys(files, folder), concurrency, DigestCache(cache, folder))
+
+
+def nfc_keys(files: list[tuple[Path, str]], folder: Path) -> list[tuple[Path, str]]:
+    """Each file's key in Unicode's composed form (NFC: what the front end and Windows write; macOS
+    names files decomposed, NFD), so one name is one key; two files whose names differ only so are
+    refused, naming both."""
+    keys: dict[str, list[str]] = {}
+    for _, rel in files:
+        keys.setdefault(unicodedata.normalize("NFC", rel), []).append(rel)
+    clashes = [names for names in keys.values() if len(names) > 1]
+    if clashes:
+        pairs = "; ".join(" and ".join(repr(name) for name in names) for names in clashes[:SHOWN_NAMES])
+        raise SyncError(f"{folder} has files whose names differ only in Unicode form (composed or "
+                        f"decomposed accents, which print alike): {shown(pairs)}. They would be one key "
+                        "for the front end: rename or remove one of each; nothing was transferred.")
+    return [(path, unicodedata.normalize("NFC", rel)) for path, rel in files]
+
+
+def check_keys(bucket: str, prefix: str, rels: Iterable[str], forms: bool = False) -> None:
+    """Refuse keys no folder can hold: ``x`` beside ``x/y`` (a file and a folder of one name), with
+    ``forms`` two keys differing only in Unicode form; and keys longer than S3 takes (``KEY_BYTES``)."""
+    rels = set(rels)
+    folders = {rel[:cut] for rel in rels for cut in range(len(rel)) if rel[cut] == "/"}
+    clashes = sorted(f"{rel} and {rel}/..." for rel in rels & folders)
+    named: dict[str, list[str]] = {}
+    for rel in rels if forms else ():
+        named.setdefault(unicodedata.normalize("NFC", rel), []).append(rel)
+    clashes += sorted(" and ".join(map(repr, sorted(names))) for names in named.values() if len(names) > 1)
+    if clashes:
+        raise SyncError(f"s3://{bucket}/{prefix} holds keys no folder can hold at once: "
+                        f"{shown('; '.join(clashes[:SHOWN_NAMES]))} (a file and a folder of one name, or "
+                        "one name in two Unicode forms). Rename or delete one of each in the bucket; "
+                        "nothing was transferred.")
+    long = sorted(rel for rel in rels if len((prefix + rel).encode("utf-8", "surrogatepass")) > KEY_BYTES)
+    if long:
+        raise SyncError(f"{len(long)} key(s) under s3://{bucket}/{prefix} would be longer than the "
+                        f"{KEY_BYTES} bytes S3 allows (first: {shown(long[0][:120])}...): shorten those "
+                        "paths; nothing was transferred.")
 
 
 def digest_files(files: list[tuple[Path, str]], concurrency: int = CONCURRENCY,
@@ -222,6 +305,7 @@ class S3Prefix:
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.concurrency = concurrency
         self.cache = cache  # DigestCache's folder for the local files its plans compare
+        self.etags = EtagMemory(cache)
 
     def list(self) -> dict[str, RemoteObject]:
         """Every object under the prefix (folder markers left out), by relative path."""
@@ -249,7 +333,7 @@ class S3Prefix:
             obj = remote.get(rel)
             if obj is None or obj.size != file.size:
                 continue
-            if obj.etag == file.digest.etag:
+            if obj.etag == file.digest.etag or self.etags.checksum(obj.etag) == file.digest.checksum:
                 same.add(rel)
             else:
                 unsure.append(rel)
@@ -269,6 +353,8 @@ class S3Prefix:
         """Upload new and changed files; delete remote files gone locally for which ``owned(rel)``
         (``remote``: the prefix's listing, when already taken)."""
         remote = self.list() if remote is None else remote
+        check_keys(self.bucket, self.prefix, remote)
+        check_keys(self.bucket, self.prefix, local)
         same = self._same(local, remote)
         return UploadPlan(
             prefix=self.prefix,
@@ -350,6 +436,7 @@ class S3Prefix:
         """Fetch objects missing or different locally; refuse keys that would land outside ``folder``
         (``paths.safe_relative``, and ``paths.target_in``: a local folder link leading elsewhere)."""
         remote = self.list()
+        check_keys(self.bucket, self.prefix, remote, forms=True)
         targets = self.targets(folder, remote)
         remote = {rel: obj for rel, obj in remote.items() if include(rel)}
         blocked = sorted(rel for rel in remote if targets[rel].exists() and not targets[rel].is_file())
@@ -390,7 +477,11 @@ class S3Prefix:
         def fetch(transfers: Transfers, obj: RemoteObject, progress: Callable[[int], object]):
             return transfers.download(self.prefix + obj.rel, targets[obj.rel], obj.size, obj.etag, progress)
 
-        _, failed = self._transfer(plan.fetch, fetch, sum(o.size for o in plan.fetch), "download")
+        done, failed = self._transfer(plan.fetch, fetch, sum(o.size for o in plan.fetch), "download")
+        opaque = [obj for obj in plan.fetch if obj.rel in done and "-" in obj.etag]  # multipart ETags
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            checksums = pool.map(lambda obj: (obj.etag, file_checksum(targets[obj.rel])), opaque)
+            self.etags.remember(dict(checksums))
         if failed:
             rel, ex = failed[0]
             raise SyncError(f"{len(failed)} of {len(plan.fetch)} downloads failed (first: {rel}: {ex}); "
