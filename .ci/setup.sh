@@ -10,7 +10,8 @@ SUDO=""
 PYTHON="${PYTHON:-python3}"
 
 missing=()
-for pair in dockerd:docker.io docker-registry:docker-registry mmdebstrap:mmdebstrap git:git; do
+# chromium: headless, it opens the run reports in tests/test_run_report.py.
+for pair in dockerd:docker.io docker-registry:docker-registry mmdebstrap:mmdebstrap git:git chromium:chromium; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -19,12 +19,13 @@ ALLOWED = {  # concern -> the concerns it may import (itself and the package roo
     "pipeline": {"contract", "sync", "runtime", "shared"},
     "infra": {"images", "pipeline", "sync", "access", "shared"},
     "access": {"shared"},
-    "local": {"contract", "pipeline", "sync", "images", "runtime", "shared"},
+    "local": {"contract", "pipeline", "sync", "images", "runtime", "report", "shared"},
+    "report": {"contract", "pipeline", "sync", "runtime", "shared"},
     "upgrade": {"pipeline", "shared"},
     "adopt": {"upgrade", "pipeline", "infra", "shared"},
     "__main__": {"adopt", "shared"},  # python -m quetzal_deploy: commands outside a model repo
     "tasks": {"contract", "runtime", "sync", "images", "pipeline", "infra", "access", "local", "upgrade",
-              "adopt", "shared"},
+              "adopt", "report", "shared"},
     "shared": {"runtime", "images", "pipeline"},  # doctor checks Docker and the state machine
 }
 

@@ -26,6 +26,8 @@ class StepRecord:
     state_kb: float | None = None
     wrote_files: int | None = None  # files the step created or changed (info.json aside)
     returned: bool | None = None  # whether it merged RETURN: values into the state
+    started: float | None = None  # seconds since the epoch, for the HTML report's timeline
+    error: str | None = None
 
 
 def figure(value: float | None, unit: str, digits: int = 1) -> str:

@@ -34,6 +34,7 @@ from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.interpreter import Interpreter, TaskCall, state_size
 from quetzal_deploy.local.report import StepRecord, summary
+from quetzal_deploy.local.run_report import write_local_report
 from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import deployable, load_definition
 from quetzal_deploy.pipeline.porting import ported
@@ -119,7 +120,7 @@ class LocalRun:
             return call.payload
         payload, limit = self.step_input(call)
         notebook = payload.get("notebook_path") if isinstance(payload, dict) else None
-        record = StepRecord(call.label, notebook=notebook, platform=call.platform)
+        record = StepRecord(call.label, notebook=notebook, platform=call.platform, started=time.time())
         self.records.append(record)
         started = time.monotonic()
         try:
@@ -130,8 +131,8 @@ class LocalRun:
                 record.peak_memory_mb, record.tmp_mb, record.wrote_files = figures
             else:
                 event = self.run_handler(call, payload, record, limit)
-        except StatesError:
-            record.status = "failed"
+        except StatesError as ex:
+            record.status, record.error = "failed", f"{ex.error}: {readable_cause(ex.cause)}"
             raise
         finally:
             record.seconds = time.monotonic() - started
@@ -288,10 +289,11 @@ def notebooks_stopped_on_signals() -> Iterator[None]:
 
 
 def run_local(settings: Settings, scenario: str, params=None, choice=None, docker: bool = False,
-              out: Out = print) -> int:
+              out: Out = print, open_report: bool = False) -> int:
     """Run the pipeline on this machine on ``scenario``; returns the exit code (0: succeeded).
 
     With ``docker`` each Task runs in the model's image (built first) instead of this process.
+    The run's HTML report is written in its folder (``open_report`` opens it in the browser).
     """
     overrides = load_overrides(params) if isinstance(params, (str, Path)) else (params or {})
     choice = choice or DEFAULT_CHOICE
@@ -331,6 +333,7 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
             if run.work is not None:
                 shutil.rmtree(run.work, ignore_errors=True)
     run.report(error)
+    write_local_report(run, error, out, open_report)
     out(f"Run {'FAILED' if error else 'SUCCEEDED'}: {run.folder}")
     after_local_run(plugins, settings, run.summary(error))
     return 1 if error else 0

@@ -14,16 +14,21 @@ from quetzal_deploy.tasks.common import quetzal_task
     "docker": "with --local: run each step in the model's image (built first) behind its Lambda emulator",
     "params": 'JSON file {"category": {"name": value}} or flat {"name": value} over inputs/params.json',
     "choice": "pipeline variant to run (the front end's tab; default: the Choice state's Default)",
+    "open": "with --local: open the run's HTML report in the browser when it ends",
     "wait": "on AWS: follow the execution until it ends (--no-wait: start it and return)",
 })
-def run(settings, aws, scenario, local=False, docker=False, params=None, choice=None, wait=True):
+def run(settings, aws, scenario, local=False, docker=False, params=None, choice=None, wait=True,
+        open=False):
     """Run the whole pipeline on a scenario: on AWS, or on this machine with --local."""
     if docker and not local:
         raise Exit("ERROR: --docker runs the steps on this machine: add --local.", code=2)
+    if open and not local:
+        raise Exit("ERROR: --open opens a local run's report: add --local (an execution on AWS: "
+                   "invoke executions --report <name>).", code=2)
     if local:
         from quetzal_deploy.local.runner import run_local
 
-        code = run_local(settings, scenario, params=params, choice=choice, docker=docker)
+        code = run_local(settings, scenario, params=params, choice=choice, docker=docker, open_report=open)
     else:
         from quetzal_deploy.pipeline.executions import run_remote
 
