@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
+from test_run_local import lambda_task, write_notebook
 
 from fixtures.browser import render
 from quetzal_deploy.report import html as report_html
@@ -20,15 +20,6 @@ from quetzal_deploy.report.html import MAX_REPORT_MB, ReportUnavailable, write_r
 from quetzal_deploy.report.layers import VERTEX_BUDGET
 from quetzal_deploy.report.model import Limits, RunView
 
-HEADER = """import json, os, sys
-from pathlib import Path
-default = {"training_folder": "../scenarios/base", "params": {}}
-manual, argv = (True, default) if "ipykernel" in sys.argv[0] else (
-    False, dict(default, **json.loads(sys.argv[1])))
-outputs = Path(argv["training_folder"]) / "outputs"
-outputs.mkdir(parents=True, exist_ok=True)
-"""
-FUNCTION = "arn:aws:lambda:${region}:${account_id}:function:${function_name}"
 UTM18N = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32618"}}  # the sample's Montreal
 # One Map iteration's output: a layer in UTM metres over the sample scenario, and its OD matrix.
 FAN_STEP = f"""
@@ -45,17 +36,6 @@ FAILING_STEP = """
 print("reading the demand")
 raise ValueError("the demand table has no column 'zone_id'")
 """
-
-
-def write_notebook(repo: Path, name: str, body: str) -> None:
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(HEADER), nbformat.v4.new_code_cell(body)]
-    nbformat.write(notebook, repo / "notebooks" / f"{name}.ipynb")
-
-
-def lambda_task(payload: dict, **fields) -> dict:
-    return {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
-            "Parameters": {"FunctionName": FUNCTION, "Payload": payload}, "OutputPath": "$.Payload", **fields}
 
 
 def invoke(repo: Path, tmp_path: Path, *args: str, **env) -> subprocess.CompletedProcess:
