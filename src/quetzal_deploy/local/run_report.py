@@ -6,9 +6,9 @@ import webbrowser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from quetzal_deploy.contract.execution import readable_cause
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.output import Out
-from quetzal_deploy.contract.execution import readable_cause
 from quetzal_deploy.report.model import Limits, LogView, RunView, StepView, mark_attempts, shortened_log
 from quetzal_deploy.runtime.notebook import log_name
 from quetzal_deploy.settings import Settings
