@@ -19,7 +19,7 @@ import quetzal_deploy
 from quetzal_deploy.adopt.answers import Found
 from quetzal_deploy.adopt.production import adopted_tfvars
 from quetzal_deploy.output import Out
-from quetzal_deploy.upgrade.scaffold import BRANCH, commit_render, git, repo_root, require_clean
+from quetzal_deploy.upgrade.scaffold import BRANCH, git, render_tree, repo_root, require_clean
 from quetzal_deploy.upgrade.template import RECORD, UpgradeError, render
 
 # The model's own content: kept whenever the repo has it (the template's samples are not added).
@@ -148,7 +148,9 @@ def adopt(path: Path, found: Found, confirm: Callable[[str], bool], force: bool 
     adoption = Adoption(root, found, force)
     with tempfile.TemporaryDirectory() as scratch:
         project = render(found.answers, Path(scratch))
-        template = commit_render(root, project, head, f"quetzal-template {version}, rendered by adopt")
+        # A root commit, as a bake's first one: the branch holds only the template's scaffolding.
+        template = git(root, "commit-tree", render_tree(root, project), "-m",
+                       f"Create {model} from quetzal-template {version} (adopt)").stdout.strip()
         tree = adoption.tree(project)
     out(adoption.changes.describe())
     if not confirm(f"Commit the adoption of {model} (quetzal-template {version}) on "

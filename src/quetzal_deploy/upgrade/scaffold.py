@@ -93,15 +93,20 @@ def require_clean(root: Path) -> None:
                            f"nothing of yours is mixed with the template's changes.\n{changed.rstrip()}")
 
 
-def commit_render(root: Path, project: Path, parent: str, message: str) -> str:
-    """A commit of the rendered ``project`` on ``parent`` (temporary index, the repo's work tree
-    untouched); ``parent`` itself when the template renders the same files."""
+def render_tree(root: Path, project: Path) -> str:
+    """The rendered ``project`` as a tree in ``root``'s objects (temporary index, work tree untouched)."""
     git_dir = git(root, "rev-parse", "--absolute-git-dir").stdout.strip()
     with tempfile.TemporaryDirectory() as scratch:
         index = str(Path(scratch, "index"))
         env = {"GIT_DIR": git_dir, "GIT_WORK_TREE": str(project), "GIT_INDEX_FILE": index}
         git(project, "add", "--all", env=env)
-        tree = git(project, "write-tree", env=env).stdout.strip()
+        return git(project, "write-tree", env=env).stdout.strip()
+
+
+def commit_render(root: Path, project: Path, parent: str, message: str) -> str:
+    """A commit of the rendered ``project`` on ``parent``; ``parent`` itself when the template
+    renders the same files."""
+    tree = render_tree(root, project)
     if tree == git(root, "rev-parse", f"{parent}^{{tree}}").stdout.strip():
         return parent
     return git(root, "commit-tree", tree, "-p", parent, "-m", message).stdout.strip()
