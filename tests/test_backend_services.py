@@ -121,7 +121,8 @@ def test_an_ecs_notebook_step_becomes_a_fargate_step_with_the_same_event():
 def test_a_task_sending_the_whole_state_is_refused_with_the_payload_to_write():
     definition = {"StartAt": "api call", "States": {"api call": {
         "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "OutputPath": "$.Payload",
-        "Parameters": {"Payload.$": "$", "FunctionName": FOREIGN + "quetzal-test-dev:$LATEST"}, "End": True}}}
+        "Parameters": {"Payload.$": "$", "FunctionName": FOREIGN + "quetzal-osm-api-dev:$LATEST"},
+        "End": True}}}  # osm_importer's shape: its one function, under another name than the model's
     with pytest.raises(DefinitionError, match=r"Task 'api call' sends \{\"Payload.\$\": \"\$\"\}.*"
                                               r"\"notebook_path\": \"notebooks/<step>.ipynb\""):
         ported(definition, SETTINGS)
@@ -246,3 +247,16 @@ def test_a_step_that_writes_and_returns_nothing_is_a_warning_in_the_summary(bake
     assert done.returncode == 0, done.stdout + done.stderr
     warnings = [line for line in done.stdout.splitlines() if "wrote no file" in line]
     assert len(warnings) == 1 and warnings[0].startswith("WARNING: idle (notebooks/idle.ipynb)"), done.stdout
+
+
+def test_step_scripts_and_modules_beside_the_notebooks_are_not_git_ignored(baked_repo):
+    """A ported handler's step script and its module live in notebooks/ and must be committed
+    (conversion writes no .py into the repo: it happens in the image and in a run's folder)."""
+    import subprocess
+
+    for name in ("osm.py", "main.py", "group/helpers.py"):
+        path = baked_repo / "notebooks" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("print('step')\n")
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=baked_repo)
+        assert ignored.returncode == 1, f"notebooks/{name} is git-ignored"

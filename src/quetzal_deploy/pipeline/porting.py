@@ -64,11 +64,23 @@ def function_of(target: str) -> str:
     return parts[0]
 
 
-def is_model_function(name: str, payload: Any, settings) -> bool:
-    """The model's own function: its name (a stage suffix aside), or a Task sending a notebook."""
+def is_model_function(name: str, parameters: Mapping[str, Any], settings, sole: str | None) -> bool:
+    """The model's own function: its name (a stage suffix aside), a Task sending a notebook, or the
+    one function the definition invokes besides the auth function, sent the whole state."""
+    payload = parameters.get("Payload")
     if name == settings.function_name or (isinstance(payload, Mapping) and "notebook_path" in payload):
         return True
+    if name == sole and "Payload.$" in parameters:
+        return True
     return any(name == settings.function_name + suffix for suffix in STAGE_SUFFIXES)
+
+
+def sole_function(definition: Mapping[str, Any], settings) -> str | None:
+    """The one function the definition's Tasks invoke besides the auth function, if only one."""
+    names = {function_of(target[1]) for _, state in iter_states(definition.get("States"))
+             if state.get("Type") == "Task" and (target := lambda_target(state)) is not None}
+    names -= {settings.auth_function, ""}
+    return names.pop() if len(names) == 1 else None
 
 
 def lambda_target(state: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -122,7 +134,7 @@ def fargate_form(state: dict[str, Any], payload: dict[str, Any]) -> dict[str, An
 def ported(definition: Mapping[str, Any], settings) -> Ported:
     """The definition with every Task of the model in this template's forms (see the module)."""
     result = Ported(copy.deepcopy(dict(definition)))
-    problems = []
+    sole, problems = sole_function(definition, settings), []
     for name, state in iter_states(result.definition.get("States")):
         if state.get("Type") != "Task":
             continue
@@ -143,8 +155,8 @@ def ported(definition: Mapping[str, Any], settings) -> Ported:
         own = function_of(function)
         if settings.auth_function and own == settings.auth_function:
             placeholder = "auth_function_name"
-        elif is_model_function(own, parameters.get("Payload") if key == "FunctionName" else parameters,
-                               settings):
+        elif is_model_function(own, parameters if key == "FunctionName" else {"Payload": parameters},
+                               settings, sole):
             placeholder = "function_name"
             if key == "FunctionName" and "Payload.$" in parameters:
                 problems.append(whole_state_problem(name, parameters["Payload.$"]))
