@@ -166,9 +166,9 @@ def test_rollback_says_exactly_as_it_was_only_when_the_listing_shows_it(synced, 
 
 
 def test_two_clones_uploading_one_scenario_never_mix(synced, s3, recorder, tmp_path):
-    """Clone A rewrites 40 files while clone B deletes half of them. While A's upload is held half
-    way, B's upload and a download are refused, naming A (who, which host, since when); once A
-    ended, the bucket holds exactly A's files, and B's re-run then wins whole."""
+    """Clone A rewrites 40 files while clone B deletes some. While A's upload is held half way, B's
+    upload, a download and a cloud run are refused, naming A (who, which host, since when); once
+    A ended, the bucket holds exactly A's files, and B's re-run then wins whole."""
     bucket = bucket_of(synced)
     clone_b = tmp_path / "clone-b"
     shutil.copytree(synced, clone_b, symlinks=True)
@@ -189,6 +189,8 @@ def test_two_clones_uploading_one_scenario_never_mix(synced, s3, recorder, tmp_p
         assert "a@example.com" in message and "started" in message and "host" in message
         message = failed(invoke(clone_b, "download-scenario", "base", "--yes"))
         assert "a@example.com" in message and "nothing was downloaded" in message
+        message = failed(invoke(clone_b, "run", "base"))
+        assert "a@example.com" in message and "no run was started" in message
     finally:
         release.set()
     out, err = upload_a.communicate(timeout=300)

@@ -26,7 +26,7 @@ from quetzal_deploy.runtime.names import COMMON, InvalidScenarioName, check_scen
 from quetzal_deploy.runtime.paths import shown
 from quetzal_deploy.runtime.transfer import alive, sweep_parts
 from quetzal_deploy.settings import Settings
-from quetzal_deploy.sync.lease import Lease, LeaseHeld, generation
+from quetzal_deploy.sync.lease import Found, Lease, LeaseHeld, generation
 from quetzal_deploy.sync.s3sync import DownloadPlan, S3Prefix, UploadPlan
 
 LOCK_KEY = f"{COMMON}/lock.json"
@@ -264,12 +264,19 @@ class ScenarioStore:
             prefixes = [p["Prefix"].rstrip("/") for page in pages for p in page.get("CommonPrefixes", [])]
         return sorted(p for p in prefixes if p != COMMON)
 
+    def refuse_during_upload(self, name: str, nothing: str) -> Found | None:
+        """The scenario's lease as read; ``LeaseHeld`` while an upload holds it (``nothing``: what
+        the message says was not done)."""
+        lease = self.lease(name, "")
+        found = lease.read()
+        if found and found.active():
+            raise LeaseHeld(lease.held_message(found, nothing))
+        return found
+
     def plan_download(self, name: str) -> DownloadPlan:
         """What to fetch; refused while an upload of the scenario holds its lease (the plan keeps
         the lease's generation, which ``download`` checks again at the end)."""
-        found = self.lease(name, "").read()
-        if found and found.active():
-            raise LeaseHeld(self.lease(name, "").held_message(found, "nothing was downloaded"))
+        found = self.refuse_during_upload(name, "nothing was downloaded")
         with self.errors():
             plan = self.prefix(name).plan_download(not_a_link(self.settings.scenarios_dir / name),
                                                    lambda rel: not is_hidden(rel))

@@ -31,6 +31,10 @@ def run(settings, aws, scenario, local=False, docker=False, params=None, choice=
         code = run_local(settings, scenario, params=params, choice=choice, docker=docker, open_report=open)
     else:
         from quetzal_deploy.pipeline.executions import run_remote
+        from quetzal_deploy.sync.scenarios import ScenarioStore, check_name
+
+        # A run reads the whole scenario: never while an upload is half way through it.
+        ScenarioStore(settings, aws).refuse_during_upload(check_name(scenario), "no run was started")
 
         follow = functools.partial(print, flush=True)  # each state as it happens, even in a pipe
         # A token for the Authorization state comes from the environment, never the command line.
