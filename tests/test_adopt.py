@@ -128,3 +128,31 @@ def test_bad_input_stops_before_anything_is_written(tmp_path, env, tfvars, messa
     assert done.returncode == 1 and done.stderr.startswith("ERROR:") and message in done.stderr, done.stderr
     assert git(repo, "rev-parse", "HEAD") == before and not git(repo, "status", "--porcelain")
     assert "quetzal-template" not in git(repo, "branch")
+
+
+def test_infra_adopt_refuses_before_terraform_what_it_cannot_keep(boto, tmp_path):
+    """A user role whose identity pool .env lacks, then a model in the backend's whole-model ECS
+    mode: both stop before any terraform command, with the fix."""
+    pool = "ca-central-1:0a1b2c3d-1111-2222-3333-444455556666"
+    boto.client("s3").create_bucket(Bucket=MODEL,
+                                    CreateBucketConfiguration={"LocationConstraint": "ca-central-1"})
+    trust = {"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
+             "Principal": {"Federated": "cognito-identity.amazonaws.com"},
+             "Condition": {"StringEquals": {"cognito-identity.amazonaws.com:aud": pool}}}
+    boto.client("iam").create_role(RoleName=f"Cognito_quetzal_pool_{MODEL}", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [trust]}))
+    repo = old_layout_repo(tmp_path, MODEL)
+    assert adopt(repo, "--yes").returncode == 0
+    unset = run_task(repo, "infra", "--adopt", "--yes", input="")
+    assert unset.returncode == 1, unset.stderr
+    assert f"set COGNITO_IDENTITY_POOL_ID={pool} in .env" in unset.stderr
+    assert not (repo / "infra" / ".terraform").exists()
+    assert not (repo / "infra" / "adopt_imports.tf").exists()
+
+    env = (repo / ".env").read_text()
+    (repo / ".env").write_text(env.replace("COGNITO_IDENTITY_POOL_ID=\n", f"COGNITO_IDENTITY_POOL_ID={pool}\n"))
+    boto.client("ecs").register_task_definition(family=f"{MODEL}-task", containerDefinitions=[
+        {"name": MODEL, "image": f"{MODEL}:v1", "memory": 4096}])
+    ecs = run_task(repo, "infra", "--adopt", "--yes", input="")
+    assert ecs.returncode == 1 and "whole-model ECS mode" in ecs.stderr, ecs.stderr
+    assert not (repo / "infra" / ".terraform").exists()

@@ -137,6 +137,10 @@ def test_a_production_stack_is_adopted_without_replacing_or_losing_anything(terr
     assert not (repo / "infra" / "adopt_imports.tf").exists()
 
     assert snapshot(session, user_pool) == before
+    download = run_task(repo, "download-scenario", "s1", timeout=600, input="")
+    assert download.returncode == 0, download.stdout[-3000:] + download.stderr[-3000:]
+    downloaded = repo / "scenarios" / "s1" / "inputs" / "params.json"
+    assert downloaded.read_bytes() == OBJECTS["s1/inputs/params.json"]
     s3 = session.client("s3")
     old = json.loads(s3.get_object(Bucket="quetzal-tf-state", Key=OLD_STATE)["Body"].read())
     assert [r for r in old["resources"] if r["mode"] == "managed"] == []
