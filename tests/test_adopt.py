@@ -139,8 +139,8 @@ def test_infra_adopt_refuses_before_terraform_what_it_cannot_keep(boto, tmp_path
     trust = {"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
              "Principal": {"Federated": "cognito-identity.amazonaws.com"},
              "Condition": {"StringEquals": {"cognito-identity.amazonaws.com:aud": pool}}}
-    boto.client("iam").create_role(RoleName=f"Cognito_quetzal_pool_{MODEL}", AssumeRolePolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [trust]}))
+    document = json.dumps({"Version": "2012-10-17", "Statement": [trust]})
+    boto.client("iam").create_role(RoleName=f"Cognito_quetzal_pool_{MODEL}", AssumeRolePolicyDocument=document)
     repo = old_layout_repo(tmp_path, MODEL)
     assert adopt(repo, "--yes").returncode == 0
     unset = run_task(repo, "infra", "--adopt", "--yes", input="")
@@ -150,7 +150,8 @@ def test_infra_adopt_refuses_before_terraform_what_it_cannot_keep(boto, tmp_path
     assert not (repo / "infra" / "adopt_imports.tf").exists()
 
     env = (repo / ".env").read_text()
-    (repo / ".env").write_text(env.replace("COGNITO_IDENTITY_POOL_ID=\n", f"COGNITO_IDENTITY_POOL_ID={pool}\n"))
+    env = env.replace("COGNITO_IDENTITY_POOL_ID=\n", f"COGNITO_IDENTITY_POOL_ID={pool}\n")
+    (repo / ".env").write_text(env)
     boto.client("ecs").register_task_definition(family=f"{MODEL}-task", containerDefinitions=[
         {"name": MODEL, "image": f"{MODEL}:v1", "memory": 4096}])
     ecs = run_task(repo, "infra", "--adopt", "--yes", input="")
