@@ -140,7 +140,8 @@ def test_infra_adopt_refuses_before_terraform_what_it_cannot_keep(boto, tmp_path
              "Principal": {"Federated": "cognito-identity.amazonaws.com"},
              "Condition": {"StringEquals": {"cognito-identity.amazonaws.com:aud": pool}}}
     document = json.dumps({"Version": "2012-10-17", "Statement": [trust]})
-    boto.client("iam").create_role(RoleName=f"Cognito_quetzal_pool_{MODEL}", AssumeRolePolicyDocument=document)
+    iam = boto.client("iam")
+    iam.create_role(RoleName=f"Cognito_quetzal_pool_{MODEL}", AssumeRolePolicyDocument=document)
     repo = old_layout_repo(tmp_path, MODEL)
     assert adopt(repo, "--yes").returncode == 0
     unset = run_task(repo, "infra", "--adopt", "--yes", input="")
