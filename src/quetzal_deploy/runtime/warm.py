@@ -14,10 +14,12 @@ left out). An import that fails is skipped with a warning. ``QUETZAL_WARM=0`` (o
 ``WARM_STEPS=false`` in ``.env``) runs every step in a fresh process, as does any platform without
 ``fork`` and ``pidfd_open`` (Linux only).
 
-Fork safety: the zygote has one thread when it forks. BLAS/OpenMP pools are kept from starting
-at import (``OPENBLAS_NUM_THREADS=1`` and friends in the zygote) and given back their size in each
-child; a module that starts a thread at import anyway is left out (the zygote starts again without
-it) with a warning. ``numpy.random``'s global state is reseeded in each child.
+Fork safety: the zygote has one thread when it forks. BLAS/OpenMP/numexpr pools are kept from
+starting at import (``OPENBLAS_NUM_THREADS=1`` and friends in the zygote) and given back their size
+in each child; jemalloc's background threads (pyarrow, polars) are turned off. A package that
+starts a thread when imported anyway (polars) is found and refused by the next zygote, so what
+the import needed before it stays preloaded and each step imports the rest; a warning names it.
+``numpy.random``'s global state is reseeded in each child.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import ast
 import ctypes
 import gc
+import importlib
+import importlib.abc
 import json
 import os
 import selectors
@@ -62,6 +66,12 @@ POOL_SETTERS = (
     ("libiomp", ("OMP_NUM_THREADS",), ("omp_set_num_threads",)),
     ("mkl_rt", ("MKL_NUM_THREADS", "OMP_NUM_THREADS"), ("MKL_Set_Num_Threads",)),
 )
+# Allocators that start a background thread when they start: told not to in the zygote.
+ALLOCATOR_VARIABLES = {"JE_ARROW_MALLOC_CONF": "background_thread:false",  # pyarrow's jemalloc
+                       "_RJEM_MALLOC_CONF": "background_thread:false"}  # polars' jemalloc
+# Packages known to start a thread when imported (polars' spill cleaner): refused from the start,
+# others are found as they come (one more preload each).
+THREADED = ("polars",)
 HEADER = struct.Struct("!I")
 
 
@@ -170,19 +180,96 @@ def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def preload(lines: list[str]) -> dict:
-    """Run each import; stop at one that starts a thread (it cannot be undone)."""
+def settled_thread_count() -> int:
+    """The threads that stay: Python threads that are ending are waited for (matplotlib's font
+    cache starts a ``threading.Timer`` and cancels it), and then the system's."""
+    if thread_count() == 1:
+        return 1
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(timeout=1.0)
+    deadline = time.monotonic() + 1.0
+    while (count := thread_count()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # a thread whose Python side has ended leaves the system's list just after
+    return count
+
+
+class Watched(importlib.abc.Loader):
+    """A module's loader that notes the first module after which the zygote has threads."""
+
+    def __init__(self, loader, watcher: Watcher):
+        self.loader = loader
+        self.watcher = watcher
+
+    def __getattr__(self, name):  # resources, source, is_package...: the real loader's
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        module = self.loader.create_module(spec)  # an extension module's init runs here
+        self.watcher.check(spec.name)
+        return module
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        self.watcher.check(module.__name__)
+
+
+class Watcher(importlib.abc.MetaPathFinder):
+    """Refuses the ``blocked`` packages (they start threads when imported) and finds which one
+    does: the first module after whose loading the process has a thread Python did not start."""
+
+    def __init__(self, blocked: set[str]):
+        self.blocked = blocked
+        self.culprit: str | None = None
+
+    def check(self, name: str) -> None:
+        python_threads = len(threading.enumerate())  # a Timer started and cancelled within an import is fine
+        if self.culprit is None and thread_count() - python_threads > 0:
+            self.culprit = name.split(".")[0]
+
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in self.blocked:
+            raise ModuleNotFoundError(f"{name} is not preloaded: it starts threads when imported",
+                                      name=name)
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = Watched(spec.loader, self)
+                return spec
+        return None
+
+    def remove(self) -> None:
+        """Off ``sys.meta_path``, and the modules given their own loaders back."""
+        sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
+        for module in list(sys.modules.values()):
+            spec = getattr(module, "__spec__", None)
+            if spec is not None and isinstance(spec.loader, Watched):
+                spec.loader = spec.loader.loader
+                if isinstance(getattr(module, "__loader__", None), Watched):
+                    module.__loader__ = spec.loader
+
+
+def preload(lines: list[str], blocked: set[str]) -> dict:
+    """Run each import; stop at one that starts a thread (it cannot be undone), naming the
+    package that did (the next zygote refuses it, so the rest of that import is preloaded)."""
     done, skipped = [], []
     started = time.monotonic()
+    watcher = Watcher(blocked)
+    sys.meta_path.insert(0, watcher)
     for line in lines:
         try:
             exec(compile(line, "<preload>", "exec"), {})  # noqa: S102 - import lines only, from the notebooks
         except BaseException as ex:  # noqa: BLE001 - a failed import is skipped, whatever it raised
             skipped.append([line, f"{type(ex).__name__}: {ex}"])
             continue
-        if thread_count() > 1:
-            return {"threads": line}
+        if settled_thread_count() > 1:
+            return {"threads": line, "culprit": watcher.culprit}
         done.append(line)
+    watcher.remove()
     gc.collect()
     gc.freeze()  # the children's collections leave the zygote's objects (and their pages) alone
     return {"preloaded": done, "skipped": skipped, "seconds": time.monotonic() - started}
@@ -213,8 +300,9 @@ def receive_message(sock: socket.socket, max_fds: int = 0) -> tuple[dict, list[i
     return json.loads(receive_exactly(sock, HEADER.unpack(head)[0])), fds
 
 
-def pool_size(variables: tuple[str, ...], capped: bool) -> int:
-    cores = len(os.sched_getaffinity(0))
+def pool_size(variables: tuple[str, ...], capped: bool, default_max: int | None = None) -> int:
+    """The size the step's environment asks for, else the cores (at most ``default_max``)."""
+    cores = min(len(os.sched_getaffinity(0)), default_max or os.cpu_count() or 1)
     for name in variables:
         try:
             wanted = max(1, int(os.environ[name]))
@@ -290,13 +378,15 @@ def run_child(request: dict, output: int, reply: socket.socket, base_path: list[
         os.environ.clear()
         os.environ.update(request["env"])
         restore_pools()
+        if "numexpr" in sys.modules and hasattr(sys.modules["numexpr"], "set_num_threads"):
+            sys.modules["numexpr"].set_num_threads(
+                pool_size(("NUMEXPR_NUM_THREADS", "OMP_NUM_THREADS"), capped=False, default_max=16))
         if "numpy.random" in sys.modules:
             sys.modules["numpy.random"].seed()  # else every step draws the zygote's numbers
         tempfile.tempdir = None
         script = request["script"]
         sys.argv = [script, request["argument"]]
         sys.path[:] = step_path(script, request["env"], base_path)
-        import importlib
         import runpy
         importlib.invalidate_caches()
         gc.enable()
@@ -357,7 +447,7 @@ def zygote_main(fd: int) -> int:
     added = {os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry}
     base_path = [entry for entry in sys.path[1:] if entry not in added]
     request, _ = receive_message(control)
-    report = preload(request["preload"])
+    report = preload(request["preload"], set(request["blocked"]))
     report["threads_now"] = thread_count()
     send_message(control, report)
     if "threads" in report:
@@ -457,12 +547,15 @@ def zygote_environment(folder: Path) -> dict[str, str]:
         (folder / name).mkdir(exist_ok=True)
         env[name] = str(folder / name)
     env.update(dict.fromkeys(POOL_VARIABLES, "1"), PYTHONUNBUFFERED="1", TQDM_DISABLE="1", MPLBACKEND="Agg")
+    for name, value in ALLOCATOR_VARIABLES.items():
+        env.setdefault(name, value)
     return env
 
 
 def start(lines: tuple[str, ...], out=print) -> Zygote:
-    """Start a zygote that preloaded ``lines``; one that starts threads is left out, and it starts again."""
-    lines = list(lines)
+    """Start a zygote that preloaded ``lines``. When one starts a thread, the zygote starts again
+    refusing the package that did (or, not known, without that line)."""
+    lines, blocked = list(lines), list(THREADED)
     while True:
         folder = Path(tempfile.mkdtemp(prefix="quetzal-warm-"))
         mine, theirs = socket.socketpair()
@@ -472,7 +565,7 @@ def start(lines: tuple[str, ...], out=print) -> Zygote:
         theirs.close()
         zygote = Zygote(process, mine, folder)
         try:
-            send_message(mine, {"preload": lines})
+            send_message(mine, {"preload": lines, "blocked": blocked})
             report, _ = receive_message(mine)
         except (OSError, EOFError, ValueError) as ex:
             zygote.stop()
@@ -482,9 +575,16 @@ def start(lines: tuple[str, ...], out=print) -> Zygote:
             zygote.skipped = report["skipped"]
             return zygote
         zygote.stop()
-        out(f"[quetzal] WARNING: warm start: `{report['threads']}` starts threads at import; "
-             "it is not preloaded (a process with threads cannot fork safely).")
-        lines.remove(report["threads"])
+        culprit = report.get("culprit")
+        if culprit and culprit not in blocked:
+            blocked.append(culprit)
+            out(f"[quetzal] WARNING: warm start: `{culprit}` starts threads when imported (a process "
+                "with threads cannot fork safely): it is not preloaded, each step imports it and "
+                "what needs it.")
+        else:
+            lines.remove(report["threads"])
+            out(f"[quetzal] WARNING: warm start: `{report['threads']}` starts threads at import; "
+                "it is not preloaded (a process with threads cannot fork safely).")
 
 
 def resident_mb(pid: int) -> float:
