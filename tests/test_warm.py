@@ -268,3 +268,23 @@ def test_prepare_starts_one_zygote_per_task_root_and_again_when_it_died(tmp_path
         assert again is not first and again.process.poll() is None
     finally:
         warm.shutdown()
+
+
+def test_a_package_starting_a_system_thread_is_refused_and_what_came_before_it_stays_preloaded(
+        tmp_path, zygotes, monkeypatch):
+    """A thread the threading module does not know (``_thread``, as an extension's would be) is
+    traced to the package that started it; the next zygote refuses that package only."""
+    (tmp_path / "raw_thread_starter.py").write_text(
+        "import _thread, threading\n_thread.start_new_thread(threading.Event().wait, ())\n")
+    (tmp_path / "uses_raw_thread.py").write_text("import fractions\nimport raw_thread_starter\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    warnings = []
+    zygote = start(zygotes, ["import uses_raw_thread", "import decimal"], warnings.append)
+
+    assert zygote.preloaded == ["import decimal"]
+    assert [line for line, _ in zygote.skipped] == ["import uses_raw_thread"]
+    assert len(warnings) == 1 and "`raw_thread_starter` starts threads when imported" in warnings[0]
+    assert len(os.listdir(f"/proc/{zygote.process.pid}/task")) == 1
+    source = ("import json, sys\nbefore = 'fractions' in sys.modules\nimport uses_raw_thread\n"
+              "print('RETURN:', json.dumps(before))\n")
+    assert run(tmp_path, source, zygote).returns == ["true"]
