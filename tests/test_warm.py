@@ -248,12 +248,13 @@ def test_each_forked_step_draws_its_own_random_numbers(tmp_path, zygotes):
     assert first[0] != second[0] and first[1] != second[1]
 
 
-def test_a_step_cannot_start_when_the_zygote_is_gone(tmp_path, zygotes):
+def test_a_step_runs_in_a_fresh_process_when_the_zygote_is_gone(tmp_path, zygotes, capfd):
     zygote = start(zygotes, [])
     zygote.process.kill()
     zygote.process.wait()
-    with pytest.raises(Exception, match="warm process|QUETZAL_WARM=0"):
-        run(tmp_path, "print(1)\n", zygote)
+    outcome = run(tmp_path, "import os\nprint('RETURN:', os.getppid())\n", zygote)
+    assert outcome.returns == [str(os.getpid())]
+    assert "the warm process is gone: this step runs in a fresh process" in capfd.readouterr().err
 
 
 def test_prepare_starts_one_zygote_per_task_root_and_again_when_it_died(tmp_path, monkeypatch):

@@ -491,8 +491,17 @@ class Zygote:
     lock: threading.Lock = field(default_factory=threading.Lock)
     warnings_shown: bool = False
 
-    def spawn(self, command: list[str], *, cwd, env: dict, stdin=None, stdout=None, stderr=None) -> WarmChild:
-        """``python script argument`` (``command``) forked from the warm process."""
+    def spawn(self, command: list[str], **options):
+        """``python script argument`` (``command``) forked from the warm process; in a fresh
+        process (``Popen``) when the warm process is gone."""
+        child = self.fork(command, cwd=options["cwd"], env=options["env"])
+        if child is None:
+            print("[quetzal] WARNING: the warm process is gone: this step runs in a fresh process.",
+                  file=sys.stderr, flush=True)
+            return subprocess.Popen(command, start_new_session=True, **options)
+        return child
+
+    def fork(self, command: list[str], cwd, env: dict) -> WarmChild | None:
         _, script, argument = command
         read_end, write_end = os.pipe()
         mine, theirs = socket.socketpair()
@@ -501,10 +510,10 @@ class Zygote:
                 send_message(self.control, {"script": os.path.abspath(script), "argument": argument,
                                             "cwd": str(cwd), "env": dict(env)},
                              [write_end, theirs.fileno()])
-        except OSError as ex:
+        except OSError:
             os.close(read_end)
-            raise NotebookError(f"The warm process is gone ({ex}); set {SWITCH}=0 to run steps "
-                                "in fresh processes.") from ex
+            mine.close()
+            return None
         finally:
             os.close(write_end)
             theirs.close()
@@ -512,11 +521,10 @@ class Zygote:
         mine.close()
         started = reply.readline()
         message = json.loads(started) if started else {}
-        if "pid" not in message:
+        if "pid" not in message:  # the zygote died before the child ran anything
             reply.close()
             os.close(read_end)
-            raise NotebookError("The warm process could not start the notebook; set "
-                                f"{SWITCH}=0 to run steps in fresh processes.")
+            return None
         return WarmChild(message["pid"], open(read_end, "rb"), reply)
 
     def warnings(self) -> list[str]:
@@ -612,7 +620,7 @@ def prepare(task_root: Path, out=print, saved: dict | None = None) -> Zygote | N
                 zygote = start(chosen.preload, out)
                 out(f"[quetzal] warm start: {len(zygote.preloaded)} imports preloaded in "
                     f"{zygote.seconds:.2f} s, {resident_mb(zygote.process.pid):.0f} MB")
-            except NotebookError as ex:
+            except Exception as ex:  # noqa: BLE001 - a warm start saves time, it never fails a step
                 out(f"[quetzal] WARNING: {ex} Steps run in fresh processes.")
         ZYGOTES[key] = zygote
         return zygote
