@@ -289,3 +289,36 @@ def test_a_package_starting_a_system_thread_is_refused_and_what_came_before_it_s
     source = ("import json, sys\nbefore = 'fractions' in sys.modules\nimport uses_raw_thread\n"
               "print('RETURN:', json.dumps(before))\n")
     assert run(tmp_path, source, zygote).returns == ["true"]
+
+
+@pytest.mark.parametrize("mode", ["warm", "fresh"])
+def test_a_forked_grandchild_is_watched_and_ended_with_its_step(tmp_path, zygotes, mode):
+    """A process the notebook forks without exec (multiprocessing's fork, a daemon) shows the
+    environment its process was started with: for a step forked from the warm process, the
+    zygote's, without the step's mark. It is found by its session, the notebook's."""
+    zygote = start(zygotes, []) if mode == "warm" else None
+    seen_file, pid_file = tmp_path / "seen", tmp_path / "grandchild.pid"
+    source = (
+        "import os, time\nfrom pathlib import Path\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n    os.setpgid(0, 0)\n    while True:\n        time.sleep(60)\n"
+        f"Path({str(pid_file)!r}).write_text(str(pid))\n"
+        f"while not Path({str(seen_file)!r}).exists():\n    time.sleep(0.05)\n"
+    )
+    watched = []
+
+    def watch(pids):
+        watched.append(pids)
+        if pid_file.exists() and int(pid_file.read_text() or 0) in pids:
+            seen_file.touch()
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    (folder / "step.py").write_text(source)
+    outcome = run_script(folder / "step.py", "{}", cwd=folder, env=dict(os.environ),
+                         log_path=tmp_path / "log", budget_s=120, out=lambda line: None,
+                         warm=zygote, watch=watch)
+
+    assert outcome.returncode == 0 and seen_file.exists(), list(outcome.tail)
+    grandchild = Path(f"/proc/{pid_file.read_text()}/stat")
+    assert not grandchild.exists() or grandchild.read_text().rsplit(")", 1)[1].split()[0] == "Z"

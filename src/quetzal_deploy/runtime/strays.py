@@ -39,13 +39,23 @@ def become_subreaper() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def marked(mark: str) -> list[int]:
-    """The processes whose environment carries ``mark`` (this process's own user's)."""
+def session_of(entry: Path) -> int | None:
+    try:
+        return int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def marked(mark: str, session: int | None = None) -> list[int]:
+    """The processes whose environment carries ``mark`` (this process's own user's), or that are
+    in ``session`` (the notebook's: a process forked without exec shows the environment it was
+    started with, which for a step forked from the warm process is the zygote's, unmarked)."""
     needle = f"{STEP_VARIABLE}={mark}".encode()
     found = []
     for entry in PROC.glob("[0-9]*") if PROC.is_dir() else ():
         try:
-            if needle in entry.joinpath("environ").read_bytes().split(b"\0"):
+            if needle in entry.joinpath("environ").read_bytes().split(b"\0") or (
+                    session is not None and session_of(entry) == session):
                 found.append(int(entry.name))
         except (OSError, ValueError):  # gone, or another user's
             continue
@@ -53,8 +63,8 @@ def marked(mark: str) -> list[int]:
 
 
 def step_pids(leader: int, mark: str) -> list[int]:
-    """The notebook and every process carrying its mark."""
-    return [leader] + [pid for pid in marked(mark) if pid != leader]
+    """The notebook (leader of its session) and every process carrying its mark or in its session."""
+    return [leader] + [pid for pid in marked(mark, session=leader) if pid != leader]
 
 
 def resident_mb(pids: list[int]) -> float:
@@ -79,11 +89,11 @@ def state_and_parent(pid: int) -> tuple[str, int] | None:
 
 
 def end_marked(mark: str, spare: int | None = None) -> list[int]:
-    """Kill every process carrying ``mark`` but ``spare`` (the notebook, reaped by its waiter),
-    then reap those re-parented to this process; the pids killed."""
+    """Kill every process carrying ``mark`` or in the session of ``spare`` (the notebook, reaped by
+    its waiter) but ``spare``, then reap those re-parented to this process; the pids killed."""
     killed: set[int] = set()
     for _ in range(KILL_ROUNDS):
-        found = [pid for pid in marked(mark) if pid != spare and pid not in killed]
+        found = [pid for pid in marked(mark, session=spare) if pid != spare and pid not in killed]
         if not found:
             break
         for pid in found:
