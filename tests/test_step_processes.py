@@ -80,6 +80,7 @@ def test_a_daemon_started_by_the_notebook_ends_with_the_step(tmp_path, daemon_pi
     monkeypatch.setenv("QUETZAL_WARM", warm)
     write_notebook(tmp_path / "task")
     (tmp_path / "bucket" / "base").mkdir(parents=True)
+    (tmp_path / "bucket" / "base" / "info.json").write_text("{}")
     event = {"notebook_path": "notebooks/daemon.ipynb", "scenario_path_S3": "base/",
              "launcher_arg": {"training_folder": "/tmp", "params": {}}}
 

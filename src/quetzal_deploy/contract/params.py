@@ -46,6 +46,9 @@ def parse_json(text: str | bytes, where: str) -> Any:
         raise RunError(f"{where} is not UTF-8 text (byte {ex.start}): save it as UTF-8 JSON.") from ex
     except json.JSONDecodeError as ex:
         raise RunError(f"{where} is not valid JSON (line {ex.lineno}, column {ex.colno}: {ex.msg}).") from ex
+    except RecursionError:
+        raise RunError(f"{where} nests objects or arrays too deeply for Python to read: keep "
+                       '{"category": {"name": value}} a few levels deep.') from None
 
 
 def checked_entries(entries: Any, where: str) -> list[dict]:

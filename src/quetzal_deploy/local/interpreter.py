@@ -85,6 +85,20 @@ class History:
         self.limit, self.events, self.lock = limit, 2, threading.Lock()  # ExecutionStarted and its end
         self.entered: dict[str, int] = {}
 
+    def check_map(self, label: str, items: int, per_iteration: int) -> None:
+        """States.Runtime naming the Map, before any item runs, when its items alone would take
+        the history past the limit (each iteration writes at least ``per_iteration`` events)."""
+        needed = FAN_OUT_EVENTS + items * (ITEM_EVENTS + per_iteration)
+        with self.lock:
+            room = self.limit - self.events
+        if needed > room:
+            raise runtime_error(
+                f"Map '{label}' has {items:,} items; each iteration writes at least "
+                f"{ITEM_EVENTS + per_iteration} events to the execution's history, {needed:,} in all, "
+                f"and the history has room for {room:,} of Step Functions' {self.limit:,} events per "
+                f"execution: it would fail after about {room // (ITEM_EVENTS + per_iteration):,} items. "
+                "Split the items across several executions (or batch several per iteration).")
+
     def add(self, events: int, label: str, entered: bool = False) -> None:
         with self.lock:
             self.events += events
@@ -98,6 +112,20 @@ class History:
             f"execution (it fails there on AWS too); state '{busiest}' was entered "
             f"{self.entered.get(busiest, 0):,} times. A loop that never ends? Check the Choice rules "
             "that lead back to it; a long loop or a large Map should start child executions instead.")
+
+
+def iteration_events(machine: Mapping[str, Any]) -> int:
+    """The fewest history events one run of ``machine`` writes: its states from ``StartAt`` along
+    ``Next`` (a Choice, or a state met again, ends the count: later paths may be shorter)."""
+    events, name, seen = 0, machine.get("StartAt"), set()
+    while name in machine.get("States", {}) and name not in seen:
+        seen.add(name)
+        state = machine["States"][name]
+        events += STATE_EVENTS + (TASK_EVENTS if state.get("Type") == "Task" else 0)
+        if state.get("Type") == "Choice":
+            break
+        name = state.get("Next")
+    return events
 
 
 def function_name(function: str) -> str:
@@ -291,8 +319,9 @@ class Interpreter:
         items = select(data, state.get("ItemsPath", "$"), context)
         if not isinstance(items, list):
             raise runtime_error(f"Map '{name}': ItemsPath {state.get('ItemsPath', '$')!r} is not an array")
-        self.history.add(FAN_OUT_EVENTS + ITEM_EVENTS * len(items), f"{scope.label}{name}")
         processor = state.get("ItemProcessor", state.get("Iterator"))
+        self.history.check_map(f"{scope.label}{name}", len(items), iteration_events(processor))
+        self.history.add(FAN_OUT_EVENTS + ITEM_EVENTS * len(items), f"{scope.label}{name}")
         selector = state.get("ItemSelector", state.get("Parameters"))
         jobs = []
         for index, value in enumerate(items):

@@ -43,7 +43,7 @@ from quetzal_deploy.runtime import warm
 from quetzal_deploy.runtime.cli import LIMIT_VARIABLE, read_event, task_output, time_limit
 from quetzal_deploy.runtime.errors import LimitExceeded, NotebookTimeout, StepError
 from quetzal_deploy.runtime.handler import FARGATE, LAMBDA, run_step
-from quetzal_deploy.runtime.notebook import CHILDREN, log_name
+from quetzal_deploy.runtime.notebook import CHILDREN, log_name, terminal_safe
 from quetzal_deploy.runtime.params import DEFAULT_CHOICE, merge_params
 from quetzal_deploy.runtime.paths import tree_files
 from quetzal_deploy.runtime.storage import FolderStorage
@@ -249,7 +249,7 @@ class LocalRun:
             tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
             self.out(f"Last {len(tail)} lines of {log}:")
             for line in tail:
-                self.out(f"  | {line}")
+                self.out(f"  | {terminal_safe(line)}")
         elif len(cause.splitlines()) > 1:
             for line in cause.splitlines()[1:]:
                 self.out(f"  | {line}")

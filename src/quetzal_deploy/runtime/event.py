@@ -124,7 +124,11 @@ def scenario_prefix(scenario: str) -> str:
 
 
 def checked_launcher_arg(launcher_arg: dict) -> dict:
-    size = len(json.dumps(launcher_arg).encode())
+    try:
+        size = len(json.dumps(launcher_arg).encode())
+    except RecursionError:
+        raise InvalidEvent("launcher_arg nests objects or arrays too deeply to be passed to a notebook: "
+                           "keep it a few levels deep (params: {category: {name: value}}).") from None
     if size > MAX_LAUNCHER_ARG_BYTES:
         raise InvalidEvent(f"launcher_arg is {size} bytes once encoded; a notebook argument is "
                            f"limited to {MAX_LAUNCHER_ARG_BYTES}: pass large data as scenario files.")
@@ -146,6 +150,9 @@ def s3_metadata(metadata: dict) -> dict[str, str]:
                                f"{type(value).__name__}.")
         if has_control_chars(value):
             raise InvalidEvent(f"metadata value of {key!r} must not contain control characters.")
+        if any(0xD800 <= ord(char) <= 0xDFFF for char in value):
+            raise InvalidEvent(f"metadata value of {key!r} holds a lone surrogate ({value!r:.80}), "
+                               "which is not text UTF-8 can carry: send valid Unicode.")
         encoded[key.lower()] = value if value.isascii() else rfc2047(value)
     size = sum(len(key) + len(value) for key, value in encoded.items())
     if size > MAX_METADATA_BYTES:

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from quetzal_deploy.runtime import warm
 from quetzal_deploy.runtime.errors import (
+    InvalidEvent,
     LimitExceeded,
     NotebookError,
     NotebookTimeout,
@@ -150,21 +151,32 @@ def run_logged(step: StepEvent, storage: Storage, workdir: Path, task_root: Path
             warm=zygote,
             watch=watch,
         )
+        if not log_path.is_file():
+            tail = "\n".join(outcome.tail)
+            raise NotebookError(
+                f"{step.notebook_path} deleted {private}, the handler's own folder (the step's log, "
+                "caches and temporary files): leave .quetzal/ of the training folder alone. Its output "
+                f"until then:\n{tail}")
         if outcome.timed_out:
-            with log_path.open("a", encoding="utf-8") as log:
-                log.write(f"\n[quetzal] stopped after {outcome.seconds:.1f} s: the {platform} time "
-                          "limit was near.\n")
+            append_log(log_path, f"\n[quetzal] stopped after {outcome.seconds:.1f} s: the {platform} "
+                                 "time limit was near.\n")
         return outcome
     except NotebookError as ex:
-        log_path.write_text(f"{ex}\n", encoding="utf-8")
+        append_log(log_path, f"{ex}\n", replace=True)
         raise
     except LimitExceeded as ex:
-        with log_path.open("a", encoding="utf-8") as log:
-            log.write(f"\n[quetzal] stopped: {ex}\n")
+        append_log(log_path, f"\n[quetzal] stopped: {ex}\n")
         raise
     finally:
         result.log_key = write_log(storage, result.log_key,
                                    log_path.read_text(encoding="utf-8", errors="replace"), step.metadata)
+
+
+def append_log(log_path: Path, text: str, replace: bool = False) -> None:
+    """Add ``text`` to the step's log (or replace it), even where the notebook deleted its folder."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w" if replace else "a", encoding="utf-8") as log:
+        log.write(text)
 
 
 def check_outcome(outcome: Outcome, step: StepEvent, log_key: str, margin_s: float,
@@ -236,6 +248,9 @@ def run_step(event, *, storage: Storage, workdir: Path, task_root: Path, time_le
         result.downloaded = copy_model_inputs(task_root, workdir)
         snapshot = storage.download_prefix(step.scenario, workdir)
         result.downloaded += len(snapshot)
+    if not snapshot:  # a step writes into an existing scenario; it never creates one
+        raise InvalidEvent(f"Scenario {step.scenario} is not in the bucket (no object under it): "
+                           "upload it first (invoke upload-scenarios), or fix scenario_path_S3.")
     empty_folder(workdir / PRIVATE)
     with phase("run", times, out):
         outcome = run_logged(step, storage, workdir, task_root, deadline - margin_s,
