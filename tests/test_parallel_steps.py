@@ -238,6 +238,8 @@ def test_two_parallel_steps_changing_one_key_fail_naming_it(kind, existing, s3, 
     else:
         storage = FolderStorage(tmp_path / "bucket")
         (tmp_path / "bucket" / "base" / "outputs").mkdir(parents=True)
+        (tmp_path / "bucket" / "base" / "inputs").mkdir()
+        (tmp_path / "bucket" / "base" / "inputs" / "params.json").write_text("[]")
         monkeypatch.setenv("WAIT_IN", str(tmp_path / "bucket" / "base"))
         if existing:
             (tmp_path / "bucket" / "base" / "outputs" / "shared.csv").write_text("before")

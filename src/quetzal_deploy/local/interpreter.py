@@ -91,7 +91,7 @@ class History:
         needed = FAN_OUT_EVENTS + items * (ITEM_EVENTS + per_iteration)
         with self.lock:
             room = self.limit - self.events
-        if needed > room:
+        if items and needed > room:
             raise runtime_error(
                 f"Map '{label}' has {items:,} items; each iteration writes at least "
                 f"{ITEM_EVENTS + per_iteration} events to the execution's history, {needed:,} in all, "
