@@ -305,8 +305,10 @@ def test_summary_warns_when_a_state_nears_the_256_kb_limit():
     assert len(warnings) == 1 and "Fan[1] > big passes on 230 KB" in warnings[0]
 
 
-def test_ctrl_c_stops_the_run_and_its_notebook(baked_repo, tmp_path):
-    """Ctrl-C (SIGINT to the invoke process) leaves no notebook running behind it."""
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_the_run_and_its_notebook(baked_repo, tmp_path, signal_name):
+    """Ctrl-C (SIGINT to the invoke process) or SIGTERM leaves no notebook running behind it, and
+    stops cleanly: no thread's traceback."""
     import signal
     import time
 
@@ -324,12 +326,13 @@ def test_ctrl_c_stops_the_run_and_its_notebook(baked_repo, tmp_path):
             time.sleep(0.2)
         notebook_pid = int(pid_file.read_text())
 
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, signal_name))
         output, _ = process.communicate(timeout=60)
     finally:
         process.kill()  # nothing left behind if an assertion failed
 
     assert process.returncode != 0, output
+    assert "Traceback" not in output and "Exception in thread" not in output, output
     deadline = time.monotonic() + 60  # killed before invoke exits; reaped by init soon after
     while process_state(notebook_pid) not in {"", "Z"}:
         assert time.monotonic() < deadline, f"notebook {notebook_pid} still running after Ctrl-C"

@@ -4,17 +4,11 @@ Real notebooks in real child processes, the handler's core on moto server S3 or 
 ``invoke run --local`` in a baked repo.
 """
 
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from test_run_local import (
     invoke,
     lambda_task,
-    no_aws_environment,
-    process_state,
     step_payload,
     write_definition,
     write_notebook,
@@ -89,30 +83,6 @@ def test_a_notebook_deleting_the_private_folder_fails_clearly_with_the_summary(b
     assert "deleted" in done.stdout and "leave .quetzal/ of the training folder alone" in done.stdout
     assert "Error: NotebookError" in done.stdout and "Run FAILED" in done.stdout
     assert "Traceback" not in done.stderr, done.stderr
-
-
-def test_sigterm_stops_a_local_run_cleanly(baked_repo, tmp_path):
-    pid_file = tmp_path / "notebook.pid"
-    write_notebook(baked_repo, "slow", f'Path({str(pid_file)!r}).write_text(str(os.getpid()))\n'
-                                       'print("waiting", flush=True)\ntime.sleep(300)\n')
-    write_definition(baked_repo, {"slow": lambda_task(step_payload("slow"), End=True)}, "slow")
-    process = subprocess.Popen([sys.executable, "-m", "invoke", "run", "--local", "base"], cwd=baked_repo,
-                               env=no_aws_environment(tmp_path), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 180  # an event, bounded generously for a loaded machine
-        while not pid_file.exists() or not pid_file.read_text():
-            assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()
-            time.sleep(0.1)
-        notebook = int(pid_file.read_text())
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=120)
-    finally:
-        process.kill()
-
-    assert process.returncode != 0, output
-    assert "Traceback" not in output and "Exception in thread" not in output, output
-    assert process_state(notebook) in {"", "Z"}
 
 
 def test_a_map_over_more_items_than_the_history_holds_fails_before_running_naming_the_map():
