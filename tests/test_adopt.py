@@ -2,11 +2,17 @@
 its version, become ours in one commit; the model's files stay; our tasks and the repo's tests run."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 from dotenv import dotenv_values
+from test_upgrade import (
+    ENV_LINES_N1,
+    NEW_SETTING,
+    versions,  # noqa: F401 (a fixture)
+)
 
 from fixtures.bake import bake
 from fixtures.legacy import NOTEBOOKS, commit_all, old_layout_repo
@@ -17,9 +23,10 @@ MODEL_FILES = ("step-functions.json", "requirements.txt", "README.md", *NOTEBOOK
                "scenarios/base/inputs/params.json", "scenarios/base/inputs/pt/links.geojson")
 
 
-def adopt(repo, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "quetzal_deploy", "adopt", *args], cwd=cwd or repo,
-                          capture_output=True, text=True, input="", timeout=300)
+def adopt(repo, *args, env=None):
+    return subprocess.run([sys.executable, "-m", "quetzal_deploy", "adopt", *args], cwd=repo,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, input="",
+                          timeout=300)
 
 
 def git(repo, *args) -> str:
@@ -76,6 +83,26 @@ def test_an_old_layout_repo_becomes_ours_in_one_commit(tmp_path):
 
     again = adopt(repo, "--yes")
     assert again.returncode == 1 and "already has .quetzal-template.json" in again.stderr
+
+
+def test_an_adopted_repo_upgrades_to_the_next_template_and_keeps_the_model(tmp_path, versions):  # noqa: F811
+    """Adopted with the template N installed, upgraded by N+1 (test_upgrade's two versions)."""
+    repo = old_layout_repo(tmp_path, MODEL)
+    done = adopt(repo, "--yes", env={"PYTHONPATH": str(versions["n"] / "src")})
+    assert done.returncode == 0, done.stderr
+    kept = blobs(repo, "HEAD", MODEL_FILES)
+
+    upgrade = run_task(repo, "upgrade", "--yes", env={"PYTHONPATH": str(versions["n1"] / "src")})
+
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    assert "Template changes from 1.0.0 to 1.1.0:" in upgrade.stdout
+    assert ENV_LINES_N1 in (repo / "Dockerfile").read_text()
+    env = (repo / ".env").read_text()
+    assert NEW_SETTING in env and f"MODEL_NAME={MODEL}" in env
+    assert "resource_names" in (repo / "infra" / f"{MODEL}.tfvars").read_text()
+    assert blobs(repo, "HEAD", MODEL_FILES) == kept
+    assert not (repo / "notebooks" / "A10_preparation.ipynb").exists()
+    assert not git(repo, "status", "--porcelain")
 
 
 def test_a_repo_baked_before_the_record_is_adopted_with_its_answers(tmp_path):
