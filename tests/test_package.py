@@ -87,3 +87,14 @@ def test_the_pre_gen_hook_takes_its_rules_from_the_package_beside_the_template(u
                           cwd=out, env=env, capture_output=True, text=True)
     assert done.returncode != 0 and not list(out.iterdir())
     assert "ERROR: lambda_memory_size: '200' must be from 256 to 10240" in done.stderr, done.stderr
+
+
+def test_the_wheel_installs_the_quetzal_deploy_command(wheel, unpacked):
+    """``quetzal-deploy adopt`` is the wheel's console script (``python -m quetzal_deploy`` too)."""
+    (info,) = [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/entry_points.txt")]
+    scripts = zipfile.ZipFile(wheel).read(info).decode()
+    assert "quetzal-deploy = quetzal_deploy.__main__:main" in scripts
+    env = {**os.environ, "PYTHONPATH": str(unpacked)}
+    done = subprocess.run([sys.executable, "-c", "import sys; from quetzal_deploy.__main__ import main; "
+                           "sys.exit(main(['adopt', '--help']))"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "--tfvars" in done.stdout and "--force" in done.stdout, done.stderr
