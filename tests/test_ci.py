@@ -15,6 +15,7 @@ import yaml
 from fixtures.aws import REGION
 from fixtures.bake import bake
 from fixtures.parts import require_executable
+from fixtures.tasks import run_task
 
 WORKFLOW = Path(".github", "workflows", "ci.yml")
 MODEL = "quetzal-test"
@@ -110,3 +111,23 @@ def test_every_run_step_of_the_workflow_passes_in_order(baked_repo, runner, boto
     assert "notebooks/preparation.ipynb" in definition
     keys = [o["Key"] for o in boto.client("s3").list_objects_v2(Bucket=MODEL, Prefix="_common/")["Contents"]]
     assert "_common/modelConfig.json" in keys
+
+
+def test_ci_bootstrap_prints_the_one_time_steps_for_this_repository(baked_repo):
+    subprocess.run(["git", "remote", "add", "origin", "git@github.com:systragroup/quetzal-test.git"],
+                   cwd=baked_repo, check=True)
+    first = run_task(baked_repo, "ci-bootstrap")
+    assert first.returncode == 0, first.stderr
+    assert 'ci_repository = "systragroup/quetzal-test"' in first.stdout  # guessed from the remote
+    assert "infra/quetzal-test.tfvars" in first.stdout and "quetzal-test-ci-deploy" in first.stdout
+    assert "QUETZAL_DEPLOY_ROLE_ARN" in first.stdout
+    assert "WARNING: requirements-dev.txt pins quetzal-deploy to a file" in first.stdout  # a local bake
+
+    tfvars = baked_repo / "infra" / "quetzal-test.tfvars"
+    tfvars.write_text(tfvars.read_text() + 'ci_repository = "systragroup/quetzal-paris"\n')
+    second = run_task(baked_repo, "ci-bootstrap")
+    assert 'sets ci_repository = "systragroup/quetzal-paris": done.' in second.stdout
+
+    tfvars.write_text("ci_repository = \n")
+    broken = run_task(baked_repo, "ci-bootstrap")
+    assert broken.returncode == 1 and broken.stderr.startswith("ERROR: ") and "not valid HCL" in broken.stderr

@@ -33,4 +33,8 @@ module "model" {
   fargate_ephemeral_storage  = var.fargate_ephemeral_storage
   fargate_subnet_ids         = var.fargate_subnet_ids
   fargate_security_group_ids = var.fargate_security_group_ids
+
+  ci_repository        = var.ci_repository
+  ci_deploy_ref        = var.ci_deploy_ref
+  ci_oidc_provider_arn = var.ci_oidc_provider_arn
 }

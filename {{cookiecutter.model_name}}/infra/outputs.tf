@@ -22,3 +22,8 @@ output "user_role_arn" {
   description = "ARN of the front end users' role (null without an identity pool)."
   value       = module.model.user_role_arn
 }
+
+output "ci_deploy_role_arn" {
+  description = "Role the repository's CI assumes: its QUETZAL_DEPLOY_ROLE_ARN variable (null without ci_repository)."
+  value       = module.model.ci_deploy_role_arn
+}

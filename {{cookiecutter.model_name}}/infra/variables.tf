@@ -142,3 +142,21 @@ variable "user_role_managed_policies" {
   type        = list(string)
   default     = []
 }
+
+variable "ci_repository" {
+  description = "GitHub repository (owner/name) whose CI deploys this model (.github/workflows/ci.yml); empty: no deploy role. `invoke ci-bootstrap` says how to set it."
+  type        = string
+  default     = ""
+}
+
+variable "ci_deploy_ref" {
+  description = "Git ref the CI deploy role trusts (the workflow's deploy trigger)."
+  type        = string
+  default     = "{% if cookiecutter.ci_deploy_on == "main" %}refs/heads/main{% else %}refs/tags/v*{% endif %}"
+}
+
+variable "ci_oidc_provider_arn" {
+  description = "The account's existing GitHub OIDC provider, when another model created it; empty: created with the role."
+  type        = string
+  default     = ""
+}

@@ -13,10 +13,10 @@ import gc
 
 from invoke import Collection
 
-from quetzal_deploy.tasks import access, config, images, infra, observe, pipeline, run, scenarios, upgrade
+from quetzal_deploy.tasks import access, ci, config, images, infra, observe, pipeline, run, scenarios, upgrade
 
 ns = Collection()
-for module in (config, infra, images, scenarios, pipeline, run, observe, access, upgrade):
+for module in (config, infra, images, scenarios, pipeline, run, observe, access, upgrade, ci):
     for task in Collection.from_module(module).tasks.values():
         ns.add_task(task)
 
