@@ -19,6 +19,8 @@ def test_pipeline_runs_in_the_image_and_a_failing_step_reports_its_traceback(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Built quetzal-test:local" in done.stdout
     assert "preparation | START RequestId" in done.stdout  # the emulator's own log lines
+    # the handler's import (Lambda's init; the emulator's first invocation) started the warm process
+    assert "preparation | [quetzal] warm start:" in done.stdout, done.stdout
     scenario = run_folder(baked_repo) / "bucket" / "base"
     for step in ("preparation", "assignment"):
         assert (scenario / "outputs" / f"{step}_summary.csv").is_file()
