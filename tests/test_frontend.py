@@ -87,10 +87,15 @@ def test_unusable_names_are_refused_saying_why(name):
         scenario_prefix(f"{name}/")
 
 
-@pytest.mark.parametrize("prefix", ["base/inputs/", "base", "/base/", "base//", "a/b/"])
+@pytest.mark.parametrize("prefix", ["base/inputs/", "/base/", "base//", "a/b/", "../base"])
 def test_event_takes_exactly_one_scenario_folder(prefix):
-    with pytest.raises(InvalidEvent, match="one name ending with '/'"):
+    with pytest.raises(InvalidEvent, match="one name, ending with '/' when it has one"):
         scenario_prefix(prefix)
+
+
+def test_a_bare_name_is_that_scenario_folder():
+    """The microservice screens send a call id without the trailing '/'."""
+    assert scenario_prefix("0f1e2d3c-aaaa-4bbb-8ccc-123456789abc") == "0f1e2d3c-aaaa-4bbb-8ccc-123456789abc/"
 
 
 def test_scenario_names_property(tmp_path):

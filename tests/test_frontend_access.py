@@ -89,7 +89,7 @@ def render_policy(name: str, values: dict[str, str], blocks: dict[str, dict]) ->
 
 def terraform_user_role(iam) -> None:
     """``<model>-user`` with the inline policies user_role.tf gives it."""
-    values = {"aws_s3_bucket.this.arn": f"arn:aws:s3:::{MODEL}", "local.partition": "aws",
+    values = {"local.bucket_arn": f"arn:aws:s3:::{MODEL}", "local.partition": "aws",
               "var.config_bucket_name": CONFIG_BUCKET, "var.name": MODEL}
     blocks = policy_blocks()
     iam.create_role(RoleName=f"{MODEL}-user", AssumeRolePolicyDocument="{}")
