@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from botocore.exceptions import ClientError
-
-from quetzal_deploy.aws import CONDITION_FAILED, MISSING_OBJECT, error_code, translated
+from quetzal_deploy.aws import CONDITION_FAILED, MISSING_OBJECT, unless_absent
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.runtime.checksum import bytes_checksum
 from quetzal_deploy.runtime.names import COMMON
@@ -79,14 +77,14 @@ class Lease:
 
     def read(self) -> Found | None:
         """The lease as stored, or None when there is none (or it is not JSON: taken over)."""
-        with translated(self.profile, self.known):
-            try:
-                stored = self.s3.get_object(Bucket=self.bucket, Key=self.key)
-            except ClientError as ex:
-                if error_code(ex) in MISSING_OBJECT:
-                    return None
-                raise
-            body = stored["Body"].read()
+        def fetch() -> tuple[dict, bytes]:
+            stored = self.s3.get_object(Bucket=self.bucket, Key=self.key)
+            return stored, stored["Body"].read()
+
+        fetched = unless_absent(fetch, MISSING_OBJECT, None, self.profile, self.known)
+        if fetched is None:
+            return None
+        stored, body = fetched
         date = stored["ResponseMetadata"].get("HTTPHeaders", {}).get("date")
         now = parsedate_to_datetime(date) if date else datetime.now(UTC)
         try:
@@ -123,16 +121,14 @@ class Lease:
     def _write(self, condition: dict) -> bool:
         """Write ``body`` under ``condition``; False when the condition no longer holds."""
         body = json.dumps(self.body).encode()
-        with translated(self.profile, self.known):
-            try:
-                written = self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=body,
-                                             ContentType="application/json",
-                                             Metadata={"checksum": bytes_checksum(body),
-                                                       "user_email": self.email}, **condition)
-            except ClientError as ex:
-                if error_code(ex) in CONDITION_FAILED:
-                    return False
-                raise
+        written = unless_absent(
+            lambda: self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=body,
+                                       ContentType="application/json",
+                                       Metadata={"checksum": bytes_checksum(body), "user_email": self.email},
+                                       **condition),
+            CONDITION_FAILED, None, self.profile, self.known)
+        if written is None:
+            return False
         self.etag = written["ETag"]
         return True
 
