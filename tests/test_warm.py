@@ -170,7 +170,8 @@ def test_a_failed_preload_is_a_warning_never_a_failed_step(tmp_path, monkeypatch
     (task_root / "notebooks").mkdir(parents=True)
     (task_root / "notebooks" / "step.ipynb").write_text(
         notebook(["import json\nprint('RETURN:', json.dumps({'ok': 1}))"]))
-    (tmp_path / "bucket" / "base").mkdir(parents=True)
+    (tmp_path / "bucket" / "base" / "inputs").mkdir(parents=True)
+    (tmp_path / "bucket" / "base" / "inputs" / "params.json").write_text("[]")  # an existing scenario
     monkeypatch.setenv(warm.SWITCH, "1")
     monkeypatch.setenv(warm.PRELOAD_VARIABLE, "no_such_module_for_quetzal,json")
     lines = []
