@@ -127,6 +127,17 @@ def test_a_production_stack_is_adopted_without_replacing_or_losing_anything(terr
     assert adopted.returncode == 0, adopted.stdout + adopted.stderr
     assert f"'{POOL}'" in adopted.stdout and "the live stack" in adopted.stdout
     write_emulator_override(repo)
+    s3 = session.client("s3")
+
+    def old_resources(key: str = OLD_STATE) -> list:
+        state = json.loads(s3.get_object(Bucket="quetzal-tf-state", Key=key)["Body"].read())
+        return [r for r in state["resources"] if r["mode"] == "managed"]
+
+    looked = run_task(repo, "infra", "--adopt", "--plan-only", timeout=1800, input="")
+    assert looked.returncode == 0, looked.stdout[-6000:] + looked.stderr[-4000:]
+    assert "17 to import" in looked.stdout and "Plan only: nothing was applied" in looked.stdout
+    assert "Detached" not in looked.stdout and len(old_resources()) == 17
+    assert not (repo / "infra" / "adopt_imports.tf").exists()
 
     infra = run_task(repo, "infra", "--adopt", "--yes", timeout=1800, input="")
     assert infra.returncode == 0, infra.stdout[-8000:] + infra.stderr[-4000:]
@@ -141,13 +152,10 @@ def test_a_production_stack_is_adopted_without_replacing_or_losing_anything(terr
     assert download.returncode == 0, download.stdout[-3000:] + download.stderr[-3000:]
     downloaded = repo / "scenarios" / "s1" / "inputs" / "params.json"
     assert downloaded.read_bytes() == OBJECTS["s1/inputs/params.json"]
-    s3 = session.client("s3")
-    old = json.loads(s3.get_object(Bucket="quetzal-tf-state", Key=OLD_STATE)["Body"].read())
-    assert [r for r in old["resources"] if r["mode"] == "managed"] == []
+    assert old_resources() == []
     backups = s3.list_objects_v2(Bucket="quetzal-tf-state", Prefix=f"{OLD_STATE}.before-adoption-")
     (backup,) = backups["Contents"]
-    kept = json.loads(s3.get_object(Bucket="quetzal-tf-state", Key=backup["Key"])["Body"].read())
-    assert len([r for r in kept["resources"] if r["mode"] == "managed"]) == 17
+    assert len(old_resources(backup["Key"])) == 17
     # The old configuration cannot destroy anything any more.
     gone = terraform(legacy, "plan", "-destroy", "-input=false", "-no-color", f"-var-file={MODEL}.tfvars",
                      "-var=image_tag=v1")

@@ -242,8 +242,10 @@ def old_state_location(url: str | None) -> tuple[str, str]:
 
 
 def adopt(stack: Stack, confirm: Confirm, old_bucket: str = production.OLD_STATE_BUCKET,
-          old_key: str = production.OLD_STATE_KEY, old_region: str | None = None) -> None:
-    """Import, check the plan, apply, detach from the old state; prints each step."""
+          old_key: str = production.OLD_STATE_KEY, old_region: str | None = None,
+          plan_only: bool = False) -> None:
+    """Import, check the plan, apply, detach from the old state; prints each step. ``plan_only``:
+    the checked plan and nothing else (no import, no detach)."""
     settings, out = stack.settings, stack.out
     live = LiveStack(stack.aws, settings.model_name)
     parts = live.find()
@@ -264,9 +266,11 @@ def adopt(stack: Stack, confirm: Confirm, old_bucket: str = production.OLD_STATE
                                       "names in infra/" + stack.var_file + " or .env differ from the live "
                                       "stack's. Fix them and run `invoke infra --adopt` again.")
 
-        stack.apply(stack.image_variables(), confirm, inspect=inspect)
+        stack.apply(stack.image_variables(), confirm, plan_only, inspect=inspect)
     finally:
         imports.unlink(missing_ok=True)
+    if plan_only:
+        return
     detached, left = detach(stack.aws, parts, old_bucket, state_key, old_region or settings.region)
     out(f"Detached from the old state s3://{old_bucket}/{state_key} (backup beside it, "
         f"{state_key}.before-adoption-*):")

@@ -42,7 +42,7 @@ def infra(settings, aws, plan_only=False, yes=False, adopt=False, old_state=None
         from quetzal_deploy.adopt import stack as adoption
 
         bucket, key = adoption.old_state_location(old_state)
-        adoption.adopt(stack_for(settings, aws), confirmer(yes), bucket, key)
+        adoption.adopt(stack_for(settings, aws), confirmer(yes), bucket, key, plan_only=plan_only)
         return
     from quetzal_deploy.infra import stack as stack_flows
 
