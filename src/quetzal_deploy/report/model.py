@@ -24,6 +24,7 @@ class StepView:
     state_kb: float | None = None
     error: str | None = None
     attempt: int = 1
+    request_id: str | None = None  # on AWS: the Lambda request, whose REPORT line gives peak memory
 
 
 @dataclass

@@ -21,9 +21,17 @@ def update_steps(settings, dry_run=False, fix=False):
     deploy_steps(settings, Aws(settings), dry_run=dry_run)
 
 
-@quetzal_task(aws=True, help={"last": "how many executions to show (default 10)"})
-def executions(settings, aws, last=10):
-    """List the pipeline's most recent executions on AWS, with status and duration."""
+@quetzal_task(aws=True, help={
+    "last": "how many executions to show (default 10)",
+    "report": "write the HTML report of this execution (its name or ARN) under .quetzal/executions/",
+})
+def executions(settings, aws, last=10, report=None):
+    """List the pipeline's most recent executions on AWS, with status and duration (or --report one)."""
+    if report:
+        from quetzal_deploy.report.execution import write_execution_report
+
+        write_execution_report(settings, aws, report)
+        return
     from quetzal_deploy.pipeline.executions import executions_table, list_executions
 
     found = list_executions(settings, aws, last=int(last))

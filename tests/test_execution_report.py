@@ -1,0 +1,76 @@
+"""``invoke executions --report <execution>``: the run report of an execution on AWS, against
+moto server, opened in headless Chromium with no network.
+
+Real: the execution, run by moto's Step Functions engine (switched on through ``/moto-api/config``):
+a Pass step, a Map whose iterations are Pass states, and a Task invoking the model's image Lambda,
+which moto cannot invoke, so the execution fails there for real; its history is moto's.
+Seeded by the test, as the handler would have written them on AWS (moto cannot run the image):
+the scenario's output layer and OD matrix, and the failing notebook's log in the bucket.
+"""
+
+import json
+
+import test_executions
+from test_executions import MODEL, create_machine, notebook_task, run
+
+from fixtures.browser import render
+from fixtures.tasks import run_task
+
+model, executing = test_executions.model, test_executions.executing  # the fixtures, shared
+
+CRS84 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
+LAYER = {"type": "FeatureCollection", "crs": CRS84, "features": [{"type": "Feature", "properties": {},
+         "geometry": {"type": "LineString", "coordinates": [[-73.58, 45.50], [-73.56, 45.51]]}}]}
+MATRIX = {"a": {"a": 0, "b": 3}, "b": {"a": 4, "b": 0}}
+LOG = ("loading the network\nTraceback (most recent call last):\n  File \"assignment.py\", line 3\n"
+       "KeyError: 'zone'\n")
+
+
+def test_report_of_a_failed_execution_shows_its_steps_map_iterations_outputs_and_error(model, boto,
+                                                                                         executing):
+    account = boto.client("sts").get_caller_identity()["Account"]
+    create_machine(boto, {
+        "preparation": {"Type": "Pass", "Result": {"zones": [1, 2, 3]}, "ResultPath": "$.fan", "Next": "fan"},
+        "fan": {"Type": "Map", "ItemsPath": "$.fan.zones", "ResultPath": None, "Next": "assignment",
+                "Iterator": {"StartAt": "speed", "States": {"speed": {"Type": "Pass", "End": True}}}},
+        "assignment": notebook_task("assignment", account, End=True),
+    })
+    s3 = boto.client("s3")
+    s3.put_object(Bucket=MODEL, Key="base/outputs/links.geojson", Body=json.dumps(LAYER).encode())
+    s3.put_object(Bucket=MODEL, Key="base/outputs/links.json", Body=json.dumps(MATRIX).encode())
+    s3.put_object(Bucket=MODEL, Key="base/logs/assignment.txt", Body=LOG.encode())
+    code, output = run(model)
+    assert code == 1, output
+    sfn = boto.client("stepfunctions")
+    [execution] = sfn.list_executions(stateMachineArn=sfn.list_state_machines()["stateMachines"][0]
+                                      ["stateMachineArn"])["executions"]
+
+    done = run_task(model, "executions", "--report", execution["name"])
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("Report:")]
+    page = model / ".quetzal" / "executions" / execution["name"] / "report.html"
+    assert line.split(":", 1)[1].strip() == str(page)
+    shown = render(page, "report-aws-execution", model.parent)
+    assert shown.network_requests == []
+    assert 'id="status">FAILED' in shown.dom
+    assert 'data-step="preparation" data-status="ok"' in shown.dom
+    for index in range(3):
+        assert f'data-step="fan[{index}] &gt; speed" data-status="ok"' in shown.dom
+    assert 'data-step="assignment" data-status="failed"' in shown.dom
+    failed = sfn.describe_execution(executionArn=execution["executionArn"])
+    assert failed["error"] in shown.dom.split('id="run-error"', 1)[1].split("</div>", 1)[0]
+    log = shown.dom.split('data-log="logs/assignment.txt"', 1)[1].split("</details>", 1)[0]
+    assert " open" in log.split(">", 1)[0] and 'class="err"' in log and "KeyError" in log
+    assert 'data-unformatted="links.geojson"' in shown.dom and 'data-matrix="links.json"' in shown.dom
+
+
+def test_report_of_an_unknown_execution_names_the_command_that_lists_them(model, boto):
+    create_machine(boto, {"preparation": {"Type": "Pass", "End": True}})
+
+    done = run_task(model, "executions", "--report", "no-such-run")
+
+    assert done.returncode == 1
+    assert "No execution 'no-such-run' of quetzal-test: list them with `invoke executions`" \
+        in done.stderr
+    assert not (model / ".quetzal" / "executions").exists()
