@@ -9,6 +9,7 @@ the scenario's output layer and OD matrix, and the failing notebook's log in the
 """
 
 import json
+import re
 
 import test_executions
 from test_executions import MODEL, create_machine, notebook_task, run
@@ -55,8 +56,9 @@ def test_report_of_a_failed_execution_shows_its_steps_map_iterations_outputs_and
     assert shown.network_requests == []
     assert 'id="status">FAILED' in shown.dom
     assert 'data-step="preparation" data-status="ok"' in shown.dom
+    steps = re.findall(r'data-step="([^"]*)" data-status="([^"]*)"', shown.dom)
     for index in range(3):
-        assert f'data-step="fan[{index}] &gt; speed" data-status="ok"' in shown.dom
+        assert (f"fan[{index}] &gt; speed", "ok") in steps, steps
     assert 'data-step="assignment" data-status="failed"' in shown.dom
     failed = sfn.describe_execution(executionArn=execution["executionArn"])
     assert failed["error"] in shown.dom.split('id="run-error"', 1)[1].split("</div>", 1)[0]
@@ -74,3 +76,48 @@ def test_report_of_an_unknown_execution_names_the_command_that_lists_them(model,
     assert "No execution 'no-such-run' of quetzal-test: list them with `invoke executions`" \
         in done.stderr
     assert not (model / ".quetzal" / "executions").exists()
+
+
+def test_history_steps_follow_iterations_retries_and_request_ids():
+    """A history in the shapes seen: moto links an iteration's start to a sibling iteration's last
+    event; a retried Task is scheduled twice in one state; a lambda:invoke output names its request."""
+    from datetime import UTC, datetime
+
+    from quetzal_deploy.report.execution import history_steps
+
+    def event(id_, previous, kind, **details):
+        key = {"MapIterationStarted": "mapIterationStartedEventDetails", "TaskScheduled":
+               "taskScheduledEventDetails", "TaskFailed": "taskFailedEventDetails",
+               "TaskSucceeded": "taskSucceededEventDetails"}.get(kind, "stateEnteredEventDetails"
+                                                                  if kind.endswith("Entered") else
+                                                                  "stateExitedEventDetails")
+        return {"id": id_, "previousEventId": previous, "type": kind,
+                "timestamp": datetime.fromtimestamp(1_700_000_000 + id_, UTC), key: details}
+
+    scheduled = json.dumps({"Payload": {"notebook_path": "notebooks/model.ipynb"}})
+    events = [
+        event(1, 0, "MapStateEntered", name="fan"),
+        event(2, 1, "MapIterationStarted", name="fan", index=0),
+        event(3, 2, "PassStateEntered", name="speed"),
+        event(4, 3, "PassStateExited", name="speed", output="{}"),
+        event(5, 4, "MapIterationStarted", name="fan", index=1),  # linked to iteration 0's last event
+        event(6, 5, "PassStateEntered", name="speed"),
+        event(7, 6, "PassStateExited", name="speed", output="{}"),
+        event(8, 7, "MapIterationSucceeded", name="fan", index=1),
+        event(9, 8, "MapStateExited", name="fan", output="{}"),
+        event(10, 9, "TaskStateEntered", name="model"),
+        event(11, 10, "TaskScheduled", resourceType="lambda", parameters=scheduled),
+        event(12, 11, "TaskFailed", error="Lambda.TooManyRequestsException", cause="slow down"),
+        event(13, 12, "TaskScheduled", resourceType="lambda", parameters=scheduled),
+        event(14, 13, "TaskSucceeded", output=json.dumps({"SdkResponseMetadata": {"RequestId": "r-2"}})),
+        event(15, 14, "TaskStateExited", name="model", output="x" * 2048),
+    ]
+
+    steps = history_steps(events, None, None)
+
+    assert [(s.label, s.status, s.attempt) for s in steps] == [
+        ("fan[0] > speed", "ok", 1), ("fan[1] > speed", "ok", 1), ("model", "failed", 1), ("model", "ok", 2)]
+    first, second = steps[2:]
+    assert first.error == "Lambda.TooManyRequestsException: slow down" and first.seconds == 1
+    assert second.notebook == "notebooks/model.ipynb" and second.request_id == "r-2"
+    assert second.state_kb == 2.0

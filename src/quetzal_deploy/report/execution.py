@@ -40,11 +40,14 @@ def scopes(events: list[Mapping[str, Any]]) -> dict[int, tuple[str, ...]]:
     followed through ``previousEventId`` as Step Functions links them."""
     found: dict[int, tuple[str, ...]] = {}
     entered: dict[tuple[str, ...], str] = {}
-    for event in events:
+    for event in sorted(events, key=lambda e: e["id"]):  # an event follows the one it names
         parent = found.get(event.get("previousEventId") or 0, ())
         kind, details = event["type"], event_details(event)
-        if kind == "MapIterationStarted":
-            found[event["id"]] = (*parent, f"{details.get('name')}[{details.get('index')}]")
+        if kind == "MapIterationStarted":  # it may follow a sibling iteration's last event
+            name = details.get("name")
+            while parent and parent[-1].startswith(f"{name}["):
+                parent = parent[:-1]
+            found[event["id"]] = (*parent, f"{name}[{details.get('index')}]")
         elif kind == "ParallelStateStarted":
             found[event["id"]] = (*parent, entered.get(parent, "parallel"))
         elif kind in SCOPE_CLOSES:
@@ -67,7 +70,7 @@ def history_steps(events: list[Mapping[str, Any]], stopped: float | None,
     current: dict[tuple[str, ...], str] = {}
     open_steps: dict[tuple[str, ...], StepView] = {}
     steps: list[StepView] = []
-    for event in events:
+    for event in sorted(events, key=lambda e: e["id"]):
         kind, details, scope = event["type"], event_details(event), place[event["id"]]
         label = " > ".join((*scope, current.get(scope, "")))
         if kind.endswith("StateEntered"):
