@@ -121,3 +121,26 @@ def test_history_steps_follow_iterations_retries_and_request_ids():
     assert first.error == "Lambda.TooManyRequestsException: slow down" and first.seconds == 1
     assert second.notebook == "notebooks/model.ipynb" and second.request_id == "r-2"
     assert second.state_kb == 2.0
+
+
+def test_peak_memory_comes_from_the_lambdas_report_lines(model, boto):
+    """The REPORT lines Lambda writes after each request, put in moto's CloudWatch Logs by the test
+    (moto cannot run the image that would write them)."""
+    import time
+
+    from quetzal_deploy.aws import Aws
+    from quetzal_deploy.report.execution import peak_memories
+    from quetzal_deploy.settings import load_settings
+
+    logs, group = boto.client("logs"), f"/aws/lambda/{MODEL}"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=[
+        {"timestamp": now, "message": "START RequestId: r-1 Version: $LATEST"},
+        {"timestamp": now + 1, "message": "REPORT RequestId: r-1\tDuration: 812.20 ms\tBilled Duration: "
+                                          "813 ms\tMemory Size: 2048 MB\tMax Memory Used: 1337 MB"},
+    ])
+    settings = load_settings(model)
+
+    assert peak_memories(settings, Aws(settings), now / 1000 - 60) == {"r-1": 1337.0}
