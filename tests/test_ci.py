@@ -43,6 +43,8 @@ def test_the_workflow_is_valid_for_github_and_deploys_as_answered(deploy_on, def
     assert jobs["deploy"]["permissions"]["id-token"] == "write"  # OIDC: no stored AWS keys
     credentials = next(s for s in jobs["deploy"]["steps"] if "configure-aws-credentials" in s.get("uses", ""))
     assert credentials["with"]["role-to-assume"] == "${{ vars.QUETZAL_DEPLOY_ROLE_ARN }}"
+    trusted = {"tag": "refs/tags/v*", "main": "refs/heads/main"}[deploy_on]  # the deploy role's ref
+    assert f'default     = "{trusted}"' in (repo / "infra" / "variables.tf").read_text()
 
 
 def test_the_schema_check_refuses_a_broken_workflow(default_bake, tmp_path):
