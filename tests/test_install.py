@@ -90,8 +90,9 @@ def test_a_bake_by_the_installed_wheel_installs_and_runs_with_its_next_steps(fre
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
          str(TEMPLATE)], TEMPLATE)
     (wheel,) = wheels.glob("quetzal_deploy-*.whl")
-    run(["python", "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(wheel)], tmp_path,
-        fresh_venv)
+    # As `pip install quetzal-deploy` would: its dependencies, then this wheel whatever was installed.
+    for flags in ([], ["--force-reinstall", "--no-deps"]):
+        run(["python", "-m", "pip", "install", "-q", *flags, str(wheel)], tmp_path, fresh_venv)
     template = run(["python", "-c", "from quetzal_deploy.upgrade.template import template_dir; "
                     "print(template_dir())"], tmp_path, fresh_venv).strip()
     baked = run(["python", "-m", "cookiecutter", template, "--no-input", "-o", str(tmp_path)], tmp_path,
