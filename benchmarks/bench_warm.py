@@ -73,6 +73,7 @@ def make_task_root(folder: Path, imports: str, steps: int) -> list[str]:
     for name in names:
         (notebooks / f"{name}.ipynb").write_text(notebook_json(NOTEBOOK.format(imports=imports)))
     (folder / "bucket" / "bench").mkdir(parents=True)
+    (folder / "bucket" / "bench" / "info.json").write_text("{}")  # a scenario holds at least one file
     (folder / "work").mkdir()
     return names
 
