@@ -147,7 +147,7 @@ def big_layer(path: Path, lines: int) -> None:
 def test_a_50_mb_layer_is_simplified_and_the_page_stays_under_its_bound(tmp_path):
     outputs = tmp_path / "outputs"
     outputs.mkdir()
-    big_layer(outputs / "links.geojson", 330_000)
+    big_layer(outputs / "links.geojson", 160_000)
     assert (outputs / "links.geojson").stat().st_size > 50 * 10**6
     run = RunView("local run", "model", "base", "big", "SUCCEEDED", Limits(300, 1024, 512), outputs=outputs)
 
@@ -155,7 +155,7 @@ def test_a_50_mb_layer_is_simplified_and_the_page_stays_under_its_bound(tmp_path
 
     assert page.stat().st_size < MAX_REPORT_MB * 2**20
     text = page.read_text()
-    assert "simplified for the picture" in text and "of 330,000 features" in text
+    assert "simplified for the picture" in text and "of 160,000 features" in text
     shown = render(page, "report-big-layer", tmp_path, height=1400)
     assert shown.network_requests == []
     assert "links.geojson" in legend(shown.dom)
