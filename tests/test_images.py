@@ -19,6 +19,7 @@ import pytest
 from fixtures.tasks import run_task
 from quetzal_deploy.images.context import RUNTIME
 from quetzal_deploy.images.requirements import regenerate
+from quetzal_deploy.runtime import warm
 
 pytestmark = pytest.mark.xdist_group("docker")
 REPO = "quetzal-test"  # the default bake's model name = ECR repository = Lambda function
@@ -84,6 +85,10 @@ def test_build_layers_contents_and_notebook_only_rebuild(baked_repo, docker_engi
     converted = docker_engine.containers.run(
         image.id, entrypoint=["cat"], command=["/var/task/notebooks/preparation.py"], remove=True)
     assert f"# {marker}".encode() in converted
+    warm_config = docker_engine.containers.run(
+        image.id, entrypoint=["cat"], command=[f"/var/task/{warm.CONFIG_FILE}"], remove=True)
+    assert json.loads(warm_config) == {"enabled": True, "preload": warm.discover(baked_repo)}
+    assert warm.discover(baked_repo)  # the notebooks' imports, found at build time
 
 
 @pytest.mark.docker
