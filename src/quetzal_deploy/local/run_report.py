@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 from quetzal_deploy.contract.execution import readable_cause
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.output import Out
-from quetzal_deploy.report.model import Limits, LogView, RunView, StepView, mark_attempts, shortened_log
-from quetzal_deploy.runtime.notebook import log_name
+from quetzal_deploy.report.model import Limits, RunView, StepView, mark_attempts, step_logs
 from quetzal_deploy.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,13 +28,9 @@ def local_view(run: LocalRun, error: StatesError | None) -> RunView:
     steps = [StepView(r.label, r.status, r.platform, r.notebook, r.started, r.seconds, r.peak_memory_mb,
                       r.tmp_mb, r.state_kb, r.error) for r in run.records]
     mark_attempts(steps)
-    failed_notebooks = {s.notebook for s in steps if s.status == "failed"}
-    logs = []
-    for notebook in dict.fromkeys(s.notebook for s in steps if s.notebook):
-        path = run.scenario_folder / log_name(notebook)
-        if path.is_file():
-            text = path.read_text(encoding="utf-8", errors="replace")
-            logs.append(LogView(log_name(notebook), shortened_log(text), notebook in failed_notebooks))
+    folder = run.scenario_folder
+    keys = [p.relative_to(folder).as_posix() for p in (folder / "logs").rglob("*.txt") if p.is_file()]
+    logs = step_logs(steps, keys, lambda key: (folder / key).read_text(encoding="utf-8", errors="replace"))
     timed = [s for s in steps if s.started is not None]
     started = min((s.started for s in timed), default=None)
     ended = max((s.started + (s.seconds or 0) for s in timed), default=None)

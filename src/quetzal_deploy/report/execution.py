@@ -19,8 +19,7 @@ from quetzal_deploy.pipeline.executions import event_details
 from quetzal_deploy.pipeline.logs import lambda_logs, milliseconds
 from quetzal_deploy.pipeline.stepfunctions import state_machine
 from quetzal_deploy.report.layers import MAX_LAYER_MB
-from quetzal_deploy.report.model import Limits, LogView, RunView, StepView, mark_attempts, shortened_log
-from quetzal_deploy.runtime.notebook import log_name
+from quetzal_deploy.report.model import Limits, LogView, RunView, StepView, mark_attempts, step_logs
 from quetzal_deploy.settings import Settings
 
 REPORTS_DIR = Path(".quetzal", "executions")
@@ -148,17 +147,14 @@ def download(s3, bucket: str, prefix: str, folder: Path, suffixes: Iterable[str]
 
 
 def bucket_logs(s3, bucket: str, scenario: str, steps: list[StepView]) -> list[LogView]:
-    """The logs the steps' notebooks wrote to ``<scenario>/logs/`` (the failing ones marked)."""
-    failed = {s.notebook for s in steps if s.status == "failed"}
-    logs = []
-    for notebook in dict.fromkeys(s.notebook for s in steps if s.notebook):
-        try:
-            body = s3.get_object(Bucket=bucket, Key=f"{scenario}/{log_name(notebook)}")["Body"].read()
-        except s3.exceptions.NoSuchKey:
-            continue
-        text = shortened_log(body.decode("utf-8", "replace"))
-        logs.append(LogView(log_name(notebook), text, notebook in failed))
-    return logs
+    """The logs the steps' notebooks wrote to ``<scenario>/logs/``."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{scenario}/logs/")
+    keys = [item["Key"][len(scenario) + 1:] for page in pages for item in page.get("Contents", [])]
+
+    def read(key: str) -> str:
+        return s3.get_object(Bucket=bucket, Key=f"{scenario}/{key}")["Body"].read().decode("utf-8", "replace")
+
+    return step_logs(steps, keys, read)
 
 
 def execution_arn(settings: Settings, aws: Aws, name: str) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from quetzal_deploy.runtime.notebook import log_name
 
 LOG_HEAD_CHARS = 8_000
 LOG_TAIL_CHARS = 40_000
@@ -89,3 +93,26 @@ def shortened_log(text: str) -> str:
     cut = text[LOG_HEAD_CHARS:-LOG_TAIL_CHARS].count("\n")
     return (f"{text[:LOG_HEAD_CHARS]}\n[... {cut:,} lines cut from this report; the full log is in the "
             f"run's logs/ ...]\n{text[-LOG_TAIL_CHARS:]}")
+
+
+def notebook_logs(notebook: str, keys: Iterable[str]) -> list[str]:
+    """The logs one notebook wrote among ``keys``: ``logs/x.txt``, then ``x-2.txt``... (the handler
+    writes one per run of it, never replacing one), in that order."""
+    pattern = re.compile(re.escape(log_name(notebook).removesuffix(".txt")) + r"(?:-(\d+))?\.txt")
+    found = [(int(match.group(1) or 1), key) for key in keys if (match := pattern.fullmatch(key))]
+    return [key for _, key in sorted(found)]
+
+
+def step_logs(steps: list[StepView], keys: Iterable[str], read: Callable[[str], str]) -> list[LogView]:
+    """Every log of the steps' notebooks; those of a failed notebook holding a traceback (else its
+    last log) are marked failed, so the page opens them."""
+    keys, logs = list(keys), []
+    failed = {s.notebook for s in steps if s.status == "failed"}
+    for notebook in dict.fromkeys(s.notebook for s in steps if s.notebook):
+        views = [LogView(key, shortened_log(read(key))) for key in notebook_logs(notebook, keys)]
+        if notebook in failed and views:
+            marked = [v for v in views if "Traceback" in v.text] or views[-1:]
+            for view in marked:
+                view.failed = True
+        logs += views
+    return logs
