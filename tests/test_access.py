@@ -1,7 +1,8 @@
 """`invoke grant-access` and `revoke_model` against Cognito, IAM and S3 in moto server.
 
 The model's user role and its inline S3 policy are created here with boto3, as
-terraform/user_role.tf creates them.
+terraform/user_role.tf creates them; an adopted model's (role Cognito_quetzal_pool_<m>, managed
+policy s3_read_put_<m>) as the backend's Terraform did, its names in the tfvars `adopt` writes.
 """
 
 import json
@@ -10,6 +11,7 @@ import pytest
 
 from fixtures.tasks import run_task
 from quetzal_deploy.access.cognito import revoke_model
+from quetzal_deploy.adopt.production import CONFIG_POLICY, adopted_tfvars
 from quetzal_deploy.aws import Aws
 from quetzal_deploy.settings import load_settings
 
@@ -37,6 +39,22 @@ def pool(boto, baked_repo):
     iam.create_role(RoleName=f"{MODEL}-user", AssumeRolePolicyDocument="{}")
     iam.put_role_policy(RoleName=f"{MODEL}-user", PolicyName=f"{MODEL}-user",
                         PolicyDocument=json.dumps(USER_POLICY))
+    return pool_id
+
+
+@pytest.fixture
+def adopted(boto, baked_repo):
+    """The repo as `quetzal-deploy adopt` leaves it and the production user role: no <m>-user role."""
+    tfvars = baked_repo / "infra" / f"{MODEL}.tfvars"
+    tfvars.write_text(adopted_tfvars(tfvars.read_text(), MODEL))
+    pool_id = user_pool(boto, baked_repo)
+    iam = boto.client("iam")
+    role = f"Cognito_quetzal_pool_{MODEL}"
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument="{}")
+    for name, document in ((f"s3_read_put_{MODEL}", USER_POLICY), (CONFIG_POLICY, {**USER_POLICY, "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{CONFIG_BUCKET}/*"}]})):
+        arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(document))["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=role, PolicyArn=arn)
     return pool_id
 
 
@@ -115,6 +133,37 @@ def test_revoke_model_takes_the_model_from_every_group(baked_repo, boto, pool):
     assert group(boto, pool, "planners") is None
     assert group(boto, pool, "shared")["RoleArn"] == other
     assert iam.list_role_policies(RoleName="shared-user")["PolicyNames"] == []
+
+
+def test_adopted_model_grants_its_production_role_and_policy(baked_repo, boto, adopted):
+    iam, cognito = boto.client("iam"), boto.client("cognito-idp")
+    role_arn = iam.get_role(RoleName=f"Cognito_quetzal_pool_{MODEL}")["Role"]["Arn"]
+    other = iam.create_role(RoleName="other-model-user", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    cognito.create_group(GroupName="ops", UserPoolId=adopted, RoleArn=other)
+
+    assert f"with role Cognito_quetzal_pool_{MODEL}" in grant(baked_repo, "planners")
+    grant(baked_repo, "ops")
+    assert group(boto, adopted, "planners")["RoleArn"] == role_arn
+    policy = iam.get_role_policy(RoleName="other-model-user", PolicyName=f"s3_read_put_{MODEL}")["PolicyDocument"]
+    assert (json.loads(policy) if isinstance(policy, str) else policy) == USER_POLICY
+    assert listing(boto) == {"planners": [MODEL], "ops": [MODEL]}
+
+    grant(baked_repo, "planners", "--revoke")
+    grant(baked_repo, "ops", "--revoke")
+    assert group(boto, adopted, "planners") is None
+    assert iam.list_role_policies(RoleName="other-model-user")["PolicyNames"] == []
+    assert len(iam.list_attached_role_policies(RoleName=f"Cognito_quetzal_pool_{MODEL}")["AttachedPolicies"]) == 2
+    assert listing(boto) == {}
+
+
+def test_broken_tfvars_is_a_config_error_and_changes_nothing(baked_repo, boto, pool):
+    (baked_repo / "infra" / f"{MODEL}.tfvars").write_text("resource_names = {\n")
+
+    done = run_task(baked_repo, "grant-access", "planners")
+
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"ERROR: infra/{MODEL}.tfvars is not valid HCL")
+    assert group(boto, pool, "planners") is None and listing(boto) is None
 
 
 def test_missing_user_role_changes_nothing(baked_repo, boto, pool):

@@ -1,8 +1,10 @@
 """Access of the front end's users to the model: Cognito groups, IAM roles, cognito_group_access.json.
 
 Terraform creates the model's user role ``<model>-user`` (trusted by the Cognito identity pool)
-with its S3 policy inline, also named ``<model>-user``. A group gets the model either by using
-that role, or by a copy of that policy on the role it already uses. The front end's backend
+with its S3 policy inline, also named ``<model>-user``; a model adopted from the backend's
+Terraform keeps the names ``resource_names`` of its ``infra/<model>.tfvars`` gives (role
+``Cognito_quetzal_pool_<model>``, managed policy ``s3_read_put_<model>``). A group gets the model
+either by using that role, or by a copy of that policy on the role it already uses. The front end's backend
 lists a user's models from the policies of the user's role (the second statement of each, an
 Allow on ``arn:aws:s3:::<model>/*``: the order terraform/user_role.tf keeps), and the group is
 also listed in ``cognito_group_access.json`` in the shared config bucket.
@@ -14,7 +16,11 @@ import json
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+import hcl2
+from lark.exceptions import LarkError
 
 from quetzal_deploy.aws import CONDITION_FAILED, Aws, s3_object, translated, unless_absent
 from quetzal_deploy.errors import AwsError, ConfigError
@@ -26,9 +32,30 @@ WRITE_ATTEMPTS = 8
 T = TypeVar("T")
 
 
-def user_role_name(model: str) -> str:
-    """The model's user role and the name of its S3 policy (terraform/user_role.tf)."""
-    return f"{model}-user"
+@dataclass(frozen=True)
+class UserRole:
+    """The model's user role and its S3 policy: inline, or ``managed`` and attached to the role."""
+
+    role: str
+    policy: str
+    managed: bool = False
+
+
+def user_role(settings: Settings) -> UserRole:
+    """The names terraform/names.tf gives: ``resource_names`` in infra/<model>.tfvars, else ``<model>-user``."""
+    path = settings.root / "infra" / f"{settings.model_name}.tfvars"
+    names: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            with path.open(encoding="utf-8") as handle:
+                names = hcl2.load(handle).get("resource_names") or {}
+        except (OSError, LarkError) as ex:
+            raise ConfigError(f"infra/{path.name} is not valid HCL ({ex}): fix it, Terraform reads "
+                              "the user role's name there.") from ex
+    default = f"{settings.model_name}-user"
+    named = {key: str(names[key]).strip('"') for key in ("user_role", "user_policy") if names.get(key)}
+    return UserRole(named.get("user_role", default), named.get("user_policy", default),
+                    names.get("user_policy_managed") is True)
 
 
 def role_name(role_arn: str) -> str:
@@ -130,7 +157,8 @@ class ModelAccess:
 
     def __init__(self, iam, cognito, settings: Settings):
         self.iam, self.cognito, self.settings = iam, cognito, settings
-        self.user_role = self.policy_name = user_role_name(settings.model_name)
+        names = user_role(settings)
+        self.user_role, self.policy_name, self.managed = names.role, names.policy, names.managed
 
     def call(self, client, method: str, **kwargs) -> dict[str, Any]:
         with translated(self.settings.profile):
@@ -149,9 +177,23 @@ class ModelAccess:
     def policy_document(self) -> str:
         """The model's S3 policy, as JSON text."""
         with self.role_errors():
-            document = self.iam.get_role_policy(RoleName=self.user_role, PolicyName=self.policy_name)
-        policy = document["PolicyDocument"]
+            if self.managed:
+                policy = self.managed_policy_document()
+            else:
+                policy = self.iam.get_role_policy(RoleName=self.user_role,
+                                                  PolicyName=self.policy_name)["PolicyDocument"]
         return policy if isinstance(policy, str) else json.dumps(policy)
+
+    def managed_policy_document(self) -> str | dict:
+        """The default version of the managed policy attached to the user role."""
+        pages = self.iam.get_paginator("list_attached_role_policies").paginate(RoleName=self.user_role)
+        arns = [p["PolicyArn"] for page in pages for p in page["AttachedPolicies"]
+                if p["PolicyName"] == self.policy_name]
+        if not arns:
+            raise AwsError(f"Role {self.user_role} has no managed policy {self.policy_name} attached: "
+                           "run `invoke infra`, which attaches it.")
+        version = self.iam.get_policy(PolicyArn=arns[0])["Policy"]["DefaultVersionId"]
+        return self.iam.get_policy_version(PolicyArn=arns[0], VersionId=version)["PolicyVersion"]["Document"]
 
     def check_user_pool(self) -> None:
         missing = (f"Cognito user pool {self.settings.user_pool_id} does not exist: "
