@@ -42,7 +42,7 @@ class UserRole:
 
 
 def user_role(settings: Settings) -> UserRole:
-    """The names terraform/names.tf gives: ``resource_names`` in infra/<model>.tfvars, else ``<model>-user``."""
+    """The names terraform/names.tf gives: infra/<model>.tfvars's ``resource_names``, or ``<model>-user``."""
     path = settings.root / "infra" / f"{settings.model_name}.tfvars"
     names: dict[str, Any] = {}
     if path.is_file():
