@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import docker
 import requests
@@ -173,7 +173,10 @@ def plugin_checks(settings: Settings) -> list[Check]:
 def run_checks(profile: str | None = None, region: str | None = None) -> list[Check]:
     """Every check, in the order a user fixes them."""
     try:
-        settings = load_settings(profile=profile, region=region)
+        # A --region that is no AWS region is the region check's failure, not the .env's.
+        settings = load_settings(profile=profile, region=region if region in REGIONS else None)
+        if region:
+            settings = replace(settings, region=region)
     except QuetzalError as ex:
         checks = [Check(".env", False, str(ex), "then run `invoke doctor` again: AWS checks need .env")]
     else:
