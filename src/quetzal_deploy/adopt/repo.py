@@ -18,8 +18,9 @@ from pathlib import Path
 import quetzal_deploy
 from quetzal_deploy.adopt.answers import Found
 from quetzal_deploy.adopt.production import adopted_tfvars
+from quetzal_deploy.git import git
 from quetzal_deploy.output import Out
-from quetzal_deploy.upgrade.scaffold import BRANCH, git, render_tree, repo_root, require_clean
+from quetzal_deploy.upgrade.scaffold import BRANCH, render_tree, repo_root, require_clean
 from quetzal_deploy.upgrade.template import RECORD, UpgradeError, render
 
 # The model's own content: kept whenever the repo has it (the template's samples are not added).
