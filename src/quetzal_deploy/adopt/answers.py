@@ -15,7 +15,7 @@ from dotenv import dotenv_values
 from lark.exceptions import LarkError
 
 from quetzal_deploy.errors import ConfigError
-from quetzal_deploy.pipeline.definition import iter_states, load_definition, notebook_paths
+from quetzal_deploy.pipeline.definition import load_definition, machine_states, notebook_paths, state_objects
 from quetzal_deploy.rules import answer_errors
 from quetzal_deploy.upgrade.template import template_dir
 
@@ -95,9 +95,10 @@ def pipeline_answers(root: Path, model: str) -> dict[str, str]:
     if not path.is_file():
         return {}
     definition = load_definition(path)
-    steps = [re.sub(r"[^A-Za-z0-9_-]", "_", Path(p).stem) for p in notebook_paths(definition)]
+    states = machine_states(definition)
+    steps = [re.sub(r"[^A-Za-z0-9_-]", "_", Path(p).stem) for p in notebook_paths(states)]
     found = {"steps": ",".join(dict.fromkeys(steps))} if steps else {}
-    for _, state in iter_states(definition["States"]):
+    for _, state in state_objects(states):
         target = str((state.get("Parameters") or {}).get("FunctionName", "")) \
             if isinstance(state.get("Parameters"), dict) else ""
         name = target.split(":function:")[-1].split(":")[0] if target else ""

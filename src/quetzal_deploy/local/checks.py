@@ -4,17 +4,15 @@ locally) or its Fargate task, every notebook exists and converts, a ``--choice``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from quetzal_deploy.contract.params import RunError
 from quetzal_deploy.local.interpreter import function_name
 from quetzal_deploy.pipeline.definition import (
     ECS_RUN_TASK,
     FARGATE_FAMILY_SUFFIX,
+    Walk,
     front_end_warnings,
-    iter_states,
     notebook_paths,
+    state_objects,
 )
 from quetzal_deploy.pipeline.porting import handler_module_problem
 from quetzal_deploy.runtime.convert import script_source
@@ -23,13 +21,14 @@ from quetzal_deploy.runtime.params import DEFAULT_CHOICE
 from quetzal_deploy.settings import Settings
 
 
-def check_before_run(definition: Mapping[str, Any], settings: Settings, choice: str) -> list[str]:
-    """Refuse (``RunError``) a definition the run would fail on; the front end's warnings about it."""
-    states = list(iter_states(definition["States"]))
+def check_before_run(walk: Walk, settings: Settings, choice: str) -> list[str]:
+    """Refuse (``RunError``) a definition the run would fail on; the front end's warnings about it.
+    ``walk`` is the definition's ``machine_states`` (the interpreter's), walked once for all checks."""
+    states = list(state_objects(walk))
     check_functions(states, settings)
-    check_notebooks(definition, settings)
+    check_notebooks(walk, settings)
     check_choice(states, choice)
-    return front_end_warnings(definition)
+    return front_end_warnings(walk)
 
 
 def check_functions(states: list[tuple[str, dict]], settings: Settings) -> None:
@@ -56,10 +55,10 @@ def check_functions(states: list[tuple[str, dict]], settings: Settings) -> None:
             )
 
 
-def check_notebooks(definition: Mapping[str, Any], settings: Settings) -> None:
+def check_notebooks(walk: Walk, settings: Settings) -> None:
     """Every notebook the Tasks name must exist and convert (no shell escape, no magic that
     does something), so a run cannot fail late on a typo or an IPython line."""
-    paths = sorted(set(notebook_paths(definition)))
+    paths = sorted(set(notebook_paths(walk)))
     missing = [path for path in paths if not (settings.root / path).is_file()]
     if missing:
         raise RunError(f"step-functions.json runs {', '.join(missing)}, not found in {settings.root}: "

@@ -30,7 +30,7 @@ from quetzal_deploy.local.jsonpaths import assign, select
 from quetzal_deploy.local.templates import fill
 from quetzal_deploy.local.validation import check_supported
 from quetzal_deploy.output import Out
-from quetzal_deploy.pipeline.definition import ECS_RUN_TASK, LAMBDA_INVOKE
+from quetzal_deploy.pipeline.definition import ECS_RUN_TASK, LAMBDA_INVOKE, machine_states
 from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES, state_bytes
 
 HISTORY_LIMIT = 25_000  # events in one execution's history, a Step Functions quota
@@ -158,7 +158,8 @@ class Interpreter:
         execution_name: str = "local",
         state_machine_arn: str = "arn:aws:states:local:000000000000:stateMachine:local",
     ):
-        check_supported(definition)
+        self.states = machine_states(definition)  # walked once: the pre-run checks share it
+        check_supported(definition, self.states)
         self.definition = definition
         self.invoke_task = invoke_task
         self.out = out

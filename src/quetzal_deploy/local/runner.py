@@ -304,7 +304,7 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
                               max_workers=1 if docker else None, execution_name=run.name,
                               state_machine_arn=f"arn:aws:states:{settings.region}:{LOCAL_ACCOUNT}:"
                                                 f"stateMachine:{settings.state_machine}")
-    for warning in check_before_run(definition, settings, choice):
+    for warning in check_before_run(interpreter.states, settings, choice):
         out(f"Warning: {warning}")
     defaults, variants = scenario_params(run.source, choice)
     payload = execution_input(run.scenario, merge_params(defaults, overrides), choice, variants,

@@ -16,6 +16,7 @@ from quetzal_deploy.pipeline.definition import (
     ECS_RUN_TASK,
     LAMBDA_INVOKE,
     DefinitionError,
+    Walk,
     duplicate_state_names,
 )
 
@@ -210,13 +211,14 @@ def handler_problems(where, handler_where, handler, fields, siblings) -> Iterato
             yield f"{where}: ResultPath: {ex}"
 
 
-def check_supported(definition: Mapping[str, Any]) -> None:
-    """Raise DefinitionError listing everything the local runner cannot run."""
+def check_supported(definition: Mapping[str, Any], states: Walk) -> None:
+    """Raise DefinitionError listing everything the local runner cannot run (``states``: the
+    definition's ``machine_states``)."""
     try:
         problems = list(machine_problems(definition, "step-functions.json", top=True))
     except RecursionError as ex:
         raise DefinitionError("step-functions.json is nested too deeply to run") from ex
-    problems += duplicate_state_names(definition) if isinstance(definition, Mapping) else []
+    problems += duplicate_state_names(states)
     if problems:
         raise DefinitionError(
             "step-functions.json cannot run locally:\n  - " + "\n  - ".join(problems)

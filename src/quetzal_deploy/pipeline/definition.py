@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,20 @@ def walk_states(states: Any, where: str = "States") -> Iterator[tuple[str, Any, 
                 yield from walk_states(state[key].get("States"), f"{where}.{name}.{key}.States")
 
 
+Walk = list[tuple[str, Any, str]]  # (name, state, where) of every state, as walk_states yields them
+
+
+def machine_states(definition: Any) -> Walk:
+    """Every state of ``definition`` with its path, walked once: the checks that look at every
+    state (duplicate names, notebooks, Tasks, Choices, front-end warnings) share this list."""
+    return list(walk_states(definition.get("States") if isinstance(definition, Mapping) else None))
+
+
+def state_objects(walk: Iterable[tuple[str, Any, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The walked states that are objects (the others are the validation's to report)."""
+    return ((name, state) for name, state, _ in walk if isinstance(state, dict))
+
+
 def not_json(word: str):
     raise ValueError(f"{word} is not a JSON number")
 
@@ -88,16 +102,14 @@ def finite_float(text: str) -> float:
 
 def iter_states(states: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every state (an object), nested Map and Parallel branches included."""
-    for name, state, _ in walk_states(states):
-        if isinstance(state, dict):
-            yield name, state
+    yield from state_objects(walk_states(states))
 
 
-def duplicate_state_names(definition: Mapping[str, Any]) -> list[str]:
+def duplicate_state_names(walk: Walk) -> list[str]:
     """A problem per state name used twice anywhere in the machine (the front end follows a run
     by the names of the states it enters, as Step Functions requires them unique)."""
     places: dict[str, list[str]] = {}
-    for name, _, where in walk_states(definition.get("States")):
+    for name, _, where in walk:
         places.setdefault(name, []).append(where)
     return [f"state name '{name}' is used {len(found)} times ({', '.join(found)}): state names must "
             "be unique across the whole machine, Parallel branches and Map iterators included; rename "
@@ -105,19 +117,19 @@ def duplicate_state_names(definition: Mapping[str, Any]) -> list[str]:
             for name, found in places.items() if len(found) > 1]
 
 
-def front_end_warnings(definition: Mapping[str, Any]) -> list[str]:
+def front_end_warnings(walk: Walk) -> list[str]:
     """What works on Step Functions but hides steps from the front end."""
     return [f"Map state '{name}' uses ItemProcessor: the front end's backend reads only Iterator to list "
             f"a run's steps, so the steps inside '{name}' will not show there. Rename ItemProcessor to "
             "Iterator (Step Functions accepts both)."
-            for name, state in iter_states(definition.get("States", {}))
+            for name, state in state_objects(walk)
             if state.get("Type") == "Map" and "ItemProcessor" in state]
 
 
-def notebook_paths(definition: Mapping[str, Any]) -> list[str]:
+def notebook_paths(walk: Walk) -> list[str]:
     """The ``notebook_path`` of every Task that runs a notebook (Lambda or Fargate), in order."""
     paths = []
-    for name, state in iter_states(definition["States"]):
+    for name, state in state_objects(walk):
         payload = step_payload(state)
         if state.get("Type") != "Task" or not isinstance(payload, dict) or "notebook_path" not in payload:
             continue

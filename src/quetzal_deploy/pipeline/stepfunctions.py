@@ -19,6 +19,7 @@ from quetzal_deploy.pipeline.definition import (
     fargate_steps,
     front_end_warnings,
     load_definition,
+    machine_states,
     notebook_paths,
 )
 from quetzal_deploy.pipeline.front_steps import STEPS_KEY, display_warnings, front_end_steps, steps_json
@@ -96,7 +97,7 @@ def asl_problems(definition: dict[str, Any]) -> list[str]:
     """What the Amazon States Language linter (statelint) finds wrong, and duplicate state names."""
     from statelint.linter import Linter  # loaded by the flows that check a definition only
 
-    duplicates = duplicate_state_names(definition)
+    duplicates = duplicate_state_names(machine_states(definition))
     return duplicates or [p for p in Linter.validate(definition) if not STATELINT_OFF_BY_ONE.fullmatch(p)]
 
 
@@ -108,7 +109,8 @@ def validated_definition(settings: Settings, account_id: str,
     for line in own.notes():
         note(f"Note: {line}")
     definition = own.definition
-    missing = [path for path in notebook_paths(definition) if not (settings.root / path).is_file()]
+    missing = [path for path in notebook_paths(machine_states(definition))
+               if not (settings.root / path).is_file()]
     if missing:
         raise DefinitionError(
             f"step-functions.json runs notebook(s) that do not exist: {', '.join(missing)}; "
@@ -138,13 +140,14 @@ def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
                  out: Out = print, warn: Out = warn_line) -> None:
     """Deploy ``step-functions.json`` to the model's state machine (``dry_run``: print it only)."""
     rendered = validated_definition(settings, aws.account_id, warn)
-    for warning in front_end_warnings(rendered) + display_warnings(rendered):
+    states = machine_states(rendered)
+    for warning in front_end_warnings(states) + display_warnings(rendered):
         warn(f"Warning: {warning}")
     if dry_run:
         out(json.dumps(rendered, indent=2))
         return
     state_machine(settings, aws).update(rendered)
-    steps = ", ".join(notebook_paths(rendered)) or "no notebook"
+    steps = ", ".join(notebook_paths(states)) or "no notebook"
     out(f"Updated state machine {settings.state_machine}: {steps}")
     publish_steps(settings, aws, rendered, out)
 
