@@ -244,6 +244,31 @@ def test_missing_notebook_is_refused_before_anything_runs(baked_repo, tmp_path):
     assert not (baked_repo / ".quetzal").exists()
 
 
+def test_the_pre_run_checks_walk_the_state_machine_once(default_bake, monkeypatch):
+    """Duplicate names, Tasks, notebooks, Choices and front-end warnings all read the interpreter's
+    one walk of the states (a ported Map with ItemProcessor and a Choice: every check has work)."""
+    from quetzal_deploy.local.checks import check_before_run
+    from quetzal_deploy.local.interpreter import Interpreter
+    from quetzal_deploy.local.runner import local_definition
+    from quetzal_deploy.pipeline import definition as definition_module
+    from quetzal_deploy.runtime.params import DEFAULT_CHOICE
+    from quetzal_deploy.settings import load_settings
+
+    settings = load_settings(default_bake)
+    machine = local_definition(settings, out=lambda line: None)
+    machine["States"]["Fan"] = {"Type": "Map", "ItemsPath": "$.items", "End": True, "ItemProcessor": {
+        "StartAt": "inner", "States": {"inner": {"Type": "Pass", "End": True}}}}
+    walks = []
+    original = definition_module.walk_states
+    monkeypatch.setattr(definition_module, "walk_states", lambda states, where="States": (
+        walks.append(where) if where == "States" else None) or original(states, where))
+
+    warnings = check_before_run(Interpreter(machine).states, settings, DEFAULT_CHOICE)
+
+    assert walks == ["States"]
+    assert any("Map state 'Fan' uses ItemProcessor" in warning for warning in warnings)
+
+
 @pytest.mark.parametrize(("scenario", "message"), [
     ("..", "'..' is not a scenario name: a scenario name cannot be empty, '.' or '..'"),
     ("base/../..", "cannot contain '/'"),
