@@ -22,7 +22,6 @@ from quetzal_deploy.pipeline.definition import (
     DefinitionError,
     deployable,
     family_of,
-    machine_states,
     notebook_paths,
 )
 from quetzal_deploy.runtime.cli import read_event
@@ -119,7 +118,7 @@ def test_rendering_fills_the_ecs_state_and_statelint_accepts_it(settings):
     assert rendered["States"]["prepare"]["Resource"] == "arn:aws:states:::lambda:invoke"
     period = rendered["States"]["Fan"]["Iterator"]["States"]["period"]
     assert period["Parameters"]["TaskDefinition"] == f"{MODEL}-step"
-    assert notebook_paths(machine_states(rendered)) == ["notebooks/prepare.ipynb", "notebooks/assign.ipynb",
+    assert notebook_paths(rendered) == ["notebooks/prepare.ipynb", "notebooks/assign.ipynb",
                                         "notebooks/period.ipynb", "notebooks/report.ipynb"]
 
 
@@ -371,7 +370,7 @@ def test_malformed_states_are_left_for_validation_to_report(settings, broken):
     states = {**broken, "far": fargate_task(step_payload("far"), End=True)}
     rendered = deployable({"StartAt": "one", "States": states}, settings, "1")
     assert rendered["States"]["one"] == broken["one"]
-    assert notebook_paths(machine_states(rendered)) == ["notebooks/far.ipynb"]
+    assert notebook_paths(rendered) == ["notebooks/far.ipynb"]
 
 
 def test_a_fargate_time_limit_must_be_whole_seconds(settings):

@@ -22,7 +22,7 @@ from quetzal_deploy.aws import Aws, explain
 from quetzal_deploy.contract.params import scenario_params
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.images.build import DockerError
-from quetzal_deploy.pipeline.definition import load_definition, machine_states, notebook_paths
+from quetzal_deploy.pipeline.definition import load_definition, notebook_paths
 from quetzal_deploy.runtime.params import DEFAULT_CHOICE
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.sync.scenarios import user_email
@@ -69,7 +69,7 @@ def lambda_environment(settings: Settings, aws: Aws) -> dict[str, str]:
 
 def default_event(settings: Settings, scenario: str = "base") -> dict:
     """The event the state machine sends the first step for ``scenario`` (front-end params)."""
-    paths = notebook_paths(machine_states(load_definition(settings.definition_path)))
+    paths = notebook_paths(load_definition(settings.definition_path))
     if not paths:
         raise QuetzalError("step-functions.json has no Task with a notebook_path: pass --event.")
     params, _ = scenario_params(settings.scenarios_dir / scenario, DEFAULT_CHOICE)

@@ -126,10 +126,11 @@ def front_end_warnings(walk: Walk) -> list[str]:
             if state.get("Type") == "Map" and "ItemProcessor" in state]
 
 
-def notebook_paths(walk: Walk) -> list[str]:
-    """The ``notebook_path`` of every Task that runs a notebook (Lambda or Fargate), in order."""
+def notebook_paths(machine: Mapping[str, Any] | Walk) -> list[str]:
+    """The ``notebook_path`` of every Task that runs a notebook (Lambda or Fargate), in order, from
+    a definition (as a model repo's tests/test_model.py calls it) or its ``machine_states``."""
     paths = []
-    for name, state in state_objects(walk):
+    for name, state in state_objects(machine_states(machine) if isinstance(machine, Mapping) else machine):
         payload = step_payload(state)
         if state.get("Type") != "Task" or not isinstance(payload, dict) or "notebook_path" not in payload:
             continue

@@ -109,8 +109,7 @@ def validated_definition(settings: Settings, account_id: str,
     for line in own.notes():
         note(f"Note: {line}")
     definition = own.definition
-    missing = [path for path in notebook_paths(machine_states(definition))
-               if not (settings.root / path).is_file()]
+    missing = [path for path in notebook_paths(definition) if not (settings.root / path).is_file()]
     if missing:
         raise DefinitionError(
             f"step-functions.json runs notebook(s) that do not exist: {', '.join(missing)}; "
