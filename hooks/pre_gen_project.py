@@ -9,7 +9,7 @@ import sys
 
 # Rendered as a JSON string, so any answer (quotes, newlines, booleans) stays data.
 ANSWERS = json.loads({{ {"model_name": cookiecutter.model_name, "aws_region": cookiecutter.aws_region, "lambda_memory_size": cookiecutter.lambda_memory_size, "lambda_time_limit": cookiecutter.lambda_time_limit, "lambda_storage_size": cookiecutter.lambda_storage_size, "python_version": cookiecutter.python_version, "steps": cookiecutter.steps, "has_pt_network": cookiecutter.has_pt_network, "has_road_network": cookiecutter.has_road_network, "has_od": cookiecutter.has_od, "auth_function_name": cookiecutter.auth_function_name, "cognito_identity_pool_id": cookiecutter.cognito_identity_pool_id, "config_bucket_name": cookiecutter.config_bucket_name, "cors_allowed_origins": cookiecutter.cors_allowed_origins} | tojson | tojson }})
-ANSWERS.update(json.loads({{ {"terraform_state_bucket": cookiecutter.terraform_state_bucket, "lambda_architecture": cookiecutter.lambda_architecture, "front_end_region": cookiecutter.front_end_region} | tojson | tojson }}))
+ANSWERS.update(json.loads({{ {"terraform_state_bucket": cookiecutter.terraform_state_bucket, "lambda_architecture": cookiecutter.lambda_architecture, "front_end_region": cookiecutter.front_end_region, "ci_provider": cookiecutter.ci_provider} | tojson | tojson }}))
 # The rules live in the quetzal_deploy package beside the template (local_extensions.py finds it).
 sys.path.insert(0, {{ quetzal_deploy_path | tojson }})
 from quetzal_deploy.rules import answer_errors  # noqa: E402

@@ -40,7 +40,7 @@ SUPPORTED = {
     "python313-smallest-lambda": {
         "python_version": "3.13", "lambda_memory_size": "128", "lambda_time_limit": "1",
         "lambda_storage_size": "512", "model_name": "abc", "aws_region": "eu-west-3",
-        "lambda_architecture": "arm64",
+        "lambda_architecture": "arm64", "ci_provider": "gitlab",
     },
     "largest-lambda-57-char-name": {
         "lambda_memory_size": "10240", "lambda_time_limit": "900", "lambda_storage_size": "10240",
@@ -123,6 +123,8 @@ def expected_files(model: str, answers: dict) -> set[str]:
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     }
     files.discard("notebooks/_step.ipynb")
+    gitlab = answers.get("ci_provider") == "gitlab"
+    files.discard(".github/workflows/ci.yml" if gitlab else ".gitlab-ci.yml")
     if answers.get("terraform_state_bucket") == "local":
         files.discard("infra/backend.hcl")
     steps = [s.strip() for s in answers.get("steps", DEFAULT_STEPS).split(",")]

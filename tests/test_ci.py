@@ -16,8 +16,10 @@ from fixtures.aws import REGION
 from fixtures.bake import bake
 from fixtures.parts import require_executable
 from fixtures.tasks import run_task
+from quetzal_deploy.upgrade.template import RECORD, render
 
 WORKFLOW = Path(".github", "workflows", "ci.yml")
+GITLAB = Path(".gitlab-ci.yml")
 MODEL = "quetzal-test"
 
 
@@ -25,11 +27,10 @@ def workflow(repo: Path) -> dict:
     return yaml.safe_load((repo / WORKFLOW).read_text(encoding="utf-8"))
 
 
-def schema_check(path: Path) -> subprocess.CompletedProcess:
-    """check-jsonschema with the GitHub workflow schema it vendors (no network)."""
+def schema_check(path: Path, schema: str = "vendor.github-workflows") -> subprocess.CompletedProcess:
+    """check-jsonschema with the GitHub workflow (or GitLab CI) schema it vendors (no network)."""
     tool = require_executable("check-jsonschema")
-    return subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", str(path)],
-                          capture_output=True, text=True)
+    return subprocess.run([tool, "--builtin-schema", schema, str(path)], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("deploy_on", ["tag", "main"])
@@ -58,6 +59,47 @@ def test_the_schema_check_refuses_a_broken_workflow(default_bake, tmp_path):
 
 def run_steps(repo: Path, job: dict) -> list[str]:
     return [step["run"] for step in job["steps"] if "run" in step]
+
+
+@pytest.mark.parametrize("deploy_on", ["tag", "main"])
+def test_the_gitlab_pipeline_is_valid_runs_the_same_commands_and_deploys_as_answered(
+        deploy_on, default_bake, tmp_path):
+    """ci_provider=gitlab: .gitlab-ci.yml instead of the GitHub workflow, valid for GitLab, its
+    scripts the very commands of the GitHub jobs (which the test below executes), so neither rots."""
+    repo = bake(tmp_path, ci_provider="gitlab", ci_deploy_on=deploy_on)
+    assert not (repo / ".github").exists() and not (default_bake / GITLAB).exists()
+    done = schema_check(repo / GITLAB, "vendor.gitlab-ci")
+    assert done.returncode == 0, done.stdout + done.stderr
+    pipeline = yaml.safe_load((repo / GITLAB).read_text(encoding="utf-8"))
+    github = workflow(default_bake)["jobs"]
+    for job in ("check", "deploy"):
+        assert pipeline[job]["script"] == run_steps(default_bake, github[job]), job
+    deploy = pipeline["deploy"]
+    rule = {"tag": "$CI_COMMIT_TAG =~ /^v/", "main": '$CI_COMMIT_BRANCH == "main"'}[deploy_on]
+    assert deploy["rules"] == [{"if": rule}] and deploy["needs"] == ["check"]
+    assert deploy["id_tokens"]["AWS_ID_TOKEN"]["aud"] == "https://gitlab.com"  # OIDC: no stored AWS keys
+    assert deploy["variables"]["AWS_ROLE_ARN"] == "$QUETZAL_DEPLOY_ROLE_ARN"
+    token_file = deploy["variables"]["AWS_WEB_IDENTITY_TOKEN_FILE"]
+    assert deploy["before_script"] == ['printf \'%s\' "$AWS_ID_TOKEN" > "$AWS_WEB_IDENTITY_TOKEN_FILE"']
+    assert token_file.startswith("/tmp/")  # never in the checkout
+    variables = (repo / "infra" / "variables.tf").read_text()
+    assert 'default     = "gitlab"' in variables
+
+
+def test_a_record_older_than_the_ci_provider_answer_renders_the_github_workflow(default_bake, tmp_path):
+    """`invoke upgrade` renders a bake's recorded answers; one made before ci_provider keeps GitHub."""
+    answers = json.loads((default_bake / RECORD).read_text())["answers"]
+    del answers["ci_provider"]
+    project = render(answers, tmp_path)
+    assert (project / WORKFLOW).is_file() and not (project / GITLAB).exists()
+    assert 'default     = "github"' in (project / "infra" / "variables.tf").read_text()
+
+
+def test_the_schema_check_refuses_a_broken_gitlab_pipeline(tmp_path):
+    """The GitLab validator bites: a job whose script is a mapping is not GitLab CI."""
+    path = tmp_path / ".gitlab-ci.yml"
+    path.write_text(yaml.safe_dump({"check": {"stage": "test", "script": {"run": "ruff check ."}}}))
+    assert schema_check(path, "vendor.gitlab-ci").returncode != 0
 
 
 @pytest.fixture
@@ -133,3 +175,15 @@ def test_ci_bootstrap_prints_the_one_time_steps_for_this_repository(baked_repo):
     tfvars.write_text("ci_repository = \n")
     broken = run_task(baked_repo, "ci-bootstrap")
     assert broken.returncode == 1 and broken.stderr.startswith("ERROR: ") and "not valid HCL" in broken.stderr
+
+
+def test_ci_bootstrap_says_the_gitlab_steps_on_a_gitlab_bake(tmp_path):
+    repo = bake(tmp_path, ci_provider="gitlab")
+    subprocess.run(["git", "remote", "add", "origin", "git@gitlab.com:systragroup/models/quetzal-test.git"],
+                   cwd=repo, check=True)
+    done = run_task(repo, "ci-bootstrap")
+    assert done.returncode == 0, done.stderr
+    assert 'ci_repository = "systragroup/models/quetzal-test"' in done.stdout  # the project path
+    assert "oidc-provider/gitlab.com" in done.stdout and 'ci_provider = "gitlab"' in done.stdout
+    assert "Settings > CI/CD > Variables, add QUETZAL_DEPLOY_ROLE_ARN" in done.stdout
+    assert "GitHub" not in done.stdout

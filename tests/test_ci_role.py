@@ -10,6 +10,8 @@ StringLike conditions, so this test applies them first, with glob matching as IA
 (``fnmatchcase``: ``*`` and ``?``, case-sensitive): a statement whose StringLike fails is dropped."""
 
 import json
+import os
+import subprocess
 import uuid
 from fnmatch import fnmatchcase
 
@@ -25,6 +27,7 @@ from fixtures.terraform import write_emulator_override
 pytestmark = [pytest.mark.terraform, pytest.mark.slow, pytest.mark.xdist_group("terraform")]
 ISSUER = "token.actions.githubusercontent.com"
 REPOSITORY = "systragroup/quetzal-ci-test"
+GITLAB_PROJECT = "systragroup/models/quetzal-ci-test"  # GitLab: a project path may hold subgroups
 
 
 def deploy_calls(model: str, account: str) -> list[tuple[str, str, dict]]:
@@ -105,3 +108,28 @@ def test_the_ci_role_deploys_this_model_only_from_its_repository_tags(ci_repo):
                       ("iam:CreateRole", f"arn:aws:iam::{account}:role/anything", {})]
     for action, resource, values in outside_common:
         assert not allowed(policy, action, resource, values), f"{action} on {resource}"
+
+    # The same stack with ci_provider = gitlab, planned (not applied): the role trusts GitLab's issuer,
+    # audience and subject, for that project's v* tags only.
+    tfvars = ci_repo / "infra" / f"{model}.tfvars"
+    gitlab = f'ci_repository = "{GITLAB_PROJECT}"\nci_provider = "gitlab"'
+    tfvars.write_text(tfvars.read_text().replace(f'ci_repository = "{REPOSITORY}"', gitlab))
+    planned = run_task(ci_repo, "infra", "--plan-only", timeout=900, input="")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    shown = subprocess.run(["terraform", "show", "-json", f"{model}.tfplan"], cwd=ci_repo / "infra",
+                           env=os.environ, capture_output=True, text=True, check=True)
+    changes = {c["address"]: c["change"]["after"] for c in json.loads(shown.stdout)["resource_changes"]}
+    gitlab_trust = json.loads(changes["module.model.aws_iam_role.ci[0]"]["assume_role_policy"])
+    provider_change = changes["module.model.aws_iam_openid_connect_provider.ci[0]"]
+    assert provider_change["url"] == "https://gitlab.com"
+    lab = "gitlab.com"
+    def gitlab_token(sub: str, aud: str = "https://gitlab.com") -> dict:
+        return {f"{lab}:aud": aud, f"{lab}:sub": sub}
+
+    tag = f"project_path:{GITLAB_PROJECT}:ref_type:tag:ref:v1.2.0"
+    assert allowed(gitlab_trust, assume, "*", gitlab_token(tag))
+    for sub in (f"project_path:{GITLAB_PROJECT}:ref_type:branch:ref:main",
+                "project_path:someone/else:ref_type:tag:ref:v1.2.0"):
+        assert not allowed(gitlab_trust, assume, "*", gitlab_token(sub))
+    assert not allowed(gitlab_trust, assume, "*", gitlab_token(tag, aud="sts.amazonaws.com"))
+    assert not allowed(gitlab_trust, assume, "*", token(f"repo:{REPOSITORY}:ref:refs/tags/v1.2.0"))

@@ -47,6 +47,8 @@ AGREEMENT = {
     **{variable: (in_range(key), boundaries(key)) for variable, key in RANGED.items()},
     "fargate_memory": (in_range("fargate_memory"), boundaries("fargate_memory", step=512)[:4]),  # in 512s
     "lambda_architecture": (lambda v: v in rules.ARCHITECTURES, [*rules.ARCHITECTURES, "aarch64", "X86_64"]),
+    "ci_provider": (lambda v: rules.choice_error(v, rules.CI_PROVIDERS) is None,
+                    [*rules.CI_PROVIDERS, "GitLab", "bitbucket", ""]),
     "auth_function_name": (optional(rules.function_error), [
         "", "auth-fn_1", "a" * 64, "a" * 65, 'auth"x', "fn.name", "auth\n"]),
     "cognito_identity_pool_id": (optional(rules.identity_pool_error), [
@@ -131,7 +133,7 @@ def test_every_region_botocore_knows_is_a_region_the_rules_accept():
 
 def test_the_default_answers_follow_the_rules():
     answers = json.loads((TEMPLATE / "cookiecutter.json").read_text())
-    answers["lambda_architecture"] = answers["lambda_architecture"][0]
+    answers.update({key: value[0] for key, value in answers.items() if isinstance(value, list)})
     assert rules.answer_errors(answers) == []
 
 

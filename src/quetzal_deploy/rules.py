@@ -20,6 +20,7 @@ REGIONS = frozenset({
 })
 PYTHON_VERSIONS = ("3.12", "3.13")
 ARCHITECTURES = ("x86_64", "arm64")
+CI_PROVIDERS = ("github", "gitlab")
 # S3 allows 63, but the stack's IAM roles are named "<model>-lambda" / "<model>-states" (64 max).
 MODEL_NAME_LONGEST = 57
 # Whole numbers (lowest, highest), by answer name; a .env key is the same name in capitals.
@@ -153,6 +154,7 @@ def answer_errors(answers):
     checks = [("model_name", model_name_error), ("config_bucket_name", shared_bucket_error),
               ("python_version", lambda v: choice_error(v, PYTHON_VERSIONS)),
               ("lambda_architecture", lambda v: choice_error(v, ARCHITECTURES)),
+              ("ci_provider", lambda v: choice_error(v, CI_PROVIDERS)),
               ("auth_function_name", function_error), ("cognito_identity_pool_id", identity_pool_error)]
     checks += [(key, lambda v, key=key: range_error(key, v))
                for key in ("lambda_memory_size", "lambda_time_limit", "lambda_storage_size")]

@@ -34,6 +34,7 @@ module "model" {
   fargate_subnet_ids         = var.fargate_subnet_ids
   fargate_security_group_ids = var.fargate_security_group_ids
 
+  ci_provider          = var.ci_provider
   ci_repository        = var.ci_repository
   ci_deploy_ref        = var.ci_deploy_ref
   ci_oidc_provider_arn = var.ci_oidc_provider_arn

@@ -143,8 +143,14 @@ variable "user_role_managed_policies" {
   default     = []
 }
 
+variable "ci_provider" {
+  description = "Where the model's CI runs (the bake's ci_provider answer): github or gitlab."
+  type        = string
+  default     = "{{ cookiecutter.ci_provider }}"
+}
+
 variable "ci_repository" {
-  description = "GitHub repository (owner/name) whose CI deploys this model (.github/workflows/ci.yml); empty: no deploy role. `invoke ci-bootstrap` says how to set it."
+  description = "Repository whose CI deploys this model: GitHub owner/name (.github/workflows/ci.yml) or GitLab project path (.gitlab-ci.yml); empty: no deploy role. `invoke ci-bootstrap` says how to set it."
   type        = string
   default     = ""
 }
@@ -156,7 +162,7 @@ variable "ci_deploy_ref" {
 }
 
 variable "ci_oidc_provider_arn" {
-  description = "The account's existing GitHub OIDC provider, when another model created it; empty: created with the role."
+  description = "The account's existing GitHub or GitLab OIDC provider, when another model created it; empty: created with the role."
   type        = string
   default     = ""
 }

@@ -20,6 +20,7 @@ BRANCH = "quetzal-template"
 NOTEBOOK_TEMPLATE = Path("notebooks", "_step.ipynb")
 TOOL_CACHES = (".ruff_cache", ".pytest_cache", "__pycache__", ".mypy_cache")
 INPUTS = {"pt": "has_pt_network", "road": "has_road_network", "od": "has_od"}
+CI_FILES = {"github": Path(".github", "workflows", "ci.yml"), "gitlab": Path(".gitlab-ci.yml")}
 
 
 def is_yes(value) -> bool:
@@ -43,6 +44,16 @@ def remove_unused_inputs(project: Path, context: dict) -> None:
     for folder, answer in INPUTS.items():
         if not is_yes(context[answer]):
             shutil.rmtree(project / "scenarios" / "base" / "inputs" / folder)
+
+
+def remove_other_ci(project: Path, context: dict) -> None:
+    """Keep the CI/CD file of the answered provider only (a record older than the answer: GitHub)."""
+    provider = context.get("ci_provider", "github")
+    for name, path in CI_FILES.items():
+        if name != provider:
+            (project / path).unlink()
+    if provider != "github":
+        shutil.rmtree(project / ".github")
 
 
 def write_notebooks(project: Path, steps: list[str]) -> None:
@@ -117,6 +128,7 @@ def finish(context: dict, template: Path, project: Path | None = None) -> None:
     project = project or Path.cwd()
     remove_tool_caches(project)
     remove_unused_inputs(project, context)
+    remove_other_ci(project, context)
     write_notebooks(project, steps_of(context))
     write_state_machine(project, context)
     copy_terraform_module(project, template)
