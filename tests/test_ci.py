@@ -139,6 +139,7 @@ def deployed_stack(boto) -> None:
 @pytest.mark.xdist_group("docker")
 def test_every_run_step_of_the_workflow_passes_in_order(baked_repo, runner, boto, docker_engine,
                                                         lambda_base_image, registry):
+    """The GitLab pipeline's scripts are these same commands (asserted above): this runs them too."""
     jobs = workflow(baked_repo)["jobs"]
     deployed_stack(boto)
     env = {**runner, "QUETZAL_BASE_IMAGE": lambda_base_image, "QUETZAL_REGISTRY": registry}

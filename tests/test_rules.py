@@ -88,7 +88,8 @@ def test_terraform_variables_accept_and_refuse_what_the_python_rules_do(terrafor
     """Only the module's variable blocks (no provider, no resource): `plan` checks every variable's
     validation at once, so each round sets every variable to its next value and compares."""
     (tmp_path / "variables.tf").write_text(variable_blocks(MODULE / "variables.tf")
-                                           + variable_blocks(MODULE / "fargate.tf"), encoding="utf-8")
+                                           + variable_blocks(MODULE / "fargate.tf")
+                                           + variable_blocks(MODULE / "ci.tf"), encoding="utf-8")
     env = {**os.environ, **terraform_cli, "TF_IN_AUTOMATION": "1"}
     subprocess.run(["terraform", "init", "-input=false"], cwd=tmp_path, env=env, check=True,
                    capture_output=True)
