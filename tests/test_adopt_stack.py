@@ -3,16 +3,22 @@
 tests/support/legacy_stack/ deploys a model as the backend's Terraform does (S3 state in
 quetzal-tf-state, one workspace per model, production names, the shared admin role and config
 policy made beforehand). Data is seeded, then the old-layout repo is adopted as a user would
-(`python -m quetzal_deploy adopt`, `invoke infra --adopt`), and nothing may be replaced or lost.
-moto's ECR keeps no layers: the image is a manifest put through the ECR API (its digest is what
-the test follows). The emulator gap this meets: moto's GetFunction omits LoggingConfig, so the
-function shows one in-place change in every plan after it exists (never on AWS).
+(`python -m quetzal_deploy adopt`, `invoke infra --adopt`), and nothing may be replaced or lost;
+then `invoke push` builds the adopted model for real and points the production function at it.
+moto's ECR keeps no layers: the legacy image is a manifest put through the ECR API (its digest is
+what the test follows); the pushed image's layers go to the local registry (QUETZAL_REGISTRY), as
+in the other push tests, and the test checks ECR lists the very manifest the registry holds (moto
+digests a manifest its own way: the function's CodeSha256 is compared with moto's digest). The
+emulator gap this meets: moto's GetFunction omits LoggingConfig, so the function shows one
+in-place change in every plan after it exists (never on AWS).
 """
 
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -113,7 +119,49 @@ def snapshot(session, user_pool: str) -> dict:
     }
 
 
-def test_a_production_stack_is_adopted_without_replacing_or_losing_anything(terraform_aws, tmp_path):
+def pushed_digest(registry: str, tag: str) -> str:
+    """The digest the local registry gives the manifest `invoke push` sent."""
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{MODEL}/manifests/{tag}", method="HEAD",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+                           "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.headers["Docker-Content-Digest"]
+
+
+def push_adopted(session, repo: Path, base_image: str, registry: str) -> None:
+    """`invoke push` on the adopted repo: the production function runs the new image, from the
+    production repository, and nothing else about the function or the repository changes."""
+    lam, ecr = session.client("lambda"), session.client("ecr")
+    before = lam.get_function(FunctionName=MODEL)
+    (repository,) = ecr.describe_repositories(repositoryNames=[MODEL])["repositories"]
+    listed = ecr.describe_images(repositoryName=MODEL)["imageDetails"]
+    old = {i["imageDigest"]: i["imageTags"] for i in listed}
+    push = run_task(repo, "push", env={"QUETZAL_BASE_IMAGE": base_image, "QUETZAL_REGISTRY": registry},
+                    timeout=1800, input="")
+    assert push.returncode == 0, push.stdout[-6000:] + push.stderr[-4000:]
+    after = lam.get_function(FunctionName=MODEL)
+    uri = after["Code"]["ImageUri"]
+    repository_uri, tag = uri.rsplit(":", 1)
+    assert repository_uri == repository["repositoryUri"] and repository_uri.endswith(f"/{MODEL}")
+    assert uri != before["Code"]["ImageUri"] and f"Lambda {MODEL} now runs {tag}" in push.stdout
+    (image,) = ecr.batch_get_image(repositoryName=MODEL, imageIds=[{"imageTag": tag}])["images"]
+    manifest = image["imageManifest"].encode()
+    assert "sha256:" + hashlib.sha256(manifest).hexdigest() == pushed_digest(registry, tag)
+    digest = image["imageId"]["imageDigest"]  # moto's own digest for it (not the manifest's sha256)
+    assert "sha256:" + after["Configuration"]["CodeSha256"] == digest not in old
+    kept = ("FunctionArn", "Role", "PackageType", "MemorySize", "Timeout", "Architectures")
+    assert {k: after["Configuration"][k] for k in kept} == {k: before["Configuration"][k] for k in kept}
+    (still,) = ecr.describe_repositories(repositoryNames=[MODEL])["repositories"]
+    assert still == repository  # same ARN, same creation: the production-named repository
+    images = {i["imageDigest"]: i.get("imageTags", []) for i in
+              ecr.describe_images(repositoryName=MODEL)["imageDetails"]}
+    assert images == {**old, digest: [tag]}  # the old image (v1) is still there to roll back to
+
+
+@pytest.mark.docker
+def test_a_production_stack_is_adopted_without_replacing_or_losing_anything(
+        terraform_aws, tmp_path, lambda_base_image, registry):
     session = boto3.Session(region_name=REGION)
     legacy = tmp_path / "legacy"
     deploy_legacy(session, legacy)
@@ -166,6 +214,8 @@ def test_a_production_stack_is_adopted_without_replacing_or_losing_anything(terr
     # moto's GetFunction omits LoggingConfig: the one change left, an emulator gap.
     assert "Plan: 0 to add, 1 to change, 0 to destroy." in again.stdout, again.stdout[-4000:]
     assert "module.model.aws_lambda_function.this[0] will be updated in-place" in again.stdout
+
+    push_adopted(session, repo, lambda_base_image, registry)
 
 
 def test_a_plan_that_replaces_or_destroys_what_others_hold_is_refused():
