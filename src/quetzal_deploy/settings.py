@@ -77,6 +77,7 @@ class Settings:
     warm_steps: bool = True
     warm_preload: tuple[str, ...] | None = None
     local_runs_kept: int = 20  # LOCAL_RUNS_KEPT: run folders kept in .quetzal/runs/
+    report_tile_url: str = ""  # REPORT_TILE_URL: raster tiles under the report's map (none: offline)
 
     @property
     def scenarios_dir(self) -> Path:
@@ -174,6 +175,18 @@ def local_runs_kept(values: dict[str, str]) -> int:
     if number is None or number < 1:
         raise ConfigError(f"LOCAL_RUNS_KEPT={text!r} in .env must be a whole number, 1 or more")
     return number
+
+
+TILE_URL = re.compile(r"https?://[^/{}\s]+/\S*")
+
+
+def tile_url(value: str, where: str) -> str:
+    """An XYZ raster tile template (http(s), with {z}, {x} and {y}) or "" (no tiles: offline)."""
+    value = value.strip()
+    if value and (not TILE_URL.fullmatch(value) or not all(p in value for p in ("{z}", "{x}", "{y}"))):
+        raise ConfigError(f"{where}={value!r} is not a tile URL: give an http(s) XYZ template such as "
+                          "https://tile.example.org/{z}/{x}/{y}.png, or leave it empty (no tiles, offline)")
+    return value
 
 
 def _model_name(values: dict[str, str]) -> str:
@@ -276,6 +289,7 @@ def load_settings(
         front_end_region=values.get("FRONT_END_REGION") or FRONT_END_REGION,
         **warm_settings(values),
         local_runs_kept=local_runs_kept(values),
+        report_tile_url=tile_url(values.get("REPORT_TILE_URL", ""), "REPORT_TILE_URL in .env"),
     )
     overrides = {k: v for k, v in (("profile", profile), ("region", region)) if v}
     return replace(settings, **overrides) if overrides else settings

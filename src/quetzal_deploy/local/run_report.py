@@ -40,7 +40,7 @@ def local_view(run: LocalRun, error: StatesError | None) -> RunView:
         seconds=None if started is None else ended - started, steps=steps, logs=logs,
         outputs=run.scenario_folder / "outputs", inputs=run.scenario_folder / "inputs",
         error=f"{error.error}: {readable_cause(error.cause)}" if error else None,
-        failed_state=error.state if error else None)
+        failed_state=error.state if error else None, tiles=run.settings.report_tile_url)
 
 
 def write_local_report(run: LocalRun, error: StatesError | None, out: Out,

@@ -203,7 +203,7 @@ def execution_view(settings: Settings, aws: Aws, name: str, folder: Path) -> Run
         limits=Limits(settings.timeout_s, settings.memory_mb, settings.storage_mb, settings.fargate_memory_mb,
                       settings.fargate_storage_gb * 1024),
         steps=steps, logs=logs, outputs=folder / "outputs", inputs=folder / "inputs", error=failure,
-        failed_state=failed_state, notes=notes)
+        failed_state=failed_state, notes=notes, tiles=settings.report_tile_url)
 
 
 def write_execution_report(settings: Settings, aws: Aws, name: str, out: Out = print) -> Path:

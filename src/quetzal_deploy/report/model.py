@@ -76,6 +76,7 @@ class RunView:
     error: str | None = None
     failed_state: str | None = None
     notes: list[str] = field(default_factory=list)
+    tiles: str = ""  # an XYZ raster tile URL drawn under the layers; "" draws them offline
 
 
 def mark_attempts(steps: list[StepView]) -> None:
