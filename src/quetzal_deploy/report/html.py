@@ -2,8 +2,8 @@
 
 plotly (a dependency; plotly.js ships inside its wheel) draws the timeline, the OD
 heat maps and the layers; the layers are drawn as longitude/latitude on plain axes kept to the
-map's aspect (no tiles, no base map fetched), or, only when the user sets a tile URL, as plotly's
-map traces over those raster tiles alone (a style of one raster source: no glyphs or sprites).
+map's aspect (no tiles, no base map fetched). Only when the user sets a tile URL are the XYZ
+raster tiles covering the layers placed under them as plotly layout images (``tile_images``).
 The page stays under ``MAX_REPORT_MB``: plotly.js (about 4.6 MB), at most ``VERTEX_BUDGET``
 vertices, logs cut to their head and tail.
 """
@@ -30,6 +30,9 @@ STATUS_COLOURS = {"ok": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e", "r
 INPUT_COLOUR = "#9e9e9e"
 CONFIG = {"displaylogo": False, "responsive": True}
 TEMPLATE = "plotly_white"
+MAP_TILES_ACROSS = 4  # raster tiles across the layers' extent, when the user sets a tile URL
+MAX_TILES = 48
+MAX_TILE_ZOOM = 19
 INSTALL_HINT = "pip install plotly pyproj (quetzal-deploy's own dependencies)"
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1em;color:#222}
@@ -139,12 +142,10 @@ def step_rows(run: RunView) -> str:
             + "".join(rows) + "</table>")
 
 
-def layer_traces(layer: Layer, colour: str, background: bool, tiled: bool) -> list[dict]:
-    """A line trace and a point trace of one layer, toggled together from the legend; on tiles they
-    are plotly's map traces (longitude/latitude), otherwise plain x/y scatter traces."""
+def layer_traces(layer: Layer, colour: str, background: bool) -> list[dict]:
+    """A line trace and a point trace of one layer, toggled together from the legend."""
     name = f"input: {layer.name}" if background else layer.name
-    x, y = ("lon", "lat") if tiled else ("x", "y")
-    common = dict(type="scattermap" if tiled else "scatter", legendgroup=name, name=name, hoverinfo="name",
+    common = dict(type="scatter", legendgroup=name, name=name, hoverinfo="name",
                   opacity=0.35 if background else 0.9)
     traces = []
     if layer.lines:
@@ -152,72 +153,82 @@ def layer_traces(layer: Layer, colour: str, background: bool, tiled: bool) -> li
         for line in layer.lines:
             xs += [p[0] for p in line] + [None]
             ys += [p[1] for p in line] + [None]
-        traces.append({x: xs, y: ys, "mode": "lines",
-                       "line": dict(color=colour, width=1 if background else 2), **common})
+        traces.append(dict(x=xs, y=ys, mode="lines", line=dict(color=colour, width=1 if background else 2),
+                           **common))
     if layer.points:
-        traces.append({x: [p[0] for p in layer.points], y: [p[1] for p in layer.points], "mode": "markers",
-                       "marker": dict(color=colour, size=4 if background else 6),
-                       "showlegend": not layer.lines, **common})
+        traces.append(dict(x=[p[0] for p in layer.points], y=[p[1] for p in layer.points], mode="markers",
+                           marker=dict(color=colour, size=4 if background else 6), showlegend=not layer.lines,
+                           **common))
     return traces
 
 
-def tile_style(url: str) -> dict:
-    """A map style of the user's raster tiles alone: no glyphs, sprites or other source to fetch."""
-    return {"version": 8, "sources": {"tiles": {"type": "raster", "tiles": [url], "tileSize": 256}},
-            "layers": [{"id": "tiles", "type": "raster", "source": "tiles"}]}
+def tile_images(url: str, lons: list[float], lats: list[float]) -> list[dict]:
+    """The XYZ tiles of ``url`` covering the layers, as plotly layout images under them.
 
+    plotly's own map traces (MapLibre) are not used: in a page opened from a file, Chromium refuses
+    their worker ("cross-origin redirects of the top-level worker script") and they draw no layer.
+    Each web-mercator tile is stretched over its longitude/latitude box: at the zooms chosen here
+    (a few tiles across) the curve inside one tile is under a pixel or two.
+    """
+    def column(lon: float, zoom: int) -> int:
+        return min(int((lon + 180) / 360 * 2**zoom), 2**zoom - 1)
 
-def fit(lons: list[float], lats: list[float], width: int = 1180, height: int = 640) -> tuple[dict, float]:
-    """The centre and the web-mercator zoom showing every point in a ``width`` x ``height`` map."""
-    def mercator(lat: float) -> float:
-        lat = max(min(lat, 85.0), -85.0)
-        return math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+    def row(lat: float, zoom: int) -> int:
+        lat = math.radians(max(min(lat, 85.05), -85.05))
+        return min(int((1 - math.asinh(math.tan(lat)) / math.pi) / 2 * 2**zoom), 2**zoom - 1)
 
-    across = max(max(lons) - min(lons), 1e-6) / 360
-    high = max(mercator(max(lats)) - mercator(min(lats)), 1e-6) / (2 * math.pi)
-    zoom = min(math.log2(width / 256 / across), math.log2(height / 256 / high), 18) - 0.3
-    centre = dict(lon=(min(lons) + max(lons)) / 2, lat=(min(lats) + max(lats)) / 2)
-    return centre, max(zoom, 0)
+    def north(y: int, zoom: int) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / 2**zoom))))
 
-
-def map_figure(outputs: list[Layer], inputs: list[Layer], tiles: str = "") -> str:
-    """The layers on plain longitude/latitude axes scaled as a map at their mean latitude, or over
-    the raster tiles of ``tiles`` (an XYZ URL) when the user set one."""
-    _, pio, _ = plotly()
-    from plotly.colors import qualitative
-
-    palette = qualitative.D3
-    traces = [t for layer in inputs for t in layer_traces(layer, INPUT_COLOUR, True, bool(tiles))]
-    traces += [t for i, layer in enumerate(outputs)
-               for t in layer_traces(layer, palette[i % len(palette)], False, bool(tiles))]
-    points = [p for layer in outputs + inputs for line in (*layer.lines, layer.points) for p in line]
-    if not points:
-        return '<p class="note">No layer to draw.</p>'
-    lats = [p[1] for p in points]
-    layout = dict(template=pio.templates[TEMPLATE].to_plotly_json(), height=640, showlegend=True,
-                  margin=dict(l=10, r=10, t=10, b=10),
-                  legend=dict(title=dict(text="layers (click to hide)")))
-    if tiles:
-        centre, zoom = fit([p[0] for p in points], lats)
-        layout["map"] = dict(style=tile_style(tiles), center=centre, zoom=zoom)
-        return figure_html({"data": traces, "layout": layout}, "map")
-    middle = (min(lats) + max(lats)) / 2
-    layout.update(plot_bgcolor="#fbfbf8",
-                  xaxis=dict(title=dict(text="longitude"), showgrid=False, zeroline=False),
-                  yaxis=dict(title=dict(text="latitude"), showgrid=False, zeroline=False, scaleanchor="x",
-                             scaleratio=1 / max(math.cos(math.radians(middle)), 0.05)))
-    return figure_html({"data": traces, "layout": layout}, "map")
+    span = max(max(lons) - min(lons), 1e-6)
+    zoom = max(min(int(math.log2(360 * MAP_TILES_ACROSS / span)), MAX_TILE_ZOOM), 0)
+    while True:
+        xs = range(column(min(lons), zoom), column(max(lons), zoom) + 1)
+        ys = range(row(max(lats), zoom), row(min(lats), zoom) + 1)
+        if len(xs) * len(ys) <= MAX_TILES or zoom == 0:
+            break
+        zoom -= 1
+    return [dict(source=url.replace("{z}", str(zoom)).replace("{x}", str(x)).replace("{y}", str(y)),
+                 xref="x", yref="y", x=x / 2**zoom * 360 - 180, y=north(y, zoom), sizex=360 / 2**zoom,
+                 sizey=north(y, zoom) - north(y + 1, zoom), sizing="stretch", layer="below",
+                 xanchor="left", yanchor="top") for x in xs for y in ys]
 
 
 def tiles_note(tiles: str) -> str:
     """Where the map's pictures come from: the tile host the user set, or nowhere."""
     if not tiles:
-        return ("drawn with plotly.js, included in this file: it opens offline and requests nothing from "
-                "the network")
-    host = urlsplit(tiles).netloc
-    return ("drawn with plotly.js, included in this file; the map's tiles are fetched from "
-            f'<b id="tile-host">{esc(host)}</b> (REPORT_TILE_URL or --tiles), and nothing else from '
-            "the network")
+        return "it opens offline and requests nothing from the network"
+    return ('the map\'s tiles are fetched from <b id="tile-host">' + esc(urlsplit(tiles).netloc)
+            + "</b> (REPORT_TILE_URL or --tiles), and nothing else from the network")
+
+
+def map_figure(outputs: list[Layer], inputs: list[Layer], tiles: str = "") -> str:
+    """The layers on plain longitude/latitude axes scaled as a map at their mean latitude, over
+    the raster tiles of ``tiles`` (an XYZ URL) when the user set one."""
+    _, pio, _ = plotly()
+    from plotly.colors import qualitative
+
+    palette = qualitative.D3
+    traces = [t for layer in inputs for t in layer_traces(layer, INPUT_COLOUR, True)]
+    traces += [t for i, layer in enumerate(outputs)
+               for t in layer_traces(layer, palette[i % len(palette)], False)]
+    points = [p for layer in outputs + inputs for line in (*layer.lines, layer.points) for p in line]
+    lats = [p[1] for p in points]
+    if not lats:
+        return '<p class="note">No layer to draw.</p>'
+    middle = (min(lats) + max(lats)) / 2
+    layout = dict(template=pio.templates[TEMPLATE].to_plotly_json(), height=640, showlegend=True,
+                  margin=dict(l=10, r=10, t=10, b=10),
+                  legend=dict(title=dict(text="layers (click to hide)")), plot_bgcolor="#fbfbf8",
+                  xaxis=dict(title=dict(text="longitude"), showgrid=False, zeroline=False),
+                  yaxis=dict(title=dict(text="latitude"), showgrid=False, zeroline=False, scaleanchor="x",
+                             scaleratio=1 / max(math.cos(math.radians(middle)), 0.05)))
+    if tiles:
+        lons = [p[0] for p in points]
+        layout["images"] = tile_images(tiles, lons, lats)
+        layout["xaxis"]["range"] = [min(lons), max(lons)]
+        layout["yaxis"]["range"] = [min(lats), max(lats)]
+    return figure_html({"data": traces, "layout": layout}, "map")
 
 
 def matrix_figures(matrices: list[Matrix]) -> str:
@@ -289,8 +300,8 @@ Suggested sizes keep 20 % over the measured peak.</p>
 {layer_notes(outputs + inputs)}{notes_html}
 {"<h2>OD matrices</h2>" + matrix_figures(matrices) if matrices else ""}
 <h2>Logs</h2>{logs or '<p class="note">No log was written.</p>'}
-<p class="note" id="provenance">Written by quetzal-deploy; {tiles_note(run.tiles)}.
-Scenario inputs are drawn faintly in grey.</p>"""
+<p class="note" id="provenance">Written by quetzal-deploy; drawn with plotly.js, included in this file:
+{tiles_note(run.tiles)}. Scenario inputs are drawn faintly in grey.</p>"""
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(run.model)} · '
             f"{esc(run.scenario)} · {esc(run.status)}</title><style>{STYLE}</style>"
             f"<script>{get_plotlyjs()}</script></head><body>{body}</body></html>")
