@@ -5,10 +5,14 @@ check the page asked for nothing but its own file, and keep a screenshot in ``te
 Runs are real ``invoke run --local`` runs of baked repos (real notebooks executed).
 """
 
+import http.server
 import json
 import os
+import struct
 import subprocess
 import sys
+import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -188,3 +192,98 @@ def test_without_its_drawing_libraries_the_report_says_what_to_install(monkeypat
     monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(ReportUnavailable, match="pip install plotly pyproj"):
         report_html.plotly()
+
+
+def png(side: int = 256) -> bytes:
+    """A plain light-blue PNG tile."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pixels = b"".join(b"\0" + b"\xc8\xdc\xf0" * side for _ in range(side))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(pixels)) + chunk(b"IEND", b""))
+
+
+class TileServer(http.server.ThreadingHTTPServer):
+    """The test's own tile server on loopback: one PNG for any path, each path served recorded."""
+
+    def __init__(self):
+        self.served: list[str] = []
+        super().__init__(("127.0.0.1", 0), TileHandler)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class TileHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.server.served.append(self.path)
+        body = png()
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+# Resolves once the browser has fetched every tile image the map placed (resource timing entries).
+TILES_FETCHED = """new Promise(done => { const look = () => {
+  const images = (document.getElementById('map').layout.images || []).map(i => i.source);
+  const got = performance.getEntriesByType('resource').filter(e => images.includes(e.name)).length;
+  if (images.length && got >= images.length) return done(got);
+  requestAnimationFrame(look); }; look(); })"""
+
+
+def test_tiles_draw_the_layers_over_the_users_tile_server_and_nothing_else(baked_repo, tmp_path):
+    """``--tiles`` with a tile server of the test's own on loopback: the page asks it, and only it."""
+    server = TileServer()
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        url = f"http://{server.host}/tiles/{{z}}/{{x}}/{{y}}.png"
+        done = invoke(baked_repo, tmp_path, "run", "--local", "base", "--tiles", url)
+        assert done.returncode == 0, done.stdout + done.stderr
+        shown = render(printed_report(done, baked_repo), "report-tiles", tmp_path, height=1800,
+                       direct=(server.host,), settle=TILES_FETCHED)
+    finally:
+        server.shutdown()
+        serving.join()
+        server.server_close()
+
+    assert shown.network_requests, "no tile was requested"
+    assert all(u.startswith(f"http://{server.host}/tiles/") and u.endswith(".png")
+               for u in shown.network_requests), shown.network_requests
+    assert {u.split(server.host, 1)[1] for u in shown.network_requests} == set(server.served)
+    assert shown.dom.count("<image") == len(set(shown.network_requests))
+    assert f'id="tile-host">{server.host}</b>' in shown.dom
+    assert "preparation_road.geojson" in legend(shown.dom)
+
+
+@pytest.mark.parametrize("url", ["ftp://tiles.example.org/{z}/{x}/{y}.png",
+                                 "https://tiles.example.org/{z}/{x}.png",
+                                 "tiles.example.org/{z}/{x}/{y}.png"])
+def test_a_tile_url_that_is_no_xyz_template_is_refused_before_the_run(baked_repo, tmp_path, url):
+    runs = baked_repo / ".quetzal" / "runs"
+    before = sorted(runs.iterdir()) if runs.is_dir() else []
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base", "--tiles", url)
+
+    assert done.returncode == 1
+    assert f"ERROR: --tiles={url!r} is not a tile URL: give an http(s) XYZ template" in done.stderr
+    assert (sorted(runs.iterdir()) if runs.is_dir() else []) == before
+
+
+def test_report_tile_url_in_env_is_checked_when_settings_load(baked_repo, tmp_path):
+    env = baked_repo / ".env"
+    env.write_text(env.read_text() + "\nREPORT_TILE_URL=http://a.example/x.png\n")
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "base")
+
+    assert done.returncode == 1
+    assert "ERROR: REPORT_TILE_URL in .env='http://a.example/x.png' is not a tile URL" in done.stderr
+    runs = baked_repo / ".quetzal" / "runs"
+    assert not runs.is_dir() or not any(runs.iterdir())

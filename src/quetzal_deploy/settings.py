@@ -189,6 +189,11 @@ def tile_url(value: str, where: str) -> str:
     return value
 
 
+def with_tiles(settings: Settings, tiles: str | None) -> Settings:
+    """``settings`` with ``--tiles`` (checked) over REPORT_TILE_URL; unchanged when it is None."""
+    return settings if tiles is None else replace(settings, report_tile_url=tile_url(tiles, "--tiles"))
+
+
 def _model_name(values: dict[str, str]) -> str:
     """MODEL_NAME; an old .env's own resource name must be that same name."""
     model = values["MODEL_NAME"]

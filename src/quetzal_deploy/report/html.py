@@ -223,9 +223,13 @@ def map_figure(outputs: list[Layer], inputs: list[Layer], tiles: str = "") -> st
                   xaxis=dict(title=dict(text="longitude"), showgrid=False, zeroline=False),
                   yaxis=dict(title=dict(text="latitude"), showgrid=False, zeroline=False, scaleanchor="x",
                              scaleratio=1 / max(math.cos(math.radians(middle)), 0.05)))
-    if tiles:
+    if tiles:  # tiles over a 2:1 box around the layers: what the aspect-kept axes may show
         lons = [p[0] for p in points]
-        layout["images"] = tile_images(tiles, lons, lats)
+        scale = max(math.cos(math.radians(middle)), 0.05)
+        across, high = (max(lons) - min(lons)) / 2, (max(lats) - min(lats)) / 2
+        across, high = max(across, 2 * high / scale), max(high, across * scale)
+        west_east = [(min(lons) + max(lons)) / 2 + side * across for side in (-1, 1)]
+        layout["images"] = tile_images(tiles, west_east, [middle - high, middle + high])
         layout["xaxis"]["range"] = [min(lons), max(lons)]
         layout["yaxis"]["range"] = [min(lats), max(lats)]
     return figure_html({"data": traces, "layout": layout}, "map")

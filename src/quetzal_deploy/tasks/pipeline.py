@@ -1,5 +1,7 @@
 """State machine flows: update-steps, executions."""
 
+from invoke import Exit
+
 from quetzal_deploy.tasks.common import quetzal_task
 
 
@@ -24,13 +26,23 @@ def update_steps(settings, dry_run=False, fix=False):
 @quetzal_task(aws=True, help={
     "last": "how many executions to show (default 10)",
     "report": "write the HTML report of this execution (its name or ARN) under .quetzal/executions/",
+    "open": "with --report: open the report in the browser",
+    "tiles": "with --report: draw its layers over these XYZ raster tiles (http(s)://.../{z}/{x}/{y}.png; "
+             "default REPORT_TILE_URL in .env, else none: the report fetches nothing)",
 })
-def executions(settings, aws, last=10, report=None):
+def executions(settings, aws, last=10, report=None, open=False, tiles=None):
     """List the pipeline's most recent executions on AWS, with status and duration (or --report one)."""
+    if (open or tiles is not None) and not report:
+        raise Exit("ERROR: --open and --tiles go with --report <execution>.", code=2)
     if report:
-        from quetzal_deploy.report.execution import write_execution_report
+        import webbrowser
 
-        write_execution_report(settings, aws, report)
+        from quetzal_deploy.report.execution import write_execution_report
+        from quetzal_deploy.settings import with_tiles
+
+        path = write_execution_report(with_tiles(settings, tiles), aws, report)
+        if open:
+            webbrowser.open(path.as_uri())
         return
     from quetzal_deploy.pipeline.executions import executions_table, list_executions
 

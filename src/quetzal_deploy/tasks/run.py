@@ -15,18 +15,26 @@ from quetzal_deploy.tasks.common import quetzal_task
     "params": 'JSON file {"category": {"name": value}} or flat {"name": value} over inputs/params.json',
     "choice": "pipeline variant to run (the front end's tab; default: the Choice state's Default)",
     "open": "with --local: open the run's HTML report in the browser when it ends",
+    "tiles": "with --local: draw the report's layers over these XYZ raster tiles (http(s)://.../{z}/{x}/{y}.png;"
+             " default REPORT_TILE_URL in .env, else none: the report fetches nothing)",
     "wait": "on AWS: follow the execution until it ends (--no-wait: start it and return)",
 })
 def run(settings, aws, scenario, local=False, docker=False, params=None, choice=None, wait=True,
-        open=False):
+        open=False, tiles=None):
     """Run the whole pipeline on a scenario: on AWS, or on this machine with --local."""
     if docker and not local:
         raise Exit("ERROR: --docker runs the steps on this machine: add --local.", code=2)
     if open and not local:
         raise Exit("ERROR: --open opens a local run's report: add --local (an execution on AWS: "
                    "invoke executions --report <name>).", code=2)
+    if tiles is not None and not local:
+        raise Exit("ERROR: --tiles sets the tiles of a local run's report: add --local (an execution on "
+                   "AWS: invoke executions --report <name> --tiles URL).", code=2)
     if local:
         from quetzal_deploy.local.runner import run_local
+        from quetzal_deploy.settings import with_tiles
+
+        settings = with_tiles(settings, tiles)
 
         code = run_local(settings, scenario, params=params, choice=choice, docker=docker, open_report=open)
     else:
