@@ -67,6 +67,34 @@ def test_report_of_a_failed_execution_shows_its_steps_map_iterations_outputs_and
     assert 'data-unformatted="links.geojson"' in shown.dom and 'data-matrix="links.json"' in shown.dom
 
 
+def test_open_shows_the_execution_report_in_the_users_browser(model, boto, executing, tmp_path):
+    """``--open`` hands the report's file:// URL to the browser ``BROWSER`` names (a recorder here);
+    ``--tiles`` names the tile host in the page."""
+    import sys
+
+    create_machine(boto, {"preparation": {"Type": "Pass", "End": True}})
+    code, output = run(model)
+    assert code == 0, output
+    sfn = boto.client("stepfunctions")
+    [execution] = sfn.list_executions(stateMachineArn=sfn.list_state_machines()["stateMachines"][0]
+                                      ["stateMachineArn"])["executions"]
+    opened, recorder = tmp_path / "opened.txt", tmp_path / "browser.py"
+    recorder.write_text(f"import sys\nopen({str(opened)!r}, 'w').write(sys.argv[1])\n")
+
+    done = run_task(model, "executions", "--report", execution["name"], "--open", "--tiles",
+                    "https://tiles.example.org/{z}/{x}/{y}.png", env={"BROWSER": f"{sys.executable} {recorder} %s"})
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = model / ".quetzal" / "executions" / execution["name"] / "report.html"
+    assert opened.read_text() == page.as_uri()
+    assert 'id="tile-host">tiles.example.org</b>' in page.read_text()
+
+
+def test_open_and_tiles_need_report(model):
+    done = run_task(model, "executions", "--open")
+    assert done.returncode == 2 and "ERROR: --open and --tiles go with --report <execution>." in done.stderr
+
+
 def test_report_of_an_unknown_execution_names_the_command_that_lists_them(model, boto):
     create_machine(boto, {"preparation": {"Type": "Pass", "End": True}})
 
