@@ -82,7 +82,8 @@ def test_open_shows_the_execution_report_in_the_users_browser(model, boto, execu
     recorder.write_text(f"import sys\nopen({str(opened)!r}, 'w').write(sys.argv[1])\n")
 
     done = run_task(model, "executions", "--report", execution["name"], "--open", "--tiles",
-                    "https://tiles.example.org/{z}/{x}/{y}.png", env={"BROWSER": f"{sys.executable} {recorder} %s"})
+                    "https://tiles.example.org/{z}/{x}/{y}.png",
+                    env={"BROWSER": f"{sys.executable} {recorder} %s"})
 
     assert done.returncode == 0, done.stdout + done.stderr
     page = model / ".quetzal" / "executions" / execution["name"] / "report.html"
