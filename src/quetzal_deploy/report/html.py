@@ -1,4 +1,5 @@
-"""The report page: one HTML file with plotly.js inlined, so it opens offline and fetches nothing.
+"""The report page: one HTML file with plotly.js inlined: it opens offline and fetches nothing
+unless the user sets a tile URL.
 
 plotly (a dependency; plotly.js ships inside its wheel) draws the timeline, the OD
 heat maps and the layers; the layers are drawn as longitude/latitude on plain axes kept to the
