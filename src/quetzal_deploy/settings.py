@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
@@ -298,3 +299,29 @@ def load_settings(
     )
     overrides = {k: v for k, v in (("profile", profile), ("region", region)) if v}
     return replace(settings, **overrides) if overrides else settings
+
+
+def read_hcl(path: Path, fix: str) -> dict[str, Any]:
+    """The top-level attributes of an HCL file (a ``.tfvars``, ``backend.hcl``), as python-hcl2
+    reads them (strings keep their quotes); a ``ConfigError`` ending with ``fix`` when unreadable."""
+    import hcl2  # only the tasks that read infra/ pay for it
+    from lark.exceptions import LarkError
+
+    shown = f"infra/{path.name}" if path.parent.name == "infra" else str(path)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return hcl2.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{shown} is missing: restore it from git (git log shows it).") from None
+    except (OSError, LarkError) as ex:
+        raise ConfigError(f"{shown} is not valid HCL ({ex}): {fix}") from ex
+
+
+def read_hcl_strings(path: Path, fix: str) -> dict[str, str]:
+    """:func:`read_hcl` with every value as text, without python-hcl2's quotes."""
+    return {key: str(value).strip('"') for key, value in read_hcl(path, fix).items()}
+
+
+def tfvars_path(settings: Settings) -> Path:
+    """``infra/<model>.tfvars``: the stack's variables, which Terraform and the tasks read."""
+    return settings.root / "infra" / f"{settings.model_name}.tfvars"

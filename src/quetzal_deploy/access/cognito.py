@@ -19,13 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import hcl2
-from lark.exceptions import LarkError
-
 from quetzal_deploy.aws import CONDITION_FAILED, Aws, s3_object, translated, unless_absent
 from quetzal_deploy.errors import AwsError, ConfigError
 from quetzal_deploy.output import Out
-from quetzal_deploy.settings import Settings
+from quetzal_deploy.settings import Settings, read_hcl, tfvars_path
 
 ACCESS_KEY = "cognito_group_access.json"
 WRITE_ATTEMPTS = 8
@@ -43,15 +40,11 @@ class UserRole:
 
 def user_role(settings: Settings) -> UserRole:
     """The names terraform/names.tf gives: infra/<model>.tfvars's ``resource_names``, or ``<model>-user``."""
-    path = settings.root / "infra" / f"{settings.model_name}.tfvars"
+    path = tfvars_path(settings)
     names: dict[str, Any] = {}
     if path.is_file():
-        try:
-            with path.open(encoding="utf-8") as handle:
-                names = hcl2.load(handle).get("resource_names") or {}
-        except (OSError, LarkError) as ex:
-            raise ConfigError(f"infra/{path.name} is not valid HCL ({ex}): fix it, Terraform reads "
-                              "the user role's name there.") from ex
+        fix = "fix it, Terraform reads the user role's name there."
+        names = read_hcl(path, fix).get("resource_names") or {}
     default = f"{settings.model_name}-user"
     named = {key: str(names[key]).strip('"') for key in ("user_role", "user_policy") if names.get(key)}
     return UserRole(named.get("user_role", default), named.get("user_policy", default),

@@ -10,13 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hcl2
 from dotenv import dotenv_values
-from lark.exceptions import LarkError
 
 from quetzal_deploy.errors import ConfigError
 from quetzal_deploy.pipeline.definition import load_definition, machine_states, notebook_paths, state_objects
 from quetzal_deploy.rules import answer_errors
+from quetzal_deploy.settings import read_hcl_strings
 from quetzal_deploy.upgrade.template import template_dir
 
 # The seed README's .env: one name per resource (all equal in practice).
@@ -63,14 +62,6 @@ def template_defaults() -> dict[str, str]:
     data = json.loads((template_dir() / "cookiecutter.json").read_text(encoding="utf-8"))
     return {key: str(value[0] if isinstance(value, list) else value)
             for key, value in data.items() if not key.startswith("_")}
-
-
-def read_tfvars(path: Path) -> dict[str, str]:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return {key: str(value).strip('"') for key, value in hcl2.load(handle).items()}
-    except (OSError, LarkError) as ex:
-        raise ConfigError(f"{path} is not a readable .tfvars file: {ex}") from ex
 
 
 def model_name(env: dict) -> tuple[str, str]:
@@ -133,7 +124,7 @@ def derive(root: Path, tfvars: Path | None = None, live: Callable[[str, str], di
         found.put({"cors_allowed_origins": PRODUCTION_ORIGINS}, "the backend's storage module")
         found.put({"lambda_architecture": "x86_64"}, "the backend's lambda module")
     if tfvars is not None:
-        values = read_tfvars(tfvars)
+        values = read_hcl_strings(tfvars, "give the model's .tfvars of the old infra/models/environments/.")
         if values.get("quetzal_model_name", name) != name:
             raise ConfigError(f"{tfvars} is for {values['quetzal_model_name']}, this repo is {name}.")
         found.ecs_mode = float(values.get("ecs_memory_size") or 0) > 0 and \

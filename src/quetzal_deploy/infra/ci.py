@@ -6,13 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import hcl2
-from lark.exceptions import LarkError
-
-from quetzal_deploy.errors import ConfigError
 from quetzal_deploy.git import output
 from quetzal_deploy.output import Out
-from quetzal_deploy.settings import Settings
+from quetzal_deploy.settings import Settings, read_hcl_strings, tfvars_path
 
 ROLE_VARIABLE = "QUETZAL_DEPLOY_ROLE_ARN"
 REMOTES = {"github": re.compile(r"github\.com[:/]([A-Za-z0-9-]+/[A-Za-z0-9._-]+?)(?:\.git)?/?$"),
@@ -20,21 +16,10 @@ REMOTES = {"github": re.compile(r"github\.com[:/]([A-Za-z0-9-]+/[A-Za-z0-9._-]+?
 GITLAB_FILE = ".gitlab-ci.yml"
 
 
-def tfvars_path(settings: Settings) -> Path:
-    return settings.root / "infra" / f"{settings.model_name}.tfvars"
-
-
 def configured_repository(settings: Settings) -> str:
     """``ci_repository`` of the model's .tfvars ('' when unset)."""
-    path = tfvars_path(settings)
-    try:
-        with path.open(encoding="utf-8") as handle:
-            value = hcl2.load(handle).get("ci_repository", "")
-    except FileNotFoundError:
-        raise ConfigError(f"{path} is missing: restore it from git (git log shows it).") from None
-    except LarkError as ex:
-        raise ConfigError(f"{path} is not valid HCL ({ex}): fix it, then run ci-bootstrap again.") from ex
-    return str(value).strip('"')
+    fix = "fix it, then run ci-bootstrap again."
+    return read_hcl_strings(tfvars_path(settings), fix).get("ci_repository", "")
 
 
 def provider(root: Path) -> str:

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
-
-import hcl2
-from lark.exceptions import LarkError
 
 from quetzal_deploy.aws import RETRIES, Aws, translated, unless_absent
 from quetzal_deploy.errors import AwsError, Cancelled, ConfigError
 from quetzal_deploy.git import output
 from quetzal_deploy.infra.terraform import Terraform
 from quetzal_deploy.output import Out
-from quetzal_deploy.settings import Settings
+from quetzal_deploy.settings import Settings, read_hcl_strings
 
 Confirm = Callable[[str], bool]
 BACKEND_CONFIG = "backend.hcl"
@@ -115,15 +111,6 @@ def function_exists(aws: Aws, name: str) -> bool:
                          {"ResourceNotFoundException"}, False, aws.settings.profile)
 
 
-def read_hcl(path: Path) -> dict[str, str]:
-    """The top-level ``key = value`` pairs of an HCL file (python-hcl2 keeps string quotes)."""
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return {key: str(value).strip('"') for key, value in hcl2.load(handle).items()}
-    except LarkError as ex:
-        raise ConfigError(f"infra/{path.name} is not valid HCL: {ex}") from ex
-
-
 class StateBucket:
     """The team's Terraform state bucket named in infra/backend.hcl (not the model's bucket)."""
 
@@ -211,7 +198,7 @@ class Stack:
         backend = self.folder / BACKEND_CONFIG
         if not backend.is_file():
             return None
-        found = read_hcl(backend)
+        found = read_hcl_strings(backend, "fix it: it names the team's Terraform state bucket.")
         if not found.get("bucket"):
             raise ConfigError(f"infra/{BACKEND_CONFIG} names no bucket: add bucket = \"<state bucket>\".")
         return StateBucket(self.aws, found["bucket"], found.get("region") or self.settings.region)
