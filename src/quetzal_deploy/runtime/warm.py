@@ -47,6 +47,7 @@ from pathlib import Path
 
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError
+from quetzal_deploy.runtime.strays import resident_mb
 
 SWITCH = "QUETZAL_WARM"
 PRELOAD_VARIABLE = "QUETZAL_PRELOAD"
@@ -595,13 +596,6 @@ def start(lines: tuple[str, ...], out=print) -> Zygote:
                 "it is not preloaded (a process with threads cannot fork safely).")
 
 
-def resident_mb(pid: int) -> float:
-    """A process's resident memory (``VmRSS``), in MB."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        kib = next((line.split()[1] for line in status if line.startswith("VmRSS:")), "0")
-    return int(kib) / 1024
-
-
 ZYGOTES: dict[Path, Zygote | None] = {}
 ZYGOTES_LOCK = threading.Lock()
 
@@ -619,7 +613,7 @@ def prepare(task_root: Path, out=print, saved: dict | None = None) -> Zygote | N
             try:
                 zygote = start(chosen.preload, out)
                 out(f"[quetzal] warm start: {len(zygote.preloaded)} imports preloaded in "
-                    f"{zygote.seconds:.2f} s, {resident_mb(zygote.process.pid):.0f} MB")
+                    f"{zygote.seconds:.2f} s, {resident_mb([zygote.process.pid]):.0f} MB")
             except Exception as ex:  # noqa: BLE001 - a warm start saves time, it never fails a step
                 out(f"[quetzal] WARNING: {ex} Steps run in fresh processes.")
         ZYGOTES[key] = zygote
