@@ -7,6 +7,10 @@ children it forks and, to compare, fresh ``python script`` processes through the
 
 import json
 import os
+import select
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -268,6 +272,7 @@ def test_prepare_starts_one_zygote_per_task_root_and_again_when_it_died(tmp_path
         first.process.wait()
         again = warm.prepare(tmp_path)
         assert again is not first and again.process.poll() is None
+        assert not first.folder.exists() and again.folder.is_dir()
     finally:
         warm.shutdown()
 
@@ -323,3 +328,75 @@ def test_a_forked_grandchild_is_watched_and_ended_with_its_step(tmp_path, zygote
     assert outcome.returncode == 0 and seen_file.exists(), list(outcome.tail)
     grandchild = Path(f"/proc/{pid_file.read_text()}/stat")
     assert not grandchild.exists() or grandchild.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+# --- the zygote's folder never outlives it -------------------------------------------------------
+
+def wait_until_ended(pid: int) -> None:
+    """Until ``pid`` has exited (pidfd readiness: an event, bounded generously as a hang guard);
+    reaped if it became this process's child (a subreaper adopts orphans)."""
+    try:
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([descriptor], [], [], 120)
+        assert ready, f"process {pid} still runs"
+    finally:
+        os.close(descriptor)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # init's or another reaper's child
+
+
+def starter(tmp_path, code: str) -> subprocess.Popen:
+    """A Python process running ``code`` with ``warm`` imported and its temporary files in ``tmp_path``."""
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    return subprocess.Popen([sys.executable, "-c", "from quetzal_deploy.runtime import warm\n" + code],
+                            env={**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": path},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("end", ["SIGKILL", "exit without shutdown"])
+def test_the_zygote_removes_its_folder_when_the_process_that_started_it_is_gone(tmp_path, end):
+    process = starter(tmp_path, "zygote = warm.start(('import decimal',))\n"
+                                "print(zygote.process.pid, zygote.folder, flush=True)\n"
+                                + ("import sys\nsys.stdin.read()\n" if end == "SIGKILL" else ""))
+    pid, folder = process.stdout.readline().split()
+    assert Path(folder).is_dir() and Path(folder).parent == tmp_path
+    if end == "SIGKILL":
+        process.kill()
+    process.wait()
+
+    wait_until_ended(int(pid))
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith("quetzal-warm-")]
+
+
+def test_a_zygote_ended_by_sigterm_removes_its_folder_and_its_steps_get_the_default_back(
+        tmp_path, zygotes):
+    zygote = start(zygotes, ["import decimal"])
+    source = ("import json, signal\n"
+              "print('RETURN:', json.dumps(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL))\n")
+    assert run(tmp_path, source, zygote).returns == ["true"]
+
+    zygote.process.send_signal(signal.SIGTERM)
+    assert zygote.process.wait() == 128 + signal.SIGTERM
+    assert not zygote.folder.exists()
+
+
+def test_a_start_interrupted_while_preloading_leaves_no_zygote_and_no_folder(tmp_path):
+    """Ctrl-C (or the local run's SIGTERM, made an exception) while the zygote imports: the
+    import here waits until the test has seen it start."""
+    (tmp_path / "slow_import.py").write_text(
+        "import os, signal\nprint('preloading', os.getpid(), flush=True)\nsignal.pause()\n")
+    process = starter(tmp_path, "warm.start(('import slow_import',))\n")
+    word, pid = process.stdout.readline().split()
+    assert word == "preloading"
+
+    process.send_signal(signal.SIGINT)
+    process.wait()
+
+    assert process.returncode != 0
+    wait_until_ended(int(pid))
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith("quetzal-warm-")]

@@ -20,6 +20,10 @@ in each child; jemalloc's background threads (pyarrow, polars) are turned off. A
 starts a thread when imported anyway (polars) is found and refused by the next zygote, so what
 the import needed before it stays preloaded and each step imports the rest; a warning names it.
 ``numpy.random``'s global state is reseeded in each child.
+
+Its folder (caches, ``HOME``, ``TMPDIR`` of the preload) is removed by the zygote itself when it
+ends, whatever ends it: the handler's ``stop``, the handler gone (its control socket closed: a
+process killed, or one that exits without ``shutdown``), SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import importlib.abc
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -74,6 +79,9 @@ ALLOCATOR_VARIABLES = {"JE_ARROW_MALLOC_CONF": "background_thread:false",  # pya
 # others are found as they come (one more preload each).
 THREADED = ("polars",)
 HEADER = struct.Struct("!I")
+# Signals that end the zygote (its folder removed first); each step gets the dispositions back.
+ENDING = (signal.SIGTERM, signal.SIGHUP)
+INHERITED: dict[int, object] = {}
 
 
 def enabled_here() -> bool:
@@ -254,6 +262,14 @@ class Watcher(importlib.abc.MetaPathFinder):
                     module.__loader__ = spec.loader
 
 
+class Ended(BaseException):
+    """SIGTERM or SIGHUP reached the zygote (never taken for a failed import)."""
+
+
+def end(signum, frame):
+    raise Ended(signum)
+
+
 def preload(lines: list[str], blocked: set[str]) -> dict:
     """Run each import; stop at one that starts a thread (it cannot be undone), naming the
     package that did (the next zygote refuses it, so the rest of that import is preloaded)."""
@@ -264,6 +280,8 @@ def preload(lines: list[str], blocked: set[str]) -> dict:
     for line in lines:
         try:
             exec(compile(line, "<preload>", "exec"), {})  # noqa: S102 - import lines only, from the notebooks
+        except Ended:
+            raise
         except BaseException as ex:  # noqa: BLE001 - a failed import is skipped, whatever it raised
             skipped.append([line, f"{type(ex).__name__}: {ex}"])
             continue
@@ -366,6 +384,8 @@ def run_child(request: dict, output: int, reply: socket.socket, base_path: list[
     try:
         os.setsid()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        for number, disposition in INHERITED.items():
+            signal.signal(number, disposition)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(output, 1)
@@ -443,18 +463,30 @@ def serve(control: socket.socket, base_path: list[str]) -> None:
                 reply.close()
 
 
-def zygote_main(fd: int) -> int:
-    control = socket.socket(fileno=fd)
+def preload_and_serve(control: socket.socket) -> None:
     added = {os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry}
     base_path = [entry for entry in sys.path[1:] if entry not in added]
     request, _ = receive_message(control)
     report = preload(request["preload"], set(request["blocked"]))
     report["threads_now"] = thread_count()
     send_message(control, report)
-    if "threads" in report:
-        return 0
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the steps; the handler stops this
-    serve(control, base_path)
+    if "threads" not in report:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the steps; the handler stops this
+        serve(control, base_path)
+
+
+def zygote_main(fd: int, folder: str) -> int:
+    """The zygote's life; ``folder`` removed at its end, whatever ends it."""
+    for number in ENDING:
+        INHERITED[number] = signal.signal(number, end)
+    try:
+        preload_and_serve(socket.socket(fileno=fd))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the handler is gone
+    except Ended as ex:
+        return 128 + ex.args[0]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
@@ -536,14 +568,16 @@ class Zygote:
         return [f"[quetzal] WARNING: warm start: `{line}` was not preloaded ({reason}); the step "
                 "imports it itself." for line, reason in self.skipped]
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """End the zygote (``kill``: at once, even while it preloads) and remove its folder."""
         self.control.close()
+        if kill:
+            self.process.kill()
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        import shutil
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -561,24 +595,38 @@ def zygote_environment(folder: Path) -> dict[str, str]:
     return env
 
 
+def launch() -> Zygote:
+    """A new zygote process in a folder of its own, waiting for what to preload."""
+    folder = Path(tempfile.mkdtemp(prefix="quetzal-warm-"))
+    mine, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "quetzal_deploy.runtime.warm", str(theirs.fileno()), str(folder)],
+            pass_fds=[theirs.fileno()], env=zygote_environment(folder), cwd=folder, stdin=subprocess.DEVNULL)
+    except BaseException:
+        mine.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        theirs.close()
+    return Zygote(process, mine, folder)
+
+
 def start(lines: tuple[str, ...], out=print) -> Zygote:
     """Start a zygote that preloaded ``lines``. When one starts a thread, the zygote starts again
     refusing the package that did (or, not known, without that line)."""
     lines, blocked = list(lines), list(THREADED)
     while True:
-        folder = Path(tempfile.mkdtemp(prefix="quetzal-warm-"))
-        mine, theirs = socket.socketpair()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "quetzal_deploy.runtime.warm", str(theirs.fileno())],
-            pass_fds=[theirs.fileno()], env=zygote_environment(folder), cwd=folder, stdin=subprocess.DEVNULL)
-        theirs.close()
-        zygote = Zygote(process, mine, folder)
+        zygote = launch()
         try:
-            send_message(mine, {"preload": lines, "blocked": blocked})
-            report, _ = receive_message(mine)
+            send_message(zygote.control, {"preload": lines, "blocked": blocked})
+            report, _ = receive_message(zygote.control)
         except (OSError, EOFError, ValueError) as ex:
             zygote.stop()
             raise NotebookError(f"The warm process did not start ({type(ex).__name__}).") from ex
+        except BaseException:  # Ctrl-C, SIGTERM made an exception: not after the preload
+            zygote.stop(kill=True)
+            raise
         if "threads" not in report:
             zygote.preloaded, zygote.seconds = report["preloaded"], report["seconds"]
             zygote.skipped = report["skipped"]
@@ -605,18 +653,21 @@ def prepare(task_root: Path, out=print, saved: dict | None = None) -> Zygote | N
     ``saved`` stands for ``quetzal-warm.json`` (a local run's ``.env``)."""
     key = Path(task_root).resolve()
     with ZYGOTES_LOCK:
-        if key in ZYGOTES and (ZYGOTES[key] is None or ZYGOTES[key].process.poll() is None):
-            return ZYGOTES[key]
+        if key in ZYGOTES:
+            if ZYGOTES[key] is None or ZYGOTES[key].process.poll() is None:
+                return ZYGOTES[key]
+            ZYGOTES.pop(key).stop()  # it died: its folder goes with it
         chosen = config(key, saved=saved)
         zygote = None
         if chosen.enabled:
             try:
                 zygote = start(chosen.preload, out)
-                out(f"[quetzal] warm start: {len(zygote.preloaded)} imports preloaded in "
-                    f"{zygote.seconds:.2f} s, {resident_mb([zygote.process.pid]):.0f} MB")
             except Exception as ex:  # noqa: BLE001 - a warm start saves time, it never fails a step
                 out(f"[quetzal] WARNING: {ex} Steps run in fresh processes.")
         ZYGOTES[key] = zygote
+        if zygote is not None:
+            out(f"[quetzal] warm start: {len(zygote.preloaded)} imports preloaded in "
+                f"{zygote.seconds:.2f} s, {resident_mb([zygote.process.pid]):.0f} MB")
         return zygote
 
 
@@ -630,4 +681,4 @@ def shutdown() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(zygote_main(int(sys.argv[1])))
+    sys.exit(zygote_main(int(sys.argv[1]), sys.argv[2]))
