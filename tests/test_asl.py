@@ -206,3 +206,29 @@ def test_unsupported_definition_lists_every_problem_up_front():
                      "state 'F': MaxConcurrency must be a whole number from 0 to 99999999, not '2'",
                      "state 'F': Retry[0]: MaxAttempts must be a whole number from 0 to 99999999, not -1"):
         assert expected in message, message
+
+
+def test_nested_machines_are_checked_where_they_run():
+    """Branches and processors are checked as the interpreter runs them, each problem naming
+    its place; a machine under a state that does not run it is only that state's field problem."""
+    passing = {"Type": "Pass", "End": True}
+    definition = {"StartAt": "P", "States": {
+        "P": {"Type": "Parallel", "Next": "M", "Branches": [
+            "not a machine", {"StartAt": "Nowhere", "States": {"in": passing}},
+            {"StartAt": "Q", "States": {"Q": {"Type": "Parallel", "End": True,
+                                              "Branches": [{"States": {}}]}}}]},
+        "M": {"Type": "Map", "Next": "N", "Iterator": {"StartAt": "x", "States": {"x": {"Type": "Nope"}}}},
+        "N": {"Type": "Map", "Next": "O"},
+        "O": {"Type": "Pass", "End": True, "Branches": [{"StartAt": "y", "States": {"y": {"Type": "Nope"}}}]},
+    }}
+    with pytest.raises(DefinitionError) as caught:
+        Interpreter(definition)
+    problems = str(caught.value).splitlines()[1:-1]
+    assert problems == [
+        "  - state 'P' Branches[0] must be an object with StartAt and States, not 'not a machine'",
+        "  - state 'P' Branches[1]: StartAt 'Nowhere' is not one of its states",
+        "  - state 'Q' Branches[0] needs a non-empty 'States' object",
+        "  - state 'x': Type 'Nope' is not supported by the local runner",
+        "  - state 'N' needs an ItemProcessor (or Iterator)",
+        "  - state 'O': field 'Branches' is not supported by the local runner",
+    ], problems

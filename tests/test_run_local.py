@@ -244,28 +244,65 @@ def test_missing_notebook_is_refused_before_anything_runs(baked_repo, tmp_path):
     assert not (baked_repo / ".quetzal").exists()
 
 
-def test_the_pre_run_checks_walk_the_state_machine_once(default_bake, monkeypatch):
-    """Duplicate names, Tasks, notebooks, Choices and front-end warnings all read the interpreter's
-    one walk of the states (a ported Map with ItemProcessor and a Choice: every check has work)."""
+class CountedStates(dict):
+    """A ``States`` object that counts the walks through it (every walk iterates it)."""
+
+    def __init__(self, states, walks):
+        super().__init__(states)
+        self.walks = walks
+
+    def __iter__(self):
+        self.walks.append(id(self))
+        return super().__iter__()
+
+    def items(self):
+        self.walks.append(id(self))
+        return super().items()
+
+    def keys(self):
+        self.walks.append(id(self))
+        return super().keys()
+
+    def values(self):
+        self.walks.append(id(self))
+        return super().values()
+
+
+def counted(machine, walks):
+    """``machine`` with each of its ``States`` objects, nested ones included, counting its walks."""
+    states = {name: dict(state) for name, state in machine["States"].items()}
+    for state in states.values():
+        if "Branches" in state:
+            state["Branches"] = [counted(branch, walks) for branch in state["Branches"]]
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                state[key] = counted(state[key], walks)
+    return dict(machine, States=CountedStates(states, walks))
+
+
+def test_the_pre_run_checks_walk_the_state_machine_once(default_bake):
+    """The structural validation, duplicate names, Tasks, notebooks, Choices and front-end warnings
+    all read the interpreter's one walk of the states: each States object (the top one, a Parallel
+    branch's, a Map processor's) is iterated once. A ported Map with ItemProcessor, a Parallel and
+    a Choice, so every check has work."""
     from quetzal_deploy.local.checks import check_before_run
     from quetzal_deploy.local.interpreter import Interpreter
     from quetzal_deploy.local.runner import local_definition
-    from quetzal_deploy.pipeline import definition as definition_module
     from quetzal_deploy.runtime.params import DEFAULT_CHOICE
     from quetzal_deploy.settings import load_settings
 
     settings = load_settings(default_bake)
     machine = local_definition(settings, out=lambda line: None)
-    machine["States"]["Fan"] = {"Type": "Map", "ItemsPath": "$.items", "End": True, "ItemProcessor": {
-        "StartAt": "inner", "States": {"inner": {"Type": "Pass", "End": True}}}}
+    inner = {"StartAt": "inner", "States": {"inner": {"Type": "Pass", "End": True}}}
+    machine["States"]["Fan"] = {"Type": "Map", "ItemsPath": "$.items", "End": True, "ItemProcessor": inner}
+    machine["States"]["Both"] = {"Type": "Parallel", "End": True, "Branches": [
+        {"StartAt": "left", "States": {"left": {"Type": "Pass", "End": True}}}]}
     walks = []
-    original = definition_module.walk_states
-    monkeypatch.setattr(definition_module, "walk_states", lambda states, where="States": (
-        walks.append(where) if where == "States" else None) or original(states, where))
+    machine = counted(machine, walks)
 
     warnings = check_before_run(Interpreter(machine).states, settings, DEFAULT_CHOICE)
 
-    assert walks == ["States"]
+    assert len(walks) == 3 and len(set(walks)) == 3, walks  # the top States, the Map's, the branch's
     assert any("Map state 'Fan' uses ItemProcessor" in warning for warning in warnings)
 
 

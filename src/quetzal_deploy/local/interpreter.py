@@ -159,7 +159,7 @@ class Interpreter:
         state_machine_arn: str = "arn:aws:states:local:000000000000:stateMachine:local",
     ):
         self.states = machine_states(definition)  # walked once: the pre-run checks share it
-        check_supported(definition, self.states)
+        check_supported(self.states)
         self.definition = definition
         self.invoke_task = invoke_task
         self.out = out

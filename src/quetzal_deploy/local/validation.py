@@ -16,6 +16,7 @@ from quetzal_deploy.pipeline.definition import (
     ECS_RUN_TASK,
     LAMBDA_INVOKE,
     DefinitionError,
+    Machine,
     Walk,
     duplicate_state_names,
 )
@@ -106,29 +107,59 @@ def is_lambda_resource(resource: Any) -> bool:
                                           or resource.startswith(LAMBDA_ARN_PREFIX))
 
 
-def machine_problems(machine: Any, where: str, top: bool = False) -> Iterator[str]:
-    if not isinstance(machine, dict):
-        yield f"{where} must be an object with StartAt and States, not {short(machine)}"
+def label(machine: Machine) -> str:
+    """How a problem names a machine: the file, or its state's branch or processor."""
+    if machine.parent is None:
+        return "step-functions.json"
+    return f"state '{machine.name}' {machine.key}" + ("" if machine.index is None else f"[{machine.index}]")
+
+
+def runs(machine: Machine) -> bool:
+    """Whether the interpreter runs a nested machine: a Parallel state's branch, or the processor
+    a Map state uses (its ItemProcessor when that is an object, else its Iterator)."""
+    kind = machine.state.get("Type") if machine.state is not None else None
+    if machine.key == "Branches":
+        return kind == "Parallel"
+    used = "ItemProcessor" if isinstance(machine.state.get("ItemProcessor"), dict) else "Iterator"
+    return kind == "Map" and machine.key == used
+
+
+def machine_problems(machine: Machine) -> Iterator[str]:
+    """What is wrong with a machine's own fields, StartAt and States (its states come apart)."""
+    body, where, top = machine.body, label(machine), machine.parent is None
+    if not isinstance(body, dict):
+        yield f"{where} must be an object with StartAt and States, not {short(body)}"
         return
     allowed = MACHINE_FIELDS if top else {"StartAt", "States", "Comment", "ProcessorConfig"}
-    for key in machine:
+    for key in body:
         if key not in allowed:
             yield f"{where}: field '{key}' is not supported by the local runner"
-    problems = list(type_problems(machine, where))
+    problems = list(type_problems(body, where))
     yield from problems
-    if machine.get("QueryLanguage", "JSONPath") != "JSONPath":
-        yield f"{where}: QueryLanguage {short(machine['QueryLanguage'])} is not supported (only JSONPath)"
-    mode = machine.get("ProcessorConfig", {}).get("Mode", "INLINE") if not problems else "INLINE"
+    if body.get("QueryLanguage", "JSONPath") != "JSONPath":
+        yield f"{where}: QueryLanguage {short(body['QueryLanguage'])} is not supported (only JSONPath)"
+    mode = body.get("ProcessorConfig", {}).get("Mode", "INLINE") if not problems else "INLINE"
     if mode != "INLINE":
         yield f"{where}: ProcessorConfig.Mode {short(mode)} is not supported (only INLINE Map)"
-    states = machine.get("States")
+    states = body.get("States")
     if not isinstance(states, dict) or not states:
         yield f"{where} needs a non-empty 'States' object"
         return
-    if machine.get("StartAt") not in states:
-        yield f"{where}: StartAt {short(machine.get('StartAt'))} is not one of its states"
-    for name, state in states.items():
-        yield from state_problems(name, state, states)
+    if body.get("StartAt") not in states:
+        yield f"{where}: StartAt {short(body.get('StartAt'))} is not one of its states"
+
+
+def walk_problems(walk: Walk) -> Iterator[str]:
+    """The problems of every machine the interpreter would run and of their states, read from
+    the one walk of the definition (``machine_states``)."""
+    entered = set()
+    for where, machine in walk.machines.items():  # a machine comes after the one holding it
+        if machine.parent is None or (machine.parent in entered and runs(machine)):
+            entered.add(where)
+            yield from machine_problems(machine)
+    for name, state, where in walk:
+        if where in entered:
+            yield from state_problems(name, state, walk.machines[where].body["States"])
 
 
 def state_problems(name: str, state: Any, siblings: Mapping[str, Any]) -> Iterator[str]:
@@ -166,7 +197,8 @@ def state_problems(name: str, state: Any, siblings: Mapping[str, Any]) -> Iterat
 
 
 def kind_problems(where: str, kind: str, state: dict, siblings: Mapping[str, Any]) -> Iterator[str]:
-    """What a Task's resource, a Choice's rules, a Parallel's branches or a Map's processor lacks."""
+    """What a Task's resource, a Choice's rules or a Map's processor lacks (the machines a
+    Parallel or Map state holds are checked as the walk meets them)."""
     if kind == "Task" and not is_lambda_resource(state.get("Resource")):
         yield (f"{where}: Resource {short(state.get('Resource'))} is not supported locally "
                f"(only {LAMBDA_INVOKE}, Lambda function ARNs and Fargate steps)")
@@ -178,15 +210,8 @@ def kind_problems(where: str, kind: str, state: dict, siblings: Mapping[str, Any
             following = rule.get("Next") if isinstance(rule, dict) else None
             if following is not None and (not isinstance(following, str) or following not in siblings):
                 yield f"{where}: Choices[{index}].Next {short(following)} is not a state"
-    if kind == "Parallel":
-        for index, branch in enumerate(state.get("Branches", [])):
-            yield from machine_problems(branch, f"{where} Branches[{index}]")
-    if kind == "Map":
-        processor = state.get("ItemProcessor", state.get("Iterator"))
-        if processor is None:
-            yield f"{where} needs an ItemProcessor (or Iterator)"
-        else:
-            yield from machine_problems(processor, f"{where} ItemProcessor")
+    if kind == "Map" and state.get("ItemProcessor", state.get("Iterator")) is None:
+        yield f"{where} needs an ItemProcessor (or Iterator)"
 
 
 def handler_problems(where, handler_where, handler, fields, siblings) -> Iterator[str]:
@@ -211,14 +236,14 @@ def handler_problems(where, handler_where, handler, fields, siblings) -> Iterato
             yield f"{where}: ResultPath: {ex}"
 
 
-def check_supported(definition: Mapping[str, Any], states: Walk) -> None:
-    """Raise DefinitionError listing everything the local runner cannot run (``states``: the
+def check_supported(walk: Walk) -> None:
+    """Raise DefinitionError listing everything the local runner cannot run (``walk``: the
     definition's ``machine_states``)."""
     try:
-        problems = list(machine_problems(definition, "step-functions.json", top=True))
+        problems = list(walk_problems(walk))
     except RecursionError as ex:
         raise DefinitionError("step-functions.json is nested too deeply to run") from ex
-    problems += duplicate_state_names(states)
+    problems += duplicate_state_names(walk)
     if problems:
         raise DefinitionError(
             "step-functions.json cannot run locally:\n  - " + "\n  - ".join(problems)

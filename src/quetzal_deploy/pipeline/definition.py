@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,31 +58,64 @@ def load_definition(path: Path) -> dict[str, Any]:
     return definition
 
 
-def walk_states(states: Any, where: str = "States") -> Iterator[tuple[str, Any, str]]:
+@dataclass(frozen=True)
+class Machine:
+    """A machine the walk met, as written (malformed ones too): the definition itself, a
+    Parallel state's branch or a Map state's processor."""
+
+    body: Any
+    parent: str | None = None  # the ``where`` of the states holding its state; None at the top
+    name: str = ""  # its state's name
+    state: Mapping[str, Any] | None = None
+    key: str = ""  # Branches, ItemProcessor or Iterator
+    index: int | None = None  # its place in Branches
+
+
+def sub_machines(state: Mapping[str, Any]) -> Iterator[tuple[str, int | None, Any]]:
+    """``(key, index, machine)`` of a state's branches (each, whatever its type) and processors
+    (objects only: a processor of the wrong type is a field problem of its state)."""
+    branches = state.get("Branches")
+    for index, branch in enumerate(branches if isinstance(branches, list) else []):
+        yield "Branches", index, branch
+    for key in ("Iterator", "ItemProcessor"):
+        if isinstance(state.get(key), Mapping):
+            yield key, None, state[key]
+
+
+def walk_states(states: Any, where: str = "States",
+                machines: dict[str, Machine] | None = None) -> Iterator[tuple[str, Any, str]]:
     """``(name, state, where)`` for every state, nested Map and Parallel branches included;
-    parts of the wrong type are skipped (the validation reports them)."""
+    parts of the wrong type are skipped (the validation reports them). Each nested machine met
+    is recorded in ``machines``, when given, by the ``where`` of its states."""
     if not isinstance(states, Mapping):
         return
     for name, state in states.items():
         yield name, state, where
         if not isinstance(state, Mapping):
             continue
-        branches = state.get("Branches")
-        for index, branch in enumerate(branches if isinstance(branches, list) else []):
-            if isinstance(branch, Mapping):
-                yield from walk_states(branch.get("States"), f"{where}.{name}.Branches[{index}].States")
-        for key in ("Iterator", "ItemProcessor"):
-            if isinstance(state.get(key), Mapping):
-                yield from walk_states(state[key].get("States"), f"{where}.{name}.{key}.States")
+        for key, index, machine in sub_machines(state):
+            inner = f"{where}.{name}.{key}{'' if index is None else f'[{index}]'}.States"
+            if machines is not None:
+                machines[inner] = Machine(machine, where, name, state, key, index)
+            if isinstance(machine, Mapping):
+                yield from walk_states(machine.get("States"), inner, machines)
 
 
-Walk = list[tuple[str, Any, str]]  # (name, state, where) of every state, as walk_states yields them
+class Walk(list[tuple[str, Any, str]]):
+    """``(name, state, where)`` of every state, as ``walk_states`` yields them, and ``machines``:
+    every machine met, by the ``where`` of its states (``"States"``: the definition)."""
+
+    def __init__(self, states: Iterable[tuple[str, Any, str]], machines: dict[str, Machine]):
+        super().__init__(states)
+        self.machines = machines
 
 
 def machine_states(definition: Any) -> Walk:
     """Every state of ``definition`` with its path, walked once: the checks that look at every
-    state (duplicate names, notebooks, Tasks, Choices, front-end warnings) share this list."""
-    return list(walk_states(definition.get("States") if isinstance(definition, Mapping) else None))
+    state (structure, duplicate names, notebooks, Tasks, Choices, front-end warnings) share it."""
+    machines = {"States": Machine(definition)}
+    states = definition.get("States") if isinstance(definition, Mapping) else None
+    return Walk(walk_states(states, machines=machines), machines)
 
 
 def state_objects(walk: Iterable[tuple[str, Any, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
