@@ -244,6 +244,14 @@ def test_missing_notebook_is_refused_before_anything_runs(baked_repo, tmp_path):
     assert not (baked_repo / ".quetzal").exists()
 
 
+def counting(name: str):
+    """A dict method that counts the call (a walk) before answering."""
+    def method(self, *args):
+        self.walks.append(id(self))
+        return getattr(dict, name)(self, *args)
+    return method
+
+
 class CountedStates(dict):
     """A ``States`` object that counts the walks through it (every walk iterates it)."""
 
@@ -251,21 +259,7 @@ class CountedStates(dict):
         super().__init__(states)
         self.walks = walks
 
-    def __iter__(self):
-        self.walks.append(id(self))
-        return super().__iter__()
-
-    def items(self):
-        self.walks.append(id(self))
-        return super().items()
-
-    def keys(self):
-        self.walks.append(id(self))
-        return super().keys()
-
-    def values(self):
-        self.walks.append(id(self))
-        return super().values()
+    __iter__, items, keys, values = (counting(name) for name in ("__iter__", "items", "keys", "values"))
 
 
 def counted(machine, walks):
