@@ -14,6 +14,7 @@ import pytest
 
 from fixtures.tasks import run_task
 from quetzal_deploy.aws import Aws
+from quetzal_deploy.contract.params import ParamsError
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.pipeline.executions import run_remote
 from quetzal_deploy.settings import load_settings
@@ -189,7 +190,7 @@ def test_bad_params_file_starts_nothing(model, boto, tmp_path, content, message)
     arn = create_machine(boto, {"preparation": {"Type": "Pass", "End": True}})
     params = tmp_path / "params.json"
     params.write_text(content)
-    with pytest.raises(QuetzalError) as raised:
+    with pytest.raises(ParamsError) as raised:  # the boundary shows it as an ERROR line
         run(model, params=params)
     assert message in str(raised.value)
     assert boto.client("stepfunctions").list_executions(stateMachineArn=arn)["executions"] == []

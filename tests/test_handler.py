@@ -401,14 +401,16 @@ def test_broken_notebook_is_a_notebook_error_with_a_log(lambda_env, s3, task_roo
 
 
 def test_runtime_imports_only_what_the_image_has():
-    """The image ships quetzal_deploy/runtime and requirements.txt (boto3) only: the runtime
-    imports nothing else of the package and none of the workstation's tools."""
-    probe = ("import sys; import quetzal_deploy.runtime.handler, quetzal_deploy.runtime.cli; "
-             "print(sorted(sys.modules))")
+    """The image ships quetzal_deploy/runtime, quetzal_deploy/contract and requirements.txt (boto3)
+    only: they import nothing else of the package and none of the workstation's tools."""
+    probe = ("import sys; import quetzal_deploy.runtime.handler, quetzal_deploy.runtime.cli, "
+             "quetzal_deploy.runtime.params, quetzal_deploy.contract.execution, "
+             "quetzal_deploy.contract.layers; print(sorted(sys.modules))")
     modules = ast.literal_eval(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
                                               text=True, cwd=SRC).stdout)
     loaded = {name.split(".")[0] for name in modules}
     assert {"boto3", "botocore", "s3transfer"} <= loaded
     assert not loaded & {"nbconvert", "dotenv", "invoke", "docker", "tqdm", "jsonpath_ng"}
     ours = {name for name in modules if name.startswith("quetzal_deploy.")}
-    assert ours and all(name.startswith("quetzal_deploy.runtime") for name in ours), ours
+    shipped = ("quetzal_deploy.runtime", "quetzal_deploy.contract")
+    assert ours and all(name.startswith(shipped) for name in ours), ours

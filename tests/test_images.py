@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from fixtures.tasks import run_task
-from quetzal_deploy.images.context import RUNTIME
+from quetzal_deploy.images.context import PACKAGE
 from quetzal_deploy.images.requirements import regenerate
 from quetzal_deploy.runtime import warm
 
@@ -77,9 +77,11 @@ def test_build_layers_contents_and_notebook_only_rebuild(baked_repo, docker_engi
         command=["cd /var/task && find . -type f | sort"]).decode().split()
     assert "./notebooks/preparation.py" in listing and "./notebooks/assignment.py" in listing
     assert "./quetzal_deploy/runtime/handler.py" in listing
-    shipped = {path for path in listing if path.startswith("./quetzal_deploy/")}  # the installed runtime only
+    shipped = {path for path in listing if path.startswith("./quetzal_deploy/")}  # runtime and contract only
     assert shipped == {"./quetzal_deploy/__init__.py"} | {
-        f"./quetzal_deploy/runtime/{p.relative_to(RUNTIME).as_posix()}" for p in RUNTIME.rglob("*.py")}
+        f"./quetzal_deploy/{p.relative_to(PACKAGE).as_posix()}"
+        for concern in ("runtime", "contract") for p in (PACKAGE / concern).rglob("*.py")}
+    assert "./quetzal_deploy/contract/params.py" in listing  # the notebooks' run_params
     for secret_or_data in (".env", "tasks", "scenarios", "tests", "infra", ".git"):
         assert not any(path.startswith(f"./{secret_or_data}") for path in listing), secret_or_data
     converted = docker_engine.containers.run(

@@ -1,4 +1,5 @@
-"""Run parameters: the front end's params.json read robustly, ``--params`` nested or flat."""
+"""Run parameters (``contract/params.py``, their one home): the front end's params.json read
+robustly, ``--params`` nested or flat, what a notebook reads."""
 
 import json
 
@@ -6,13 +7,15 @@ import pytest
 from test_run_local import invoke, run_folder, write_notebook
 
 from quetzal_deploy.contract.params import (
-    RunError,
+    ParamsError,
     checked_entries,
+    front_end_params,
     load_overrides,
+    merge_params,
     params_file_entries,
+    run_params,
     scenario_params,
 )
-from quetzal_deploy.runtime.params import front_end_params, merge_params, run_params
 
 FRONT_END = [
     {"info": "Parameters of the model."},
@@ -50,7 +53,7 @@ def test_overrides_nested_or_flat_are_merged_deeply(overrides, expected):
     ([{"variants": "2030"}], "'variants' that is not a list"),
 ])
 def test_other_shapes_are_clear_errors(entries, message):
-    with pytest.raises(RunError, match="^scenarios/base/inputs/params.json") as caught:
+    with pytest.raises(ParamsError, match="^scenarios/base/inputs/params.json") as caught:
         checked_entries(entries, "scenarios/base/inputs/params.json")
     assert message in str(caught.value)
 
@@ -64,14 +67,14 @@ def test_other_shapes_are_clear_errors(entries, message):
 def test_bad_params_files_are_clear_errors(tmp_path, make, message):
     path = tmp_path / "params.json"
     make(path)
-    with pytest.raises(RunError, match=f"^--params file {path}") as caught:
+    with pytest.raises(ParamsError, match=f"^--params file {path}") as caught:
         load_overrides(path)
     assert message in str(caught.value)
-    with pytest.raises(RunError, match=f"^Parameters file {path}"):
+    with pytest.raises(ParamsError, match=f"^Parameters file {path}"):
         if path.is_dir() or not path.read_bytes().startswith(b"["):
             params_file_entries(path)
         else:
-            raise RunError(f"Parameters file {path}")  # "[1]" is checked above
+            raise ParamsError(f"Parameters file {path}")  # "[1]" is checked above
 
 
 def test_absent_params_file_is_no_parameter(tmp_path):
@@ -84,7 +87,7 @@ def test_a_scenario_folder_gives_the_params_of_its_inputs_for_the_chosen_variant
     (tmp_path / "inputs" / "params.json").write_text(json.dumps(FRONT_END))
     assert scenario_params(tmp_path, "fast") == ({"fast": {"boost": 2}}, ["2030", "2040"])
     (tmp_path / "inputs" / "params.json").write_text("[1]")
-    with pytest.raises(RunError, match="entry 1 .1. is not a category"):
+    with pytest.raises(ParamsError, match="entry 1 .1. is not a category"):
         scenario_params(tmp_path, "default")
 
 
@@ -106,10 +109,13 @@ def test_run_local_takes_flat_params_and_refuses_a_broken_params_json(baked_repo
     (baked_repo / "scenarios/base/inputs/params.json").write_text("[1]")
     broken = invoke(baked_repo, tmp_path, "run", "--local", "base")
     assert broken.returncode == 1
-    assert "params.json: entry 1 (1) is not a category, info or variants object" in broken.stderr
-    assert "Traceback" not in broken.stderr
+    assert (f"ERROR: {baked_repo / 'scenarios/base/inputs/params.json'}: entry 1 (1) is not a category, "
+            "info or variants object") in broken.stderr  # the contract's error, shown as ours
+    assert "Traceback" not in broken.stderr and "This is a bug" not in broken.stderr
     folder = invoke(baked_repo, tmp_path, "run", "--local", "base", "--params", str(tmp_path))
-    assert folder.returncode == 1 and "is a folder; name a JSON file" in folder.stderr
+    assert folder.returncode == 1
+    assert f"ERROR: --params file {tmp_path} is a folder; name a JSON file" in folder.stderr
+    assert "This is a bug" not in folder.stderr
 
 
 def test_a_notebook_sees_the_params_a_run_sends(tmp_path):
@@ -123,3 +129,19 @@ def test_a_notebook_sees_the_params_a_run_sends(tmp_path):
         "general": {"speed": 35, "label": "base"}, "exec_id": 1}
     assert run_params(path, choice="fast") == {"general": {"speed": 90}, "fast": {"boost": 2}}
     assert run_params(tmp_path / "absent.json", {"speed": 1}) == {"speed": 1}
+
+
+def test_a_notebook_reading_a_broken_params_file_is_told_which_entry(tmp_path):
+    """run_params checks the file as the tools do (one reader): the entry, not a KeyError."""
+    path = tmp_path / "params.json"
+    path.write_text('[{"category": "general"}]')
+    with pytest.raises(ParamsError, match=r"entry 1 \(category 'general'\) needs 'params'"):
+        run_params(path)
+
+
+def test_notebooks_baked_before_the_move_still_import_run_params():
+    """Baked ``notebooks/*.ipynb`` import ``quetzal_deploy.runtime.params.run_params`` (the template's
+    import until params moved to the contract): the old path is the same reader."""
+    from quetzal_deploy.runtime.params import run_params as old_path
+
+    assert old_path is run_params

@@ -15,10 +15,11 @@ import nbformat
 import pytest
 
 from fixtures.bake import SRC
+from quetzal_deploy.contract.params import deep_merge
 from quetzal_deploy.runtime.convert import convert_folder, script_source
 from quetzal_deploy.runtime.errors import NotebookError
 from quetzal_deploy.runtime.handler import run_step
-from quetzal_deploy.runtime.notebook import deep_merge, log_name, parse_returns
+from quetzal_deploy.runtime.notebook import log_name, parse_returns
 from quetzal_deploy.runtime.storage import FolderStorage
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "{{cookiecutter.model_name}}"

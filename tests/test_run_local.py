@@ -279,10 +279,10 @@ def test_the_pre_run_checks_walk_the_state_machine_once(default_bake):
     all read the interpreter's one walk of the states: each States object (the top one, a Parallel
     branch's, a Map processor's) is iterated once. A ported Map with ItemProcessor, a Parallel and
     a Choice, so every check has work."""
+    from quetzal_deploy.contract.params import DEFAULT_CHOICE
     from quetzal_deploy.local.checks import check_before_run
     from quetzal_deploy.local.interpreter import Interpreter
     from quetzal_deploy.local.runner import local_definition
-    from quetzal_deploy.runtime.params import DEFAULT_CHOICE
     from quetzal_deploy.settings import load_settings
 
     settings = load_settings(default_bake)

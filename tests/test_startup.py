@@ -15,9 +15,10 @@ TASKS = SRC / "quetzal_deploy" / "tasks"
 # ASL linting, JSONPath, notebooks, the template engine, HTTP, version parsing.
 HEAVY = {"docker", "hcl2", "lark", "pluggy", "cookiecutter", "jsonpath_ng", "statelint", "nbclient",
          "nbformat", "tqdm", "boto3", "botocore", "s3transfer", "requests", "packaging"}
-# What the collection itself needs: the settings (tasks.common reads .env) and the domain errors.
+# What the collection itself needs: the settings (tasks.common reads .env) and the domain errors,
+# with the run contract's params errors (standard library only) that the boundary also shows.
 SHARED = {"quetzal_deploy", "quetzal_deploy.errors", "quetzal_deploy.settings", "quetzal_deploy.rules",
-          "quetzal_deploy.sizing"}
+          "quetzal_deploy.sizing", "quetzal_deploy.contract", "quetzal_deploy.contract.params"}
 
 
 def modules_loaded_by(statement: str) -> set[str]:

@@ -13,5 +13,9 @@ class AwsError(QuetzalError):
     """AWS refused or could not be reached (credentials, permissions, missing resources)."""
 
 
+class RunError(QuetzalError):
+    """A run cannot start: missing scenario, a definition it would fail on, bad parameters."""
+
+
 class Cancelled(QuetzalError):
     """The user said no: nothing more was changed (the message says what was kept)."""

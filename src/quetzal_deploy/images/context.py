@@ -1,5 +1,6 @@
 """The image's build context: the model repo's files (filtered by its ``.dockerignore``) plus the
-runtime of the installed quetzal-deploy, so a model repo carries no copy of the handler."""
+runtime of the installed quetzal-deploy and the run contract it reads, so a model repo carries no
+copy of the handler."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ from pathlib import Path
 from typing import IO
 
 import quetzal_deploy
-import quetzal_deploy.runtime
 
 PACKAGE = Path(quetzal_deploy.__file__).resolve().parent
-RUNTIME = Path(quetzal_deploy.runtime.__file__).resolve().parent
+SHIPPED = ("contract", "runtime")  # the two bottom layers: the runtime imports only the contract
 # Files the plugins add (quetzal_image_files): the Dockerfile copies this folder, always in the
 # context (empty without plugins), into LAMBDA_TASK_ROOT.
 PLUGIN_FILES = "plugin-files"
 
 
 def runtime_files() -> Iterator[tuple[str, Path]]:
-    """``(name in the context, file)`` for the package marker and every runtime module."""
+    """``(name in the context, file)`` for the package marker and every runtime and contract module."""
     yield "quetzal_deploy/__init__.py", PACKAGE / "__init__.py"
-    for path in sorted(RUNTIME.rglob("*.py")):
-        yield f"quetzal_deploy/runtime/{path.relative_to(RUNTIME).as_posix()}", path
+    for concern in SHIPPED:
+        for path in sorted((PACKAGE / concern).rglob("*.py")):
+            yield f"quetzal_deploy/{path.relative_to(PACKAGE).as_posix()}", path
 
 
 def ignore_patterns(root: Path) -> list[str]:

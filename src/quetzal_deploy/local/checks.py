@@ -4,7 +4,8 @@ locally) or its Fargate task, every notebook exists and converts, a ``--choice``
 
 from __future__ import annotations
 
-from quetzal_deploy.contract.params import RunError
+from quetzal_deploy.contract.params import DEFAULT_CHOICE
+from quetzal_deploy.errors import RunError
 from quetzal_deploy.local.interpreter import function_name
 from quetzal_deploy.pipeline.definition import (
     ECS_RUN_TASK,
@@ -17,7 +18,6 @@ from quetzal_deploy.pipeline.definition import (
 from quetzal_deploy.pipeline.porting import handler_module_problem
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError
-from quetzal_deploy.runtime.params import DEFAULT_CHOICE
 from quetzal_deploy.settings import Settings
 
 

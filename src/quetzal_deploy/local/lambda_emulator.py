@@ -19,11 +19,10 @@ from urllib.parse import urlparse
 from botocore.exceptions import NoCredentialsError
 
 from quetzal_deploy.aws import Aws, explain
-from quetzal_deploy.contract.params import scenario_params
+from quetzal_deploy.contract.params import DEFAULT_CHOICE, scenario_params
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.images.build import DockerError
 from quetzal_deploy.pipeline.definition import load_definition, notebook_paths
-from quetzal_deploy.runtime.params import DEFAULT_CHOICE
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.sync.scenarios import user_email
 

@@ -28,7 +28,8 @@ from typing import Any
 
 from quetzal_deploy.contract.execution import execution_input, name_slug, readable_cause
 from quetzal_deploy.contract.layers import crs_warnings, folder_layers
-from quetzal_deploy.contract.params import RunError, load_overrides, scenario_params
+from quetzal_deploy.contract.params import DEFAULT_CHOICE, load_overrides, merge_params, scenario_params
+from quetzal_deploy.errors import RunError
 from quetzal_deploy.local.checks import check_before_run
 from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
@@ -44,7 +45,6 @@ from quetzal_deploy.runtime.cli import LIMIT_VARIABLE, read_event, task_output, 
 from quetzal_deploy.runtime.errors import LimitExceeded, NotebookTimeout, StepError
 from quetzal_deploy.runtime.handler import FARGATE, LAMBDA, run_step
 from quetzal_deploy.runtime.notebook import CHILDREN, log_name, terminal_safe
-from quetzal_deploy.runtime.params import DEFAULT_CHOICE, merge_params
 from quetzal_deploy.runtime.paths import tree_files
 from quetzal_deploy.runtime.storage import FolderStorage
 from quetzal_deploy.runtime.strays import resident_mb

@@ -12,12 +12,21 @@ from typing import Any
 from quetzal_deploy.aws import Aws, s3_object, translated
 from quetzal_deploy.contract.execution import execution_input, name_slug, readable_cause
 from quetzal_deploy.contract.layers import bucket_layers, crs_warnings
-from quetzal_deploy.contract.params import PARAMS_FILE, RunError, checked_entries, load_overrides, parse_json
+from quetzal_deploy.contract.params import (
+    DEFAULT_CHOICE,
+    PARAMS_FILE,
+    ParamsError,
+    checked_entries,
+    front_end_params,
+    load_overrides,
+    merge_params,
+    parse_json,
+)
+from quetzal_deploy.errors import RunError
 from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import iter_states
 from quetzal_deploy.pipeline.stepfunctions import StateMachine, state_machine
 from quetzal_deploy.runtime.notebook import log_name
-from quetzal_deploy.runtime.params import DEFAULT_CHOICE, front_end_params, merge_params
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.sync.scenarios import check_name, user_email
 
@@ -61,7 +70,7 @@ class Scenario:
         where = f"s3://{self.bucket}/{self.prefix}{PARAMS_FILE}"
         try:
             return checked_entries(parse_json(raw, where), where)
-        except RunError as ex:
+        except ParamsError as ex:
             raise RunError(f"{ex} Fix it in scenarios/{self.name}/ and upload the scenario again.") from ex
 
     def layer_warnings(self) -> list[str]:

@@ -1,7 +1,7 @@
 """What runs inside the Lambda image: one pipeline step (one notebook) per invocation.
 
-Imports only boto3/botocore and the standard library, so the image needs nothing else and the
-local runner can reuse it:
+Imports only boto3/botocore, the standard library and the run contract (``quetzal_deploy.contract``,
+shipped next to it), so the image needs nothing else and the local runner can reuse it:
 
 - ``handler.handler(event, context)``: the Lambda entry point (the image's ``CMD``).
 - ``handler.run_step(event, storage=..., workdir=..., task_root=..., time_left_s=...,
@@ -15,8 +15,6 @@ local runner can reuse it:
 - ``transfer.Transfers(client, bucket)``: the one S3 transfer stack (parallel, multipart with
   bounded memory, checksum of the bytes sent), used by ``S3Storage`` and by the workstation's
   scenario sync (``sync.s3sync``).
-- ``params.run_params(params_file, overrides)``: the params a run sends, from the front end's
-  ``params.json`` (what a notebook run by hand reads too).
 - ``errors``: ``NotebookError``, ``NotebookTimeout``, ``InvalidEvent``, ``StateTooLarge``,
   ``UnsafeKey``, ``UnsafeWorkdir``, ``StorageError``; on Lambda the class name becomes the Step
   Functions ``Error`` and the message its ``Cause``.

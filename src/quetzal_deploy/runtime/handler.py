@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quetzal_deploy.contract.params import deep_merge
 from quetzal_deploy.runtime import warm
 from quetzal_deploy.runtime.errors import (
     InvalidEvent,
@@ -54,7 +55,6 @@ from quetzal_deploy.runtime.info import info_bytes, parse_info, stamped
 from quetzal_deploy.runtime.notebook import (
     Outcome,
     child_environment,
-    deep_merge,
     log_name,
     parse_returns,
     run_script,

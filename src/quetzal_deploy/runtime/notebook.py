@@ -28,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from quetzal_deploy.contract.params import deep_merge
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError
 from quetzal_deploy.runtime.strays import STEP_VARIABLE, become_subreaper, end_marked, new_mark, step_pids
@@ -269,16 +270,6 @@ def parse_return(text: str, notebook_path: str) -> dict:
         raise NotebookError(f"{notebook_path} printed RETURN: {text[:200]}; it must be a JSON "
                             "object or a Python dict, like RETURN: {'key': 'value'}.")
     return value
-
-
-def deep_merge(base: dict, update: dict) -> dict:
-    """``base`` with ``update`` merged in: nested objects merged key by key, other values replaced."""
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            value = deep_merge(merged[key], value)
-        merged[key] = value
-    return merged
 
 
 def parse_returns(returns: list[str], notebook_path: str) -> dict:

@@ -4,10 +4,12 @@ A task's body takes only what it uses: a leading ``settings`` parameter receives
 ``Settings``, an ``aws`` one its ``Aws`` clients; ``aws=True`` gives the task ``--profile`` and
 ``--region`` (written here once). Invoke's context stays in the wrapper: no task body takes ``c``.
 
-At the boundary a ``QuetzalError`` becomes ``ERROR: <message>``; anything else is a bug in this
-package: one line says so and where to report it, and ``--debug`` (invoke's) or ``QUETZAL_DEBUG=1``
-shows the traceback and the package's ``logging`` lines. ``invoke <task> --help`` shows the help
-even for a task whose positional argument would otherwise take ``--help`` as its value.
+At the boundary a ``QuetzalError``, or the run contract's ``ParamsError`` (standard library only,
+as the image ships it, so not a ``QuetzalError``), becomes ``ERROR: <message>``; anything else is
+a bug in this package: one line says so and where to report it, and ``--debug`` (invoke's) or
+``QUETZAL_DEBUG=1`` shows the traceback and the package's ``logging`` lines. ``invoke <task>
+--help`` shows the help even for a task whose positional argument would otherwise take ``--help``
+as its value.
 
 Task modules import their concern inside the task body: every ``invoke`` command (``--list``
 too) loads all of them, so what they import at the top is paid by every command."""
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from invoke import Exit, task
 
 import quetzal_deploy
+from quetzal_deploy.contract.params import ParamsError
 from quetzal_deploy.errors import Cancelled, QuetzalError
 from quetzal_deploy.settings import load_settings
 
@@ -125,7 +128,7 @@ def quetzal_task(*args, aws: bool = False, **kwargs):
                 raise
             except Cancelled as ex:
                 raise Exit(str(ex), code=1) from ex
-            except QuetzalError as ex:
+            except (QuetzalError, ParamsError) as ex:
                 log.debug("%s", type(ex).__name__, exc_info=ex)
                 raise Exit(f"ERROR: {ex}", code=1) from ex
             except KeyboardInterrupt:
