@@ -24,7 +24,7 @@ from quetzal_deploy.pipeline.definition import (
     family_of,
     notebook_paths,
 )
-from quetzal_deploy.runtime.cli import read_event
+from quetzal_deploy.runtime.event import read_event
 from quetzal_deploy.settings import load_settings
 from quetzal_deploy.sizing import FARGATE_SIZES, suggest
 

@@ -21,8 +21,9 @@ import pytest
 from test_handler import TAG, TEMPLATE, lambda_env, make_event, read, s3, task_root, workdir  # noqa: F401
 
 from fixtures.bake import SRC
-from quetzal_deploy.runtime.cli import MAX_CAUSE, Reporter, lambda_shaped_cause, read_event
+from quetzal_deploy.runtime.cli import MAX_CAUSE, Reporter, lambda_shaped_cause
 from quetzal_deploy.runtime.errors import InvalidEvent, NotebookError
+from quetzal_deploy.runtime.event import read_event
 
 TOKEN = "token-of-the-state"
 

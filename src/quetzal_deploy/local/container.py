@@ -22,11 +22,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from quetzal_deploy.contract.fargate import TOKEN_VARIABLE
 from quetzal_deploy.images.build import build_image, docker_client, resolve_base_image
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.lambda_emulator import LocalLambda
 from quetzal_deploy.output import Out
-from quetzal_deploy.runtime.cli import TOKEN_VARIABLE
 from quetzal_deploy.settings import Settings
 
 MOUNT = "/bucket"

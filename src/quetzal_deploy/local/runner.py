@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from quetzal_deploy.contract.execution import execution_input, name_slug, readable_cause
+from quetzal_deploy.contract.fargate import LIMIT_VARIABLE, task_output
 from quetzal_deploy.contract.layers import crs_warnings, folder_layers
 from quetzal_deploy.contract.params import DEFAULT_CHOICE, load_overrides, merge_params, scenario_params
 from quetzal_deploy.errors import RunError
@@ -41,8 +42,8 @@ from quetzal_deploy.pipeline.definition import deployable, load_definition
 from quetzal_deploy.pipeline.porting import ported
 from quetzal_deploy.plugins import RunSummary, after_local_run, plugin_manager
 from quetzal_deploy.runtime import warm
-from quetzal_deploy.runtime.cli import LIMIT_VARIABLE, read_event, task_output, time_limit
 from quetzal_deploy.runtime.errors import LimitExceeded, NotebookTimeout, StepError
+from quetzal_deploy.runtime.event import read_event, time_limit
 from quetzal_deploy.runtime.handler import FARGATE, LAMBDA, run_step
 from quetzal_deploy.runtime.notebook import CHILDREN, log_name, terminal_safe
 from quetzal_deploy.runtime.paths import tree_files

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quetzal_deploy.contract.fargate import FIELD_PREFIX, FIELD_SEPARATOR, LIMIT_VARIABLE, TOKEN_VARIABLE
 from quetzal_deploy.errors import QuetzalError
 
 PLACEHOLDER = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
@@ -27,8 +28,6 @@ FARGATE_CLUSTER_SUFFIX = "-steps"
 FARGATE_DEFAULT_LIMIT_S = 4 * 3600
 FARGATE_START_ALLOWANCE_S = 900  # provisioning and image pull, before the step's own clock starts
 FARGATE_HEARTBEAT_S = 900  # the container beats every minute: a dead one fails the state after this
-EVENT_FIELD = "QUETZAL_EVENT__"  # runtime.cli reads one JSON value per event field from these
-FIELD_SEPARATOR = "__"
 ECS_RETRY = [{"ErrorEquals": ["ECS.AmazonECSException"], "IntervalSeconds": 10, "MaxAttempts": 3,
               "BackoffRate": 2.0}]
 
@@ -185,9 +184,9 @@ def step_payload(state: Mapping[str, Any]) -> Any:
         return parameters.get("Payload", {})
     try:
         environment = parameters["Overrides"]["ContainerOverrides"][0]["Environment"]
-        return {item["Name"][len(EVENT_FIELD):]: json.loads(item["Value"]) for item in environment
-                if item["Name"].startswith(EVENT_FIELD) and "Value" in item
-                and FIELD_SEPARATOR not in item["Name"][len(EVENT_FIELD):]}
+        return {item["Name"][len(FIELD_PREFIX):]: json.loads(item["Value"]) for item in environment
+                if item["Name"].startswith(FIELD_PREFIX) and "Value" in item
+                and FIELD_SEPARATOR not in item["Name"][len(FIELD_PREFIX):]}
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         return {}  # not one of ours: an ECS task the definition's author wrote
 
@@ -204,7 +203,7 @@ def has_paths(value: Any) -> bool:
                                            for key, item in value.items())
 
 
-def container_variables(payload: Mapping[str, Any], where: str, prefix: str = EVENT_FIELD) -> list[dict]:
+def container_variables(payload: Mapping[str, Any], where: str, prefix: str = FIELD_PREFIX) -> list[dict]:
     """The event's fields as container environment variables, each holding its JSON text.
 
     A ``.$`` path becomes ``States.JsonToString(path)``; an object holding paths is split into one
@@ -236,8 +235,8 @@ def fargate_state(state: Mapping[str, Any], name: str, network: Mapping[str, Any
         raise DefinitionError(f"Fargate step {name!r}: TimeoutSeconds, its time limit, must be a whole "
                               f"number of seconds, not {limit!r}.")
     environment = [
-        {"Name": "QUETZAL_TASK_TOKEN", "Value.$": "$$.Task.Token"},
-        {"Name": "QUETZAL_TIME_LIMIT_S", "Value": str(limit)},
+        {"Name": TOKEN_VARIABLE, "Value.$": "$$.Task.Token"},
+        {"Name": LIMIT_VARIABLE, "Value": str(limit)},
         *container_variables(payload, f"Fargate step {name!r}"),
     ]
     rendered = {key: value for key, value in state.items()

@@ -7,7 +7,7 @@ from the environment (``BUCKET_NAME`` or ``QUETZAL_BUCKET_FOLDER``, ``QUETZAL_WO
 object), or one ``QUETZAL_EVENT__<field>`` variable per field holding that field's JSON value,
 ``__`` separating nested names (what ``update-steps`` renders into the ECS task's container
 overrides, since Step Functions can turn a path into JSON text but cannot build an object from
-several paths).
+several paths): ``runtime.event.read_event``, the variables named in ``contract.fargate``.
 
 The time limit (``--time-limit-s`` or ``QUETZAL_TIME_LIMIT_S``) counts from the start of this
 process; the notebook is stopped a safety margin before it, its log is uploaded and a
@@ -41,65 +41,15 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from quetzal_deploy.contract.fargate import LIMIT_VARIABLE, TOKEN_VARIABLE, task_output
 from quetzal_deploy.runtime.errors import InvalidEvent
+from quetzal_deploy.runtime.event import read_event, time_limit
 from quetzal_deploy.runtime.handler import FARGATE, default_task_root, run_step, storage_from_environment
 
-EVENT_VARIABLE = "QUETZAL_EVENT"
-FIELD_PREFIX = "QUETZAL_EVENT__"
-FIELD_SEPARATOR = "__"  # QUETZAL_EVENT__launcher_arg__demand: field demand of launcher_arg
-TOKEN_VARIABLE = "QUETZAL_TASK_TOKEN"
-LIMIT_VARIABLE = "QUETZAL_TIME_LIMIT_S"
 HEARTBEAT_S = 60.0
 # SendTaskFailure limits: Error 256 characters, Cause 32,768.
 MAX_ERROR = 256
 MAX_CAUSE = 32_768
-
-
-def parse_json(text: str, source: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as ex:
-        raise InvalidEvent(f"{source} is not valid JSON ({ex.msg} at character {ex.pos}).") from ex
-
-
-def read_event(argument: str | None, environ) -> dict:
-    """The step's event from the argument, ``QUETZAL_EVENT`` or the ``QUETZAL_EVENT__*`` fields."""
-    if argument:
-        return parse_json(argument, "The event argument")
-    if environ.get(EVENT_VARIABLE):
-        return parse_json(environ[EVENT_VARIABLE], EVENT_VARIABLE)
-    fields: dict = {}
-    for name in sorted(name for name in environ if name.startswith(FIELD_PREFIX)):
-        *parents, last = name[len(FIELD_PREFIX):].split(FIELD_SEPARATOR)
-        target = fields
-        for parent in parents:
-            target = target.setdefault(parent, {})
-            if not isinstance(target, dict):
-                raise InvalidEvent(f"{name} sets a field inside {parent}, which is not an object.")
-        target[last] = parse_json(environ[name], name)
-    if not fields:
-        raise InvalidEvent(f"No event given: pass it as the argument, in {EVENT_VARIABLE}, or as "
-                           f"{FIELD_PREFIX}<field> variables (update-steps renders those).")
-    return fields
-
-
-def time_limit(value: str | float | None) -> float:
-    """The step's time limit in seconds: a positive number."""
-    if value in (None, ""):
-        raise InvalidEvent(f"No time limit: pass --time-limit-s or set {LIMIT_VARIABLE} "
-                           "(update-steps sets it from the step's TimeoutSeconds).")
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise InvalidEvent(f"The time limit must be a positive number of seconds, not {value!r}.")
-    return seconds
-
-
-def task_output(event: dict) -> dict:
-    """A Fargate step's result, shaped as the Lambda invoke integration's."""
-    return {"Payload": event}
 
 
 def lambda_shaped_cause(error: BaseException) -> str:

@@ -1,8 +1,11 @@
-"""Strict validation of the invocation event sent by a Step Functions Task state.
+"""The step's event, sent by a Step Functions Task state, and its strict validation.
 
 ``{"notebook_path": "notebooks/<step>.ipynb", "scenario_path_S3": "S/", "launcher_arg": {...},
 "metadata": {"user_email": "..."}}``: every value is checked before anything is read, cleaned,
-run or written, and no value ever reaches a shell.
+run or written, and no value ever reaches a shell. Lambda hands the event over as it is; a
+Fargate step (``runtime.cli``, or the local runner's Fargate steps, as the container would) reads
+it from its container's environment with ``read_event``, and its limit with ``time_limit``
+(``contract.fargate`` names the variables the state machine sets).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from quetzal_deploy.contract.fargate import EVENT_VARIABLE, FIELD_PREFIX, FIELD_SEPARATOR, LIMIT_VARIABLE
 from quetzal_deploy.runtime.errors import InvalidEvent
 from quetzal_deploy.runtime.names import InvalidScenarioName, scenario_of_prefix
 
@@ -162,3 +166,45 @@ def s3_metadata(metadata: dict) -> dict[str, str]:
 
 def rfc2047(value: str) -> str:
     return "=?UTF-8?B?" + base64.b64encode(value.encode()).decode() + "?="
+
+
+def parse_event_json(text: str, source: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as ex:
+        raise InvalidEvent(f"{source} is not valid JSON ({ex.msg} at character {ex.pos}).") from ex
+
+
+def read_event(argument: str | None, environ) -> dict:
+    """The step's event from the argument, ``QUETZAL_EVENT`` or the ``QUETZAL_EVENT__*`` fields."""
+    if argument:
+        return parse_event_json(argument, "The event argument")
+    if environ.get(EVENT_VARIABLE):
+        return parse_event_json(environ[EVENT_VARIABLE], EVENT_VARIABLE)
+    fields: dict = {}
+    for name in sorted(name for name in environ if name.startswith(FIELD_PREFIX)):
+        *parents, last = name[len(FIELD_PREFIX):].split(FIELD_SEPARATOR)
+        target = fields
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise InvalidEvent(f"{name} sets a field inside {parent}, which is not an object.")
+        target[last] = parse_event_json(environ[name], name)
+    if not fields:
+        raise InvalidEvent(f"No event given: pass it as the argument, in {EVENT_VARIABLE}, or as "
+                           f"{FIELD_PREFIX}<field> variables (update-steps renders those).")
+    return fields
+
+
+def time_limit(value: str | float | None) -> float:
+    """The step's time limit in seconds: a positive number."""
+    if value in (None, ""):
+        raise InvalidEvent(f"No time limit: pass --time-limit-s or set {LIMIT_VARIABLE} "
+                           "(update-steps sets it from the step's TimeoutSeconds).")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise InvalidEvent(f"The time limit must be a positive number of seconds, not {value!r}.")
+    return seconds
