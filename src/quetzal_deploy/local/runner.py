@@ -2,54 +2,43 @@
 
 The scenario is copied into a run folder (``.quetzal/runs/<run>/bucket/<scenario>/``) that a
 ``FolderStorage`` serves as the bucket, so ``scenarios/<scenario>/`` is never modified. The state
-machine runs in the local interpreter; each Lambda Task runs the handler's ``run_step`` (same
-event, same ``RETURN:`` merging, same logs) in its own working folder, with the model's Lambda
-limits: the time limit is enforced by the handler, memory and ``/tmp`` size are checked from the
-step's figures and fail the step as Lambda would. A Fargate step runs the same way from its
-rendered ECS state (the event read back from its container's environment, as ``runtime.cli``
-reads it), with Fargate's limits: its own time limit, the task's memory and storage.
+machine runs in the local interpreter, after the checks of what it would fail on; each Task runs
+as ``step.py`` says, with the limits its Lambda function or Fargate task has on AWS. The run ends
+with its summary, its HTML report and the plugins' ``quetzal_after_local_run``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import secrets
 import shutil
 import signal
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from quetzal_deploy.contract.execution import execution_input, name_slug, readable_cause
-from quetzal_deploy.contract.fargate import LIMIT_VARIABLE, task_output
 from quetzal_deploy.contract.layers import crs_warnings, folder_layers
 from quetzal_deploy.contract.params import DEFAULT_CHOICE, load_overrides, merge_params, scenario_params
 from quetzal_deploy.errors import RunError
 from quetzal_deploy.local.checks import check_before_run
 from quetzal_deploy.local.container import ContainerTasks
 from quetzal_deploy.local.errors import StatesError
-from quetzal_deploy.local.interpreter import Interpreter, TaskCall, state_size
+from quetzal_deploy.local.interpreter import Interpreter, TaskCall
 from quetzal_deploy.local.report import StepRecord, summary
 from quetzal_deploy.local.run_report import write_local_report
+from quetzal_deploy.local.step import Steps
 from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import deployable, load_definition
 from quetzal_deploy.pipeline.porting import ported
 from quetzal_deploy.plugins import RunSummary, after_local_run, plugin_manager
 from quetzal_deploy.runtime import warm
-from quetzal_deploy.runtime.errors import LimitExceeded, NotebookTimeout, StepError
-from quetzal_deploy.runtime.event import read_event, time_limit
-from quetzal_deploy.runtime.handler import FARGATE, LAMBDA, run_step
+from quetzal_deploy.runtime.errors import StepError
 from quetzal_deploy.runtime.notebook import CHILDREN, log_name, terminal_safe
 from quetzal_deploy.runtime.paths import tree_files
-from quetzal_deploy.runtime.storage import FolderStorage
-from quetzal_deploy.runtime.strays import resident_mb
-from quetzal_deploy.runtime.workdir import size_mb
 from quetzal_deploy.settings import Settings
 from quetzal_deploy.sync.scenarios import check_name, local_scenarios, user_email
 
@@ -57,16 +46,6 @@ LOCAL_ACCOUNT = "000000000000"
 RUNS_DIR = Path(".quetzal", "runs")
 LOG_TAIL_LINES = 20
 CLEARED_BEFORE_A_RUN = {"outputs", "logs"}
-
-
-def lambda_cause(error: str, message: str) -> str:
-    """A cause shaped as Lambda shapes a function error (the front end parses it as JSON)."""
-    return json.dumps({"errorMessage": message, "errorType": error, "stackTrace": []})
-
-
-def limit_error(error: str, message: str) -> StatesError:
-    """A step over a Lambda limit, with the error Lambda would give."""
-    return StatesError(error, lambda_cause(error, message))
 
 
 def local_definition(settings: Settings, out: Out = print) -> dict[str, Any]:
@@ -92,13 +71,15 @@ class LocalRun:
         self.name = f"{stamp}-{name_slug(self.scenario)}-{secrets.token_hex(2)}"
         self.folder = settings.root / RUNS_DIR / self.name
         self.bucket = self.folder / "bucket"
-        self.records: list[StepRecord] = []
-        self.work: Path | None = None  # a private temporary folder while the run goes on
-        self.container: ContainerTasks | None = None  # with --docker
+        self.steps = Steps(settings, self.bucket, self.scenario_folder / "outputs", out)
 
     @property
     def scenario_folder(self) -> Path:
         return self.bucket / self.scenario
+
+    @property
+    def records(self) -> list[StepRecord]:
+        return self.steps.records
 
     def copy_scenario(self) -> None:
         """The scenario as the bucket holds it when a run starts: the front end deletes its
@@ -114,111 +95,12 @@ class LocalRun:
             shutil.copy2(real, target)
 
     def invoke(self, call: TaskCall) -> Any:
-        """Run one Task: the auth function is skipped, the model's function runs ``run_step``."""
+        """Run one Task: the auth function is skipped, the model's function runs as ``step.py`` says."""
         if self.settings.auth_function and call.function == self.settings.auth_function:
             self.out(f"  {call.label}: skipped locally (the shared authorization function runs on AWS only)")
             self.records.append(StepRecord(call.label, status="skipped"))
             return call.payload
-        payload, limit = self.step_input(call)
-        notebook = payload.get("notebook_path") if isinstance(payload, dict) else None
-        record = StepRecord(call.label, notebook=notebook, platform=call.platform, started=time.time())
-        self.records.append(record)
-        started = time.monotonic()
-        try:
-            if self.container is not None and call.platform == FARGATE:
-                event = self.container.run_task(call.payload, call.label, limit)
-            elif self.container is not None:
-                event, figures = self.container.invoke(call.payload, call.label)
-                record.peak_memory_mb, record.tmp_mb, record.wrote_files = figures
-            else:
-                event = self.run_handler(call, payload, record, limit)
-        except StatesError as ex:
-            record.status, record.error = "failed", f"{ex.error}: {readable_cause(ex.cause)}"
-            raise
-        finally:
-            record.seconds = time.monotonic() - started
-        record.outputs_mb = size_mb(self.scenario_folder / "outputs")
-        record.state_kb = state_size(event) / 1024
-        record.returned = event != payload
-        record.status = "ok"
-        return task_output(event) if call.platform == FARGATE else event
-
-    def step_input(self, call: TaskCall) -> tuple[Any, float]:
-        """The step's event and time limit: a Lambda's payload, or a Fargate container's environment."""
-        if call.platform != FARGATE:
-            return call.payload, min(self.settings.timeout_s, call.timeout_s or math.inf)
-        try:
-            return read_event(None, call.payload), time_limit(call.payload.get(LIMIT_VARIABLE))
-        except StepError as ex:
-            raise StatesError(type(ex).__name__, lambda_cause(type(ex).__name__, str(ex))) from ex
-
-    def run_handler(self, call: TaskCall, payload: Any, record: StepRecord, limit: float) -> Any:
-        """The handler's core in this process, in a working folder of its own."""
-        safe_label = "".join(c if c.isalnum() or c in "-_" else "." for c in call.label)
-        workdir = Path(tempfile.mkdtemp(prefix=f"{safe_label}-", dir=self.work))
-        try:
-            result = run_step(payload, storage=FolderStorage(self.bucket), workdir=workdir,
-                              task_root=self.settings.root, time_left_s=limit, image_tag="local",
-                              out=lambda line: self.out(f"    {call.label} | {line}"),
-                              extra_env={"AWS_EXECUTION_ENV": self.settings.execution_env},
-                              platform=call.platform, watch=self.watcher(call, record, workdir))
-        except LimitExceeded as ex:
-            raise limit_error(ex.error, str(ex)) from ex
-        except NotebookTimeout as ex:
-            if call.platform == LAMBDA and limit < self.settings.timeout_s:  # the state's TimeoutSeconds
-                raise StatesError("States.Timeout", f"{call.label} did not finish within the Task's "
-                                  f"TimeoutSeconds ({limit:g} s)") from ex
-            raise StatesError("NotebookTimeout", lambda_cause("NotebookTimeout", str(ex))) from ex
-        except StepError as ex:
-            raise StatesError(type(ex).__name__, lambda_cause(type(ex).__name__, str(ex))) from ex
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        record.peak_memory_mb = max(record.peak_memory_mb or 0.0, result.peak_memory_mb or 0.0) or None
-        record.tmp_mb = result.workdir_mb
-        record.wrote_files = max(result.uploaded - 1, 0)  # info.json is stamped by every step
-        self.check_limits(record, call)
-        return result.event
-
-    def watcher(self, call: TaskCall, record: StepRecord, workdir: Path) -> Callable[[list[int]], None]:
-        """What ``run_step`` calls while the notebook runs: it stops the step once its processes
-        hold more memory, or its working folder more bytes, than the Lambda or Fargate task has."""
-        def watch(pids: list[int]) -> None:
-            record.peak_memory_mb = max(record.peak_memory_mb or 0.0, resident_mb(pids))
-            record.tmp_mb = size_mb(workdir)
-            problem = self.limit_problem(record, call)
-            if problem:
-                raise LimitExceeded(*problem)
-        return watch
-
-    def check_limits(self, record: StepRecord, call: TaskCall) -> None:
-        """Fail a step that used more memory or /tmp than its Lambda or Fargate task has, as AWS would."""
-        problem = self.limit_problem(record, call)
-        if problem:
-            raise limit_error(*problem)
-
-    def limit_problem(self, record: StepRecord, call: TaskCall) -> tuple[str, str] | None:
-        """(the error AWS gives, its message) when the step's figures are over its limits."""
-        if call.platform == FARGATE:
-            memory, storage = self.settings.fargate_memory_mb, self.settings.fargate_storage_gb * 1024
-            where, memory_key, storage_key = "Fargate task", "FARGATE_MEMORY", "FARGATE_STORAGE (GiB)"
-            bigger = "Raise {} in .env and the module's fargate_* sizes (at most {})"
-            maxima = ("122880", "200")
-        else:
-            memory, storage = self.settings.memory_mb, self.settings.storage_mb
-            where, memory_key, storage_key = "Lambda", "LAMBDA_MEMORY_SIZE", "LAMBDA_STORAGE_SIZE"
-            bigger = "Raise {} in .env (at most {}), or run the step on Fargate (see the README),"
-            maxima = ("10240", "10240")
-        if record.peak_memory_mb is not None and record.peak_memory_mb > memory:
-            return "Runtime.OutOfMemory", (
-                f"{call.label} peaked at {record.peak_memory_mb:.0f} MB but the {where} has "
-                f"{memory_key}={memory} MB: on AWS it is killed (signal: killed). "
-                f"{bigger.format(memory_key, maxima[0])} or use less memory.")
-        if record.tmp_mb is not None and record.tmp_mb > storage:
-            return "NotebookError", (
-                f"{call.label} used {record.tmp_mb:.0f} MB of its working folder but the {where} has "
-                f"{storage} MB ({storage_key}): on AWS it fails with 'OSError: [Errno 28] No space left "
-                f"on device'. {bigger.format(storage_key, maxima[1])} or write less.")
-        return None
+        return self.steps.run(call)
 
     def summary(self, error: StatesError | None) -> RunSummary:
         """The run as the plugins' ``quetzal_after_local_run`` gets it."""
@@ -320,19 +202,19 @@ def run_local(settings: Settings, scenario: str, params=None, choice=None, docke
     error = None
     with notebooks_stopped_on_signals():
         try:
-            run.work = Path(tempfile.mkdtemp(prefix=f"quetzal-{settings.model_name}-"))
+            run.steps.work = Path(tempfile.mkdtemp(prefix=f"quetzal-{settings.model_name}-"))
             if not docker:  # every step and Map iteration forked from one warm process
                 warm.prepare(settings.root, out, warm.settings_config(settings.warm_steps,
                                                                       settings.warm_preload))
             with container or nullcontext():
-                run.container = container
+                run.steps.container = container
                 interpreter.execute(payload)
         except StatesError as ex:
             error = ex
         finally:
             warm.shutdown()
-            if run.work is not None:
-                shutil.rmtree(run.work, ignore_errors=True)
+            if run.steps.work is not None:
+                shutil.rmtree(run.steps.work, ignore_errors=True)
     run.report(error)
     write_local_report(run, error, out, open_report)
     out(f"Run {'FAILED' if error else 'SUCCEEDED'}: {run.folder}")
