@@ -199,8 +199,9 @@ def test_bad_params_file_starts_nothing(model, boto, tmp_path, content, message)
 def test_executions_lists_the_last_runs_newest_first(model, boto):
     """Executions stay RUNNING here: moto's engine is off (it fails on overlapping executions)."""
     arn = create_machine(boto, {"preparation": {"Type": "Pass", "End": True}})
-    boto.client("s3").put_object(Bucket=MODEL, Key="other/inputs/params.json", Body=b"[]")
-    for scenario in ("base", "other", "base"):
+    for other in ("other", "third"):
+        boto.client("s3").put_object(Bucket=MODEL, Key=f"{other}/inputs/params.json", Body=b"[]")
+    for scenario in ("base", "other", "third"):
         assert run(model, scenario=scenario, wait=False)[0] == 0
     started = boto.client("stepfunctions").list_executions(stateMachineArn=arn)["executions"]
     newest = sorted(started, key=lambda e: e["startDate"], reverse=True)

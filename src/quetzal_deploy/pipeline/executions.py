@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -28,10 +29,13 @@ from quetzal_deploy.pipeline.definition import iter_states
 from quetzal_deploy.pipeline.stepfunctions import StateMachine, state_machine
 from quetzal_deploy.runtime.notebook import log_name
 from quetzal_deploy.settings import Settings
-from quetzal_deploy.sync.scenarios import check_name, user_email
+from quetzal_deploy.sync.scenarios import ScenarioStore, check_name, user_email
 
 LOG_TAIL_LINES = 20
 FIRST_POLL_S, MAX_POLL_S = 1.0, 5.0
+# What a run holding the scenario's lease does, and what a run refused by the lease did not do.
+CLEARING = ("cleared for a run", "no run was started")
+STARTING = ("read to start a run", "no run was started")
 
 
 class Scenario:
@@ -172,17 +176,72 @@ def report_failure(described: Mapping[str, Any], follower: Follower, machine: St
         out(f"  | {line}")
 
 
+def sent_input(described: Mapping[str, Any]) -> dict[str, Any]:
+    """The execution's input as sent (``contract.execution``), or ``{}`` when it is not an object."""
+    try:
+        sent = json.loads(described.get("input") or "{}")
+    except ValueError:
+        return {}
+    return sent if isinstance(sent, dict) else {}
+
+
+def running_on(machine: StateMachine, scenario: str) -> dict[str, Any] | None:
+    """A RUNNING execution whose input's ``scenario_path_S3`` is ``scenario/`` (described), or None:
+    one DescribeExecution per running execution, none once one matched."""
+    for listed in machine.running():
+        described = machine.describe(listed["executionArn"])
+        if str(sent_input(described).get("scenario_path_S3", "")).rstrip("/") == scenario:
+            return described
+    return None
+
+
+def already_running(settings: Settings, scenario: str, described: Mapping[str, Any]) -> str:
+    """Who started the running execution of ``scenario``, when, and how to follow or stop it."""
+    metadata = sent_input(described).get("metadata")
+    who = (metadata.get("user_email") if isinstance(metadata, dict) else None) or "someone (no email sent)"
+    started = described["startDate"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    profile = f" --profile {settings.profile}" if settings.profile else ""
+    stop = (f"aws stepfunctions stop-execution --execution-arn {described['executionArn']} "
+            f"--region {settings.region}{profile}")
+    return (f"scenario {scenario!r} is already running on AWS: execution {described['name']}, started "
+            f"{started} by {who}. Nothing was cleared and no run was started. Follow it with `invoke "
+            f"executions`; or stop it (`{stop}`, or Stop execution in the Step Functions console) and "
+            "re-run.")
+
+
+def start_run(settings: Settings, aws: Aws, machine: StateMachine, scenario: Scenario, payload: dict,
+              keep_outputs: bool, out: Out) -> str:
+    """Under the scenario's lease: refuse while an execution of it runs, clear the last run's
+    ``outputs/`` and ``logs/`` (unless ``keep_outputs``), start the execution; returns its ARN."""
+    store = ScenarioStore(settings, aws)
+    email = payload["metadata"]["user_email"]
+    with store.lease(scenario.name, email, STARTING if keep_outputs else CLEARING) as lease:
+        running = running_on(machine, scenario.name)
+        if running is not None:
+            raise RunError(already_running(settings, scenario.name, running))
+        if keep_outputs:
+            out(f"Kept s3://{scenario.bucket}/{scenario.prefix}outputs/ and logs/ (--keep-outputs).")
+        else:
+            cleared = store.clear_results(scenario.name)
+            counts = " and ".join(f"{folder}/ ({count} object(s))" for folder, count in cleared.items())
+            out(f"Cleared the last run's results, as the front end does: s3://{scenario.bucket}/"
+                f"{scenario.prefix} {counts}.")
+        lease.check()
+        return machine.start(execution_name(scenario.name), payload)
+
+
 def seconds_between(start: datetime, stop: datetime | None) -> float:
     return ((stop or datetime.now(UTC)) - start).total_seconds()
 
 
 def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=None, wait=True,
-               out: Out = print, authorization: str = "") -> int:
+               out: Out = print, authorization: str = "", keep_outputs: bool = False) -> int:
     """Run the pipeline on AWS on ``scenario``; returns the exit code (0 when it succeeded).
 
     ``params`` is ``{category: {name: value}}`` (or flat ``{name: value}``) or the path of a JSON
     file holding it; it overrides the scenario's ``inputs/params.json`` values, which are sent
-    too, as the front end does.
+    too, as the front end does. As the front end's Run button, it refuses while an execution of
+    the scenario runs and deletes the last run's outputs and logs first (``start_run``).
     """
     overrides = load_overrides(params) if isinstance(params, (str, Path)) else (params or {})
     choice = choice or DEFAULT_CHOICE
@@ -192,7 +251,9 @@ def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=
     machine = state_machine(settings, aws)
     payload = execution_input(bucket.name, merge_params(defaults, overrides), choice, variants,
                               user_email(settings), authorization)
-    arn = machine.start(execution_name(bucket.name), payload)
+    # A missing state machine is said before the scenario's lease is taken.
+    machine.arn  # noqa: B018
+    arn = start_run(settings, aws, machine, bucket, payload, keep_outputs, out)
     out(f"Started {arn}")
     if not wait:
         out("Not waiting: follow it with `invoke executions`.")

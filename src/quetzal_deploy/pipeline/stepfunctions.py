@@ -80,6 +80,10 @@ class StateMachine:
         """The execution's events, oldest first, every page."""
         return self.pages("get_execution_history", "events", executionArn=execution_arn)
 
+    def running(self) -> Iterator[dict[str, Any]]:
+        """The RUNNING executions (listed: no input), every page, newest first."""
+        return self.pages("list_executions", "executions", stateMachineArn=self.arn, statusFilter="RUNNING")
+
     def executions(self, last: int) -> list[dict[str, Any]]:
         """The ``last`` most recent executions, newest first."""
         return list(islice(self.pages("list_executions", "executions", stateMachineArn=self.arn), last))

@@ -1,7 +1,8 @@
 """One upload of a scenario at a time: a lease object on the bucket, taken with S3 conditional writes.
 
 ``_common/.leases/<scenario>.json`` holds who uploads (``user_email``, ``host``, ``pid``), since
-when, and a ``generation`` counted up by each upload. It is taken as ``lock.json`` is rewritten:
+when, what for (``doing``: an upload, or ``invoke run`` clearing the last run's results), and a
+``generation`` counted up by each holder. It is taken as ``lock.json`` is rewritten:
 ``If-None-Match: *`` when there is none, ``If-Match`` on the ETag read otherwise, so of two
 modellers starting at once exactly one write succeeds; the other is refused with the holder's
 name, host and start time. While held it is rewritten every ``RENEW_S`` (``If-Match`` again); a
@@ -32,6 +33,7 @@ from quetzal_deploy.runtime.transfer import alive
 LEASES = f"{COMMON}/.leases/"
 TTL_S = 600
 RENEW_S = 60
+UPLOAD = ("uploaded", "nothing was uploaded")  # what a holder is doing, what a refusal did not do
 
 
 class LeaseHeld(QuetzalError):
@@ -64,8 +66,9 @@ class Lease:
     """The lease of one scenario; ``with lease:`` holds it (``acquire`` ... ``release``)."""
 
     def __init__(self, s3, bucket: str, scenario: str, email: str, profile: str | None = None,
-                 known: Mapping[str, str] | None = None):
+                 known: Mapping[str, str] | None = None, doing: tuple[str, str] = UPLOAD):
         self.s3, self.bucket, self.scenario = s3, bucket, scenario
+        self.doing, self.refused = doing
         self.key = f"{LEASES}{scenario}.json"
         self.email, self.profile, self.known = email, profile, dict(known or {})
         self.etag: str | None = None
@@ -95,23 +98,24 @@ class Lease:
                      (utc(now) - utc(stored["LastModified"])).total_seconds())
 
     def held_message(self, found: Found, verb: str) -> str:
-        return (f"s3://{self.bucket}/{self.scenario}/ is being uploaded by {found.who()} "
-                f"(lease s3://{self.bucket}/{self.key}); {verb}. Wait for that upload to end and re-run "
+        doing = found.data.get("doing", UPLOAD[0])
+        return (f"s3://{self.bucket}/{self.scenario}/ is being {shown(str(doing))} by {found.who()} "
+                f"(lease s3://{self.bucket}/{self.key}); {verb}. Wait for that to end and re-run "
                 f"(a lease not renewed for {TTL_S // 60} minutes expires).")
 
     def acquire(self) -> Lease:
         """Take the lease, or raise ``LeaseHeld`` naming the upload that holds it."""
         found = self.read()
         if found and found.active():
-            raise LeaseHeld(self.held_message(found, "nothing was uploaded"))
+            raise LeaseHeld(self.held_message(found, self.refused))
         generation = found.data.get("generation", 0) if found else 0
         self.body = {"scenario": self.scenario, "state": "held", "user_email": self.email,
-                     "host": socket.gethostname(), "pid": os.getpid(),
+                     "host": socket.gethostname(), "pid": os.getpid(), "doing": self.doing,
                      "started": datetime.now(UTC).isoformat(timespec="seconds"),
                      "generation": (generation if isinstance(generation, int) else 0) + 1}
         if not self._write({"IfMatch": found.etag} if found else {"IfNoneMatch": "*"}):
             now = self.read()
-            raise LeaseHeld(self.held_message(now, "nothing was uploaded") if now else
+            raise LeaseHeld(self.held_message(now, self.refused) if now else
                             f"s3://{self.bucket}/{self.key} changed while it was taken: re-run")
         self.acquired_at = datetime.now(UTC)
         self._renewer = threading.Thread(target=self._renew, daemon=True, name="quetzal-lease")

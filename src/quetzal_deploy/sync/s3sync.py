@@ -421,16 +421,28 @@ class S3Prefix:
                 f"s3://{self.bucket}/{self.prefix} is exactly as it was (checked: {len(now)} objects "
                 "listed as before).")
 
+    def clear(self) -> int:
+        """Delete every object under the prefix, folder markers too (a versioned bucket keeps the
+        versions: this writes delete markers); returns how many were deleted."""
+        keys = list(list_objects(self.s3, self.bucket, self.prefix))
+        self._delete([{"Key": key} for key in keys])
+        return len(keys)
+
     def _delete(self, objects: list[dict[str, str]]) -> None:
-        """DeleteObjects in batches; ``objects`` are ``{"Key"[, "VersionId"]}``."""
+        """DeleteObjects in batches; ``objects`` are ``{"Key"[, "VersionId"]}``. Every batch is
+        sent; then a ``SyncError`` names each key that could not be deleted, and why."""
+        errors = []
         for start in range(0, len(objects), DELETE_BATCH):
             batch = objects[start:start + DELETE_BATCH]
             response = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-            if response.get("Errors"):
-                error = response["Errors"][0]
-                raise SyncError(f"could not delete {len(response['Errors'])} object(s) "
-                                f"(first: {shown(error['Key'])}: {error.get('Message', error.get('Code'))}); "
-                                "re-run to retry")
+            errors += response.get("Errors", [])
+        if errors:
+            lines = [f"  {shown(e['Key'])}: {e.get('Message') or e.get('Code')}"
+                     for e in errors[:SHOWN_NAMES]]
+            more = [f"  ... and {len(errors) - SHOWN_NAMES} more"] if len(errors) > SHOWN_NAMES else []
+            raise SyncError("\n".join([f"could not delete {len(errors)} of {len(objects)} object(s) under "
+                                        f"s3://{self.bucket}/{shown(self.prefix)}:", *lines, *more,
+                                        "Fix the cause (permissions, object lock) and re-run."]))
 
     def plan_download(self, folder: Path, include: Callable[[str], bool]) -> DownloadPlan:
         """Fetch objects missing or different locally; refuse keys that would land outside ``folder``

@@ -26,7 +26,7 @@ from quetzal_deploy.runtime.names import COMMON, InvalidScenarioName, check_scen
 from quetzal_deploy.runtime.paths import shown
 from quetzal_deploy.runtime.transfer import alive, sweep_parts
 from quetzal_deploy.settings import Settings
-from quetzal_deploy.sync.lease import Found, Lease, LeaseHeld, generation
+from quetzal_deploy.sync.lease import UPLOAD, Found, Lease, LeaseHeld, generation
 from quetzal_deploy.sync.s3sync import DownloadPlan, S3Prefix, UploadPlan
 
 LOCK_KEY = f"{COMMON}/lock.json"
@@ -234,9 +234,17 @@ class ScenarioStore:
         found = s3_object(self.s3, self.bucket, key, self.settings.profile, self.known)
         return None if found is None else found[0]
 
-    def lease(self, name: str, email: str) -> Lease:
-        """The scenario's upload lease (``sync.lease``): ``with store.lease(...)`` holds it."""
-        return Lease(self.s3, self.bucket, name, email, self.settings.profile, self.known)
+    def lease(self, name: str, email: str, doing: tuple[str, str] = UPLOAD) -> Lease:
+        """The scenario's upload lease (``sync.lease``): ``with store.lease(...)`` holds it (``doing``:
+        what the holder does, what a refusal did not do, as its messages say)."""
+        return Lease(self.s3, self.bucket, name, email, self.settings.profile, self.known, doing)
+
+    def clear_results(self, name: str) -> dict[str, int]:
+        """Delete ``<name>/outputs/`` and ``<name>/logs/``, as the front end does before a run;
+        how many objects each held."""
+        with self.errors():
+            return {folder: S3Prefix(self.s3, self.bucket, f"{name}/{folder}").clear()
+                    for folder in RUN_RESULTS}
 
     def upload(self, plan: ScenarioUpload | UploadPlan, email: str, lease: Lease | None = None) -> None:
         """Sync the files, then (a scenario) write its stamped ``info.json``. Under a held ``lease``,
