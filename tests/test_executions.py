@@ -117,7 +117,7 @@ def test_failed_task_shows_state_error_and_the_notebook_log_tail(model, boto, ex
     log = "\n".join(f"log line {i:02d}" for i in range(30))
     boto.client("s3").put_object(Bucket=MODEL, Key="base/logs/assignment.txt", Body=log.encode())
 
-    code, output = run(model)
+    code, output = run(model, keep_outputs=True)  # the log the handler would write: kept, not cleared
 
     assert code == 1
     sfn = boto.client("stepfunctions")
@@ -236,7 +236,7 @@ def test_remote_run_warns_per_output_layer_the_front_end_would_refuse(model, bot
         s3.put_object(Bucket=MODEL, Key=f"{scenario}/outputs/{name}", Body=json.dumps(body).encode())
     create_machine(boto, {"preparation": {"Type": "Pass", "End": True}})
 
-    done = run_task(model, "run", scenario)
+    done = run_task(model, "run", scenario, "--keep-outputs")  # the outputs a step would write
 
     assert done.returncode == 0, done.stdout + done.stderr
     warnings = [line for line in done.stdout.splitlines() if line.startswith("WARNING")]

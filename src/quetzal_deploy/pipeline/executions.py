@@ -251,8 +251,6 @@ def run_remote(settings: Settings, aws: Aws, scenario: str, params=None, choice=
     machine = state_machine(settings, aws)
     payload = execution_input(bucket.name, merge_params(defaults, overrides), choice, variants,
                               user_email(settings), authorization)
-    # A missing state machine is said before the scenario's lease is taken.
-    machine.arn  # noqa: B018
     arn = start_run(settings, aws, machine, bucket, payload, keep_outputs, out)
     out(f"Started {arn}")
     if not wait:
