@@ -157,9 +157,9 @@ def test_upload_holding_the_lease_refuses_before_anything_is_deleted(model, boto
     assert executions(boto, arn) == []
 
 
-def test_an_upload_is_refused_while_a_run_clears(model, boto):
-    """The run's DeleteObjects is held (a slow network): meanwhile an upload of the scenario is
-    refused, naming the run; let go, the run clears and starts."""
+def test_an_upload_or_a_second_run_is_refused_while_a_run_clears(model, boto):
+    """The run's DeleteObjects is held (a slow network): meanwhile an upload of the scenario and a
+    second modeller's run of it are refused, naming the run; let go, the run clears and starts."""
     s3 = boto.client("s3")
     arn = create_machine(boto, {"preparation": {"Type": "Pass", "End": True}})
     leave_last_run(s3)
@@ -180,12 +180,15 @@ def test_an_upload_is_refused_while_a_run_clears(model, boto):
         assert reached.wait(HELD_S), "the run reached its first delete"
         done = run_task(model, "upload-scenarios", "base", "--yes",
                         env={"QUETZAL_USER_EMAIL": "b@example.com"})
+        second = run_task(model, "run", "base", env={"QUETZAL_USER_EMAIL": "b@example.com"})
     finally:
         release.set()
         running.join(HELD_S)
 
     assert done.returncode == 1
     assert f"is being cleared for a run by {EMAIL}" in done.stderr and "nothing was uploaded" in done.stderr
+    assert second.returncode == 1
+    assert f"is being cleared for a run by {EMAIL}" in second.stderr and "no run was started" in second.stderr
     assert ended == {"code": 0}, lines
     assert keys(s3) == {"inputs/params.json"}
     assert len(executions(boto, arn)) == 1
@@ -222,3 +225,11 @@ def test_failed_deletes_are_named_per_key_and_nothing_starts(model, boto, monkey
     assert keys(s3) == {"inputs/params.json", "outputs/kept/a.csv", "outputs/kept/b.csv",
                         "logs/preparation.txt", "logs/preparation-2.txt"}
     assert executions(boto, arn) == []
+
+
+def test_keep_outputs_with_local_is_refused(baked_repo):
+    """A local run writes a folder of its own: there is no last run in the bucket to keep."""
+    done = run_task(baked_repo, "run", "--local", "--keep-outputs", "base")
+    assert done.returncode == 2
+    assert "ERROR: --keep-outputs keeps the results of the last run on AWS" in done.stderr
+    assert not (baked_repo / ".quetzal" / "runs").exists()
