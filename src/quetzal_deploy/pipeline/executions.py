@@ -6,6 +6,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from quetzal_deploy.sync.scenarios import ScenarioStore, check_name, user_email
 
 LOG_TAIL_LINES = 20
 FIRST_POLL_S, MAX_POLL_S = 1.0, 5.0
+DESCRIBE_WORKERS = 8  # DescribeExecution calls at once: well under Step Functions' request quota
 # What a run holding the scenario's lease does, and what a run refused by the lease did not do.
 CLEARING = ("cleared for a run", "no run was started")
 STARTING = ("read to start a run", "no run was started")
@@ -186,12 +188,14 @@ def sent_input(described: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def running_on(machine: StateMachine, scenario: str) -> dict[str, Any] | None:
-    """A RUNNING execution whose input's ``scenario_path_S3`` is ``scenario/`` (described), or None:
-    one DescribeExecution per running execution, none once one matched."""
-    for listed in machine.running():
-        described = machine.describe(listed["executionArn"])
-        if str(sent_input(described).get("scenario_path_S3", "")).rstrip("/") == scenario:
-            return described
+    """The newest RUNNING execution whose input's ``scenario_path_S3`` is ``scenario/`` (described),
+    or None: a ListExecutions per page, then one DescribeExecution per running execution (the
+    listing has no input), ``DESCRIBE_WORKERS`` at a time."""
+    arns = [listed["executionArn"] for listed in machine.running()]
+    with ThreadPoolExecutor(DESCRIBE_WORKERS) as pool:
+        for described in pool.map(machine.describe, arns):
+            if str(sent_input(described).get("scenario_path_S3", "")).rstrip("/") == scenario:
+                return described
     return None
 
 
