@@ -297,6 +297,51 @@ def test_a_package_starting_a_system_thread_is_refused_and_what_came_before_it_s
     assert run(tmp_path, source, zygote).returns == ["true"]
 
 
+def test_what_a_refused_import_needs_besides_the_refused_package_is_preloaded_and_its_code_kept(
+        tmp_path, zygotes, monkeypatch):
+    """``from model_pkg import user`` fails on a package that starts a thread (as quetzal's
+    modules on polars): the imports of ``model_pkg.user`` (relative ones made absolute) are
+    preloaded in its place, and its compiled code is kept for the steps, unless its file changes."""
+    (tmp_path / "raw_thread_starter.py").write_text(
+        "import _thread, threading\n_thread.start_new_thread(threading.Event().wait, ())\n")
+    (tmp_path / "after_it.py").write_text("value = 2\n")
+    (tmp_path / "model_pkg").mkdir()
+    (tmp_path / "model_pkg" / "__init__.py").write_text("")
+    (tmp_path / "model_pkg" / "sibling.py").write_text("value = 1\n")
+    user = tmp_path / "model_pkg" / "user.py"
+    user.write_text("import raw_thread_starter\nfrom . import sibling\nfrom .sibling import value\n"
+                    "import after_it\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    zygote = start(zygotes, ["from model_pkg import user"], lambda line: None)
+
+    assert [line for line, _ in zygote.skipped] == ["from model_pkg import user"]
+    assert zygote.around == ["from model_pkg import sibling", "from model_pkg.sibling import value",
+                             "import after_it"]
+    assert len(os.listdir(f"/proc/{zygote.process.pid}/task")) == 1
+    source = ("import json, sys\nbefore = sorted(set(sys.modules) & {'model_pkg.sibling', 'after_it', "
+              "'model_pkg.user', 'raw_thread_starter'})\nfrom model_pkg import user\n"
+              "print('RETURN:', json.dumps({'before': before, 'cached': 'get_code' in vars(user.__loader__),"
+              " 'changed': hasattr(user, 'changed')}))\n")
+    assert printed(run(tmp_path, source, zygote)) == {
+        "before": ["after_it", "model_pkg.sibling"], "cached": True, "changed": False}
+
+    user.write_text(user.read_text() + "changed = True\n")
+    assert printed(run(tmp_path, source, zygote))["changed"]
+
+
+def test_an_import_that_starts_a_thread_and_then_fails_is_refused_too(tmp_path, zygotes, monkeypatch):
+    (tmp_path / "threads_then_fails.py").write_text(
+        "import _thread, threading\n_thread.start_new_thread(threading.Event().wait, ())\n"
+        "raise RuntimeError('no')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    warnings = []
+    zygote = start(zygotes, ["import threads_then_fails", "import decimal"], warnings.append)
+
+    assert zygote.preloaded == ["import decimal"]
+    assert len(warnings) == 1 and "`threads_then_fails` starts threads when imported" in warnings[0]
+    assert len(os.listdir(f"/proc/{zygote.process.pid}/task")) == 1
+
+
 @pytest.mark.parametrize("mode", ["warm", "fresh"])
 def test_a_forked_grandchild_is_watched_and_ended_with_its_step(tmp_path, zygotes, mode):
     """A process the notebook forks without exec (multiprocessing's fork, a daemon) shows the

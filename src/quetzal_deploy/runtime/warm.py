@@ -17,8 +17,9 @@ left out). An import that fails is skipped with a warning. ``QUETZAL_WARM=0`` (o
 Fork safety: the zygote has one thread when it forks. BLAS/OpenMP/numexpr pools are kept from
 starting at import (``OPENBLAS_NUM_THREADS=1`` and friends in the zygote) and given back their size
 in each child; jemalloc's background threads (pyarrow, polars) are turned off. A package that
-starts a thread when imported anyway (polars) is found and refused by the next zygote, so what
-the import needed before it stays preloaded and each step imports the rest; a warning names it.
+starts a thread when imported anyway (polars) is found and refused by the next zygote, and what
+the imports that need it need besides is preloaded (``runtime/preload.py``): each step imports
+only that package and the modules using it at import time; a warning names it.
 ``numpy.random``'s global state is reseeded in each child.
 
 Its folder (caches, ``HOME``, ``TMPDIR`` of the preload) is removed by the zygote itself when it
@@ -28,7 +29,6 @@ process killed, or one that exits without ``shutdown``), SIGTERM or SIGHUP.
 
 from __future__ import annotations
 
-import ast
 import ctypes
 import gc
 import importlib
@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import traceback
 import types
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from pathlib import Path
 
 from quetzal_deploy.runtime.convert import script_source
 from quetzal_deploy.runtime.errors import NotebookError
+from quetzal_deploy.runtime.preload import THREADED, Ended, import_lines, preload, thread_count
 from quetzal_deploy.runtime.strays import resident_mb
 
 SWITCH = "QUETZAL_WARM"
@@ -75,9 +75,6 @@ POOL_SETTERS = (
 # Allocators that start a background thread when they start: told not to in the zygote.
 ALLOCATOR_VARIABLES = {"JE_ARROW_MALLOC_CONF": "background_thread:false",  # pyarrow's jemalloc
                        "_RJEM_MALLOC_CONF": "background_thread:false"}  # polars' jemalloc
-# Packages known to start a thread when imported (polars' spill cleaner): refused from the start,
-# others are found as they come (one more preload each).
-THREADED = ("polars",)
 HEADER = struct.Struct("!I")
 # Signals that end the zygote (its folder removed first); each step gets the dispositions back.
 ENDING = (signal.SIGTERM, signal.SIGHUP)
@@ -90,23 +87,6 @@ def enabled_here() -> bool:
 
 
 # --- what to preload -----------------------------------------------------------------------------
-
-def import_lines(source: str, local: set[str]) -> list[str]:
-    """The module-level imports of ``source`` (no ``as``), except of the names in ``local``."""
-    try:
-        body = ast.parse(source).body
-    except SyntaxError:
-        return []
-    lines = []
-    for node in body:
-        if isinstance(node, ast.Import):
-            lines += [f"import {alias.name}" for alias in node.names
-                      if alias.name.split(".")[0] not in local]
-        elif (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
-              and node.module != "__future__" and node.module.split(".")[0] not in local):
-            lines.append(f"from {node.module} import {', '.join(a.name for a in node.names)}")
-    return lines
-
 
 def local_names(folders: set[Path]) -> set[str]:
     """The modules and packages the model itself has (importable from its folders)."""
@@ -185,115 +165,6 @@ def config_file(enabled: bool, modules: tuple[str, ...] | None, task_root: Path)
 
 # --- the zygote (this module run as a program) ---------------------------------------------------
 
-def thread_count() -> int:
-    return len(os.listdir("/proc/self/task"))
-
-
-def settled_thread_count() -> int:
-    """The threads that stay: Python threads that are ending are waited for (matplotlib's font
-    cache starts a ``threading.Timer`` and cancels it), and then the system's."""
-    if thread_count() == 1:
-        return 1
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread():
-            thread.join(timeout=1.0)
-    deadline = time.monotonic() + 1.0
-    while (count := thread_count()) > 1 and time.monotonic() < deadline:
-        time.sleep(0.01)  # a thread whose Python side has ended leaves the system's list just after
-    return count
-
-
-class Watched(importlib.abc.Loader):
-    """A module's loader that notes the first module after which the zygote has threads."""
-
-    def __init__(self, loader, watcher: Watcher):
-        self.loader = loader
-        self.watcher = watcher
-
-    def __getattr__(self, name):  # resources, source, is_package...: the real loader's
-        return getattr(self.loader, name)
-
-    def create_module(self, spec):
-        module = self.loader.create_module(spec)  # an extension module's init runs here
-        self.watcher.check(spec.name)
-        return module
-
-    def exec_module(self, module):
-        self.loader.exec_module(module)
-        self.watcher.check(module.__name__)
-
-
-class Watcher(importlib.abc.MetaPathFinder):
-    """Refuses the ``blocked`` packages (they start threads when imported) and finds which one
-    does: the first module after whose loading the process has a thread Python did not start."""
-
-    def __init__(self, blocked: set[str]):
-        self.blocked = blocked
-        self.culprit: str | None = None
-
-    def check(self, name: str) -> None:
-        python_threads = len(threading.enumerate())  # a Timer started and cancelled within an import is fine
-        if self.culprit is None and thread_count() - python_threads > 0:
-            self.culprit = name.split(".")[0]
-
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in self.blocked:
-            raise ModuleNotFoundError(f"{name} is not preloaded: it starts threads when imported",
-                                      name=name)
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            spec = find(name, path, target)
-            if spec is not None:
-                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = Watched(spec.loader, self)
-                return spec
-        return None
-
-    def remove(self) -> None:
-        """Off ``sys.meta_path``, and the modules given their own loaders back."""
-        sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
-        for module in list(sys.modules.values()):
-            spec = getattr(module, "__spec__", None)
-            if spec is not None and isinstance(spec.loader, Watched):
-                spec.loader = spec.loader.loader
-                if isinstance(getattr(module, "__loader__", None), Watched):
-                    module.__loader__ = spec.loader
-
-
-class Ended(BaseException):
-    """SIGTERM or SIGHUP reached the zygote (never taken for a failed import)."""
-
-
-def end(signum, frame):
-    raise Ended(signum)
-
-
-def preload(lines: list[str], blocked: set[str]) -> dict:
-    """Run each import; stop at one that starts a thread (it cannot be undone), naming the
-    package that did (the next zygote refuses it, so the rest of that import is preloaded)."""
-    done, skipped = [], []
-    started = time.monotonic()
-    watcher = Watcher(blocked)
-    sys.meta_path.insert(0, watcher)
-    for line in lines:
-        try:
-            exec(compile(line, "<preload>", "exec"), {})  # noqa: S102 - import lines only, from the notebooks
-        except Ended:
-            raise
-        except BaseException as ex:  # noqa: BLE001 - a failed import is skipped, whatever it raised
-            skipped.append([line, f"{type(ex).__name__}: {ex}"])
-            continue
-        if settled_thread_count() > 1:
-            return {"threads": line, "culprit": watcher.culprit}
-        done.append(line)
-    watcher.remove()
-    gc.collect()
-    gc.freeze()  # the children's collections leave the zygote's objects (and their pages) alone
-    return {"preloaded": done, "skipped": skipped, "seconds": time.monotonic() - started}
-
-
 def send_message(sock: socket.socket, message: dict, fds: list[int] = ()) -> None:
     body = json.dumps(message).encode()
     socket.send_fds(sock, [HEADER.pack(len(body))], list(fds))
@@ -337,8 +208,10 @@ def loaded_libraries() -> list[str]:
     return sorted(path for path in paths if ".so" in path)
 
 
-def restore_pools() -> None:
-    """Give the thread pools loaded in the zygote their normal size (the step's environment's)."""
+def pool_setters() -> list[tuple]:
+    """The setters of the thread pools loaded in the zygote, found once (not in every step):
+    ``(function, variables giving the size, capped at the cores)``."""
+    found = []
     for library in loaded_libraries():
         name = os.path.basename(library)
         for part, variables, setters in POOL_SETTERS:
@@ -348,11 +221,16 @@ def restore_pools() -> None:
                 handle = ctypes.CDLL(library)
             except OSError:
                 continue
-            for setter in setters:
-                function = getattr(handle, setter, None)
-                if function is not None:
-                    function(ctypes.c_int(pool_size(variables, capped=part == "openblas")))
-                    break
+            function = next((getattr(handle, setter) for setter in setters if hasattr(handle, setter)), None)
+            if function is not None:
+                found.append((function, variables, part == "openblas"))
+    return found
+
+
+def restore_pools(setters: list[tuple]) -> None:
+    """Give the thread pools loaded in the zygote their normal size (the step's environment's)."""
+    for function, variables, capped in setters:
+        function(ctypes.c_int(pool_size(variables, capped)))
 
 
 def step_path(script: str, environ: dict, base: list[str]) -> list[str]:
@@ -378,7 +256,7 @@ def print_error(ex: BaseException, script: str) -> None:
     traceback.print_exception(type(ex), ex, tb or ex.__traceback__)
 
 
-def run_child(request: dict, output: int, reply: socket.socket, base_path: list[str]) -> None:
+def run_child(request: dict, output: int, reply: socket.socket, base_path: list[str], pools: list) -> None:
     """In the forked child: become ``python script argument`` and exit with its status."""
     code = 1
     try:
@@ -398,7 +276,7 @@ def run_child(request: dict, output: int, reply: socket.socket, base_path: list[
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        restore_pools()
+        restore_pools(pools)
         if "numexpr" in sys.modules and hasattr(sys.modules["numexpr"], "set_num_threads"):
             sys.modules["numexpr"].set_num_threads(
                 pool_size(("NUMEXPR_NUM_THREADS", "OMP_NUM_THREADS"), capped=False, default_max=16))
@@ -432,7 +310,7 @@ def run_child(request: dict, output: int, reply: socket.socket, base_path: list[
         os._exit(code)
 
 
-def serve(control: socket.socket, base_path: list[str]) -> None:
+def serve(control: socket.socket, base_path: list[str], pools: list) -> None:
     """Fork one child per request; report each one's ``wait4`` status on its reply socket."""
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
@@ -448,7 +326,7 @@ def serve(control: socket.socket, base_path: list[str]) -> None:
                 sys.stdout.flush()
                 pid = os.fork()
                 if pid == 0:
-                    run_child(request, output, reply, base_path)
+                    run_child(request, output, reply, base_path, pools)
                 os.close(output)
                 selector.register(os.pidfd_open(pid), selectors.EVENT_READ, (pid, reply))
             else:
@@ -463,16 +341,20 @@ def serve(control: socket.socket, base_path: list[str]) -> None:
                 reply.close()
 
 
+def end(signum, frame):
+    raise Ended(signum)
+
+
 def preload_and_serve(control: socket.socket) -> None:
     added = {os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry}
     base_path = [entry for entry in sys.path[1:] if entry not in added]
     request, _ = receive_message(control)
-    report = preload(request["preload"], set(request["blocked"]))
+    report = preload(request["preload"], set(request["blocked"]), set(request["avoided"]))
     report["threads_now"] = thread_count()
     send_message(control, report)
     if "threads" not in report:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the steps; the handler stops this
-        serve(control, base_path)
+        serve(control, base_path, pool_setters())
 
 
 def zygote_main(fd: int, folder: str) -> int:
@@ -520,6 +402,7 @@ class Zygote:
     folder: Path
     preloaded: list[str] = field(default_factory=list)
     skipped: list[list[str]] = field(default_factory=list)
+    around: list[str] = field(default_factory=list)  # what the skipped ones needed, but a refused package
     seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     warnings_shown: bool = False
@@ -615,11 +498,11 @@ def launch() -> Zygote:
 def start(lines: tuple[str, ...], out=print) -> Zygote:
     """Start a zygote that preloaded ``lines``. When one starts a thread, the zygote starts again
     refusing the package that did (or, not known, without that line)."""
-    lines, blocked = list(lines), list(THREADED)
+    blocked, avoided = list(THREADED), []
     while True:
         zygote = launch()
         try:
-            send_message(zygote.control, {"preload": lines, "blocked": blocked})
+            send_message(zygote.control, {"preload": list(lines), "blocked": blocked, "avoided": avoided})
             report, _ = receive_message(zygote.control)
         except (OSError, EOFError, ValueError) as ex:
             zygote.stop()
@@ -629,7 +512,7 @@ def start(lines: tuple[str, ...], out=print) -> Zygote:
             raise
         if "threads" not in report:
             zygote.preloaded, zygote.seconds = report["preloaded"], report["seconds"]
-            zygote.skipped = report["skipped"]
+            zygote.skipped, zygote.around = report["skipped"], report["around"]
             return zygote
         zygote.stop()
         culprit = report.get("culprit")
@@ -639,7 +522,7 @@ def start(lines: tuple[str, ...], out=print) -> Zygote:
                 "with threads cannot fork safely): it is not preloaded, each step imports it and "
                 "what needs it.")
         else:
-            lines.remove(report["threads"])
+            avoided.append(report["threads"])
             out(f"[quetzal] WARNING: warm start: `{report['threads']}` starts threads at import; "
                 "it is not preloaded (a process with threads cannot fork safely).")
 
@@ -666,7 +549,8 @@ def prepare(task_root: Path, out=print, saved: dict | None = None) -> Zygote | N
                 out(f"[quetzal] WARNING: {ex} Steps run in fresh processes.")
         ZYGOTES[key] = zygote
         if zygote is not None:
-            out(f"[quetzal] warm start: {len(zygote.preloaded)} imports preloaded in "
+            around = f" (and {len(zygote.around)} the others need)" if zygote.around else ""
+            out(f"[quetzal] warm start: {len(zygote.preloaded)} imports preloaded{around} in "
                 f"{zygote.seconds:.2f} s, {resident_mb([zygote.process.pid]):.0f} MB")
         return zygote
 
