@@ -87,6 +87,17 @@ def settled_thread_count() -> int:
     return count
 
 
+def others_spec(finder, name, path, target):
+    """The spec the finders on ``sys.meta_path`` but ``finder`` give."""
+    for other in sys.meta_path:
+        find = getattr(other, "find_spec", None)
+        if other is not finder and find is not None:
+            spec = find(name, path, target)
+            if spec is not None:
+                return spec
+    return None
+
+
 class Watched(importlib.abc.Loader):
     """A module's loader that notes the first module after which the zygote has threads, and
     the modules whose import failed (with their source)."""
@@ -133,16 +144,10 @@ class Watcher(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in self.blocked:
             raise ModuleNotFoundError(f"{name} is not preloaded: it starts threads when imported",
                                       name=name)
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            spec = find(name, path, target)
-            if spec is not None:
-                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = Watched(spec.loader, self)
-                return spec
-        return None
+        spec = others_spec(self, name, path, target)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = Watched(spec.loader, self)
+        return spec
 
     def remove(self) -> None:
         """Off ``sys.meta_path``, and the modules given their own loaders back."""
@@ -195,18 +200,12 @@ class CodeCache(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name.split(".")[0] not in self.packages and name not in self.modules:
             return None
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            spec = find(name, path, target)
-            if spec is not None:
-                cached = self.codes.get(spec.origin)
-                if cached and isinstance(spec.loader, importlib.machinery.SourceFileLoader) \
-                        and self.unchanged(spec.origin, cached[0]):
-                    spec.loader.get_code = lambda fullname, code=cached[1]: code
-                return spec
-        return None
+        spec = others_spec(self, name, path, target)
+        cached = spec and self.codes.get(spec.origin)
+        if cached and isinstance(spec.loader, importlib.machinery.SourceFileLoader) \
+                and self.unchanged(spec.origin, cached[0]):
+            spec.loader.get_code = lambda fullname, code=cached[1]: code
+        return spec
 
 
 def run_line(line: str) -> str | None:
