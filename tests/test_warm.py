@@ -244,6 +244,43 @@ def test_blas_pools_wait_in_the_zygote_and_get_their_size_back_in_each_step(tmp_
     assert counts["warm"] == counts["fresh"] == [str(expected)]
 
 
+def test_numba_preloaded_compiles_and_runs_parallel_code_in_each_step_with_the_steps_settings(
+        tmp_path, zygotes, monkeypatch):
+    """Real numba: importing it and decorating starts no thread (the zygote forks); a step
+    compiles and runs a ``parallel=True`` function defined in a preloaded module, with the pool
+    size and cache folder of its own environment (read again, as a fresh process reads them)."""
+    try:
+        import numba  # noqa: F401 - requirements-test.txt has it
+    except ImportError:
+        missing_part("numba is not installed (requirements-test.txt has it)")
+    (tmp_path / "kernels.py").write_text(
+        "from numba import njit, prange\n"
+        "@njit(parallel=True)\ndef total(a):\n    s = 0.0\n    for i in prange(a.shape[0]):\n"
+        "        s += a[i] * 2\n    return s\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    zygote = start(zygotes, ["import numpy", "import numba", "import kernels"])
+    assert zygote.preloaded == ["import numpy", "import numba", "import kernels"]
+    assert len(os.listdir(f"/proc/{zygote.process.pid}/task")) == 1
+
+    source = ("import json, os, numpy, numba, kernels\n"
+              "@numba.njit(cache=True)\ndef plus_one(x):\n    return x + 1\n"
+              "print('RETURN:', json.dumps({'total': kernels.total(numpy.arange(1000.0)),\n"
+              "    'one': plus_one(0),\n"
+              "    'pool': numba.get_num_threads(), 'layer': numba.threading_layer(),\n"
+              "    'threads': len(os.listdir('/proc/self/task')), 'cache': numba.config.CACHE_DIR}))\n")
+    pool = len(os.sched_getaffinity(0)) + 1  # not numba's default: the zygote's import did not fix it
+    seen = {}
+    for mode, chosen in (("warm", zygote), ("fresh", None)):
+        env = {"NUMBA_NUM_THREADS": str(pool), "NUMBA_CACHE_DIR": str(tmp_path / f"cache-{mode}")}
+        outcome = run(tmp_path, source, chosen, env)
+        assert outcome.returncode == 0, list(outcome.tail)
+        seen[mode] = printed(outcome)
+        assert seen[mode].pop("cache") == env["NUMBA_CACHE_DIR"]
+        assert list((tmp_path / f"cache-{mode}").iterdir())  # plus_one cached there
+    assert seen["warm"] == seen["fresh"]
+    assert seen["warm"]["total"] == 999000.0 and seen["warm"]["one"] == 1 and seen["warm"]["pool"] == pool
+
+
 def test_each_forked_step_draws_its_own_random_numbers(tmp_path, zygotes):
     need_numpy()
     zygote = start(zygotes, ["import numpy", "import random"])

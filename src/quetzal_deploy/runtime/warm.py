@@ -20,7 +20,9 @@ in each child; jemalloc's background threads (pyarrow, polars) are turned off. A
 starts a thread when imported anyway (polars) is found and refused by the next zygote, and what
 the imports that need it need besides is preloaded (``runtime/preload.py``): each step imports
 only that package and the modules using it at import time; a warning names it.
-``numpy.random``'s global state is reseeded in each child.
+numba starts no thread at import (its pool starts at a step's first parallel call) and reads its
+settings again from each step's environment. ``numpy.random``'s global state is reseeded in each
+child.
 
 Its folder (caches, ``HOME``, ``TMPDIR`` of the preload) is removed by the zygote itself when it
 ends, whatever ends it: the handler's ``stop``, the handler gone (its control socket closed: a
@@ -233,6 +235,22 @@ def restore_pools(setters: list[tuple]) -> None:
         function(ctypes.c_int(pool_size(variables, capped)))
 
 
+def renew_numba() -> None:
+    """numba read its settings (``NUMBA_NUM_THREADS``, ``NUMBA_CACHE_DIR``...) when the zygote
+    imported it: read again from the step's environment, as a fresh process would. Its thread
+    pool starts at a step's first parallel call, never in the zygote, so its size can change."""
+    config = sys.modules.get("numba.core.config")
+    if config is None:
+        return
+    try:
+        config.reload_config()
+        parallel = sys.modules.get("numba.np.ufunc.parallel")
+        if parallel is not None and not parallel._is_initialized:
+            parallel.NUM_THREADS = parallel.get_thread_count()
+    except Exception as ex:  # noqa: BLE001 - as importing numba would in a fresh process, but later
+        print(f"[quetzal] WARNING: numba's settings: {type(ex).__name__}: {ex}", file=sys.stderr)
+
+
 def step_path(script: str, environ: dict, base: list[str]) -> list[str]:
     """``sys.path`` of ``python script``: its folder, ``PYTHONPATH``, then the site's folders."""
     extra = [os.path.abspath(p) for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -280,6 +298,7 @@ def run_child(request: dict, output: int, reply: socket.socket, base_path: list[
         if "numexpr" in sys.modules and hasattr(sys.modules["numexpr"], "set_num_threads"):
             sys.modules["numexpr"].set_num_threads(
                 pool_size(("NUMEXPR_NUM_THREADS", "OMP_NUM_THREADS"), capped=False, default_max=16))
+        renew_numba()
         if "numpy.random" in sys.modules:
             sys.modules["numpy.random"].seed()  # else every step draws the zygote's numbers
         tempfile.tempdir = None
