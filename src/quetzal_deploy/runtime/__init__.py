@@ -7,7 +7,9 @@ shipped next to it), so the image needs nothing else and the local runner can re
 - ``handler.run_step(event, storage=..., workdir=..., task_root=..., time_left_s=...,
   image_tag=...) -> StepResult``: the same step against any storage, with its statistics.
 - ``warm.prepare(task_root)``: the fork server each step's process is forked from, with the
-  notebooks' top-level imports done once per container (``QUETZAL_WARM=0``: a fresh process).
+  notebooks' top-level imports done once per container (``QUETZAL_WARM=0``: a fresh process);
+  ``preload``: what it imports and how (packages that start threads refused, what else their
+  users need preloaded around them).
 - ``convert``: notebooks to scripts at image build time (``python -m
   quetzal_deploy.runtime.convert notebooks``), display magics dropped, other IPython refused.
 - ``storage.S3Storage(bucket)`` / ``storage.FolderStorage(root)``: the scenario's bucket, or a
