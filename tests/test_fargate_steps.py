@@ -22,6 +22,7 @@ from quetzal_deploy.pipeline.definition import (
     DefinitionError,
     deployable,
     family_of,
+    machine_states,
     notebook_paths,
 )
 from quetzal_deploy.runtime.event import read_event
@@ -88,7 +89,7 @@ def test_a_fargate_step_as_written_is_valid_asl():
 
 def test_rendering_fills_the_ecs_state_and_statelint_accepts_it(settings):
     states, start = mixed_pipeline()
-    rendered = deployable({"StartAt": start, "States": states}, settings, "123456789012")
+    rendered = deployable(machine_states({"StartAt": start, "States": states}), settings, "123456789012")
 
     assert Linter.validate(rendered) == []
     assert not re.findall(r"\$\{[a-z_]+\}", json.dumps(rendered))
@@ -125,7 +126,7 @@ def test_rendering_fills_the_ecs_state_and_statelint_accepts_it(settings):
 def test_static_event_fields_read_back_as_the_container_reads_them(settings):
     states = {"one": fargate_task({"notebook_path": "notebooks/a.ipynb", "launcher_arg": {"x": [1, "é"]},
                                    "scenario_path_S3": "base/"}, End=True)}
-    rendered = deployable({"StartAt": "one", "States": states}, settings, "123456789012")
+    rendered = deployable(machine_states({"StartAt": "one", "States": states}), settings, "123456789012")
     environment = rendered["States"]["one"]["Parameters"]["Overrides"]["ContainerOverrides"][0]["Environment"]
     event = read_event(None, {item["Name"]: item["Value"] for item in environment if "Value" in item})
     assert event == {"notebook_path": "notebooks/a.ipynb", "launcher_arg": {"x": [1, "é"]},
@@ -135,7 +136,7 @@ def test_static_event_fields_read_back_as_the_container_reads_them(settings):
 def test_a_field_name_holding_the_separator_is_refused(settings):
     states = {"one": fargate_task({"launcher_arg": {"my__value.$": "$.x"}}, End=True)}
     with pytest.raises(DefinitionError, match="without '__'"):
-        deployable({"StartAt": "one", "States": states}, settings, "123456789012")
+        deployable(machine_states({"StartAt": "one", "States": states}), settings, "123456789012")
 
 
 @pytest.mark.parametrize("model", ["paris", "task", "quetzal-paris-2030", "x" * 57])
@@ -151,9 +152,9 @@ def test_a_model_name_holding_task_cannot_have_fargate_steps(settings):
     named = replace(settings, model_name="paris-tasks")
     states = {"one": fargate_task(step_payload("one"), End=True)}
     with pytest.raises(DefinitionError, match="without '-task'"):
-        deployable({"StartAt": "one", "States": states}, named, "1")
+        deployable(machine_states({"StartAt": "one", "States": states}), named, "1")
     lambda_only = {"one": lambda_task(step_payload("one"), End=True)}
-    assert deployable({"StartAt": "one", "States": lambda_only}, named, "1")
+    assert deployable(machine_states({"StartAt": "one", "States": lambda_only}), named, "1")
 
 
 # --- update-steps against moto server -------------------------------------------------------
@@ -368,7 +369,7 @@ def test_rollback_points_the_fargate_steps_at_the_same_image(baked_repo, boto):
 ])
 def test_malformed_states_are_left_for_validation_to_report(settings, broken):
     states = {**broken, "far": fargate_task(step_payload("far"), End=True)}
-    rendered = deployable({"StartAt": "one", "States": states}, settings, "1")
+    rendered = deployable(machine_states({"StartAt": "one", "States": states}), settings, "1")
     assert rendered["States"]["one"] == broken["one"]
     assert notebook_paths(rendered) == ["notebooks/far.ipynb"]
 
@@ -376,4 +377,4 @@ def test_malformed_states_are_left_for_validation_to_report(settings, broken):
 def test_a_fargate_time_limit_must_be_whole_seconds(settings):
     states = {"one": fargate_task(step_payload("one"), TimeoutSeconds="4h", End=True)}
     with pytest.raises(DefinitionError, match="TimeoutSeconds, its time limit, must be a whole number"):
-        deployable({"StartAt": "one", "States": states}, settings, "1")
+        deployable(machine_states({"StartAt": "one", "States": states}), settings, "1")

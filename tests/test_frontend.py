@@ -40,7 +40,7 @@ from quetzal_deploy.contract.layers import (
     file_reader,
     layer_crs,
 )
-from quetzal_deploy.pipeline.definition import iter_states
+from quetzal_deploy.pipeline.definition import machine_states, state_objects
 from quetzal_deploy.pipeline.front_steps import display_warnings, front_end_steps, notebook_step
 from quetzal_deploy.runtime.errors import InvalidEvent
 from quetzal_deploy.runtime.event import scenario_prefix
@@ -337,7 +337,7 @@ def test_steps_json_has_a_tab_per_variant_with_the_steps_the_backend_shows():
     published = front_end_steps(FRONT_END_SHAPED)
     shown = backend_tabs(FRONT_END_SHAPED)
     assert [entry["name"] for entry in published] == list(shown) == ["default", "pt only", "é2030"]
-    states = {name: state for name, state in iter_states(FRONT_END_SHAPED["States"])}
+    states = dict(state_objects(machine_states(FRONT_END_SHAPED)))
     for entry in published:
         notebook_states = [name for row in shown[entry["name"]] for name in row
                            if notebook_step(name, states[name])]
@@ -349,7 +349,7 @@ def test_steps_json_has_a_tab_per_variant_with_the_steps_the_backend_shows():
     assert [s["name"] for s in published[0]["steps"]] == \
         ["preparation", "road", "pt", "road 2", "assignment", "skim", "merge"]
     assert [s["name"] for s in published[2]["steps"]] == ["assignment", "skim", "merge"]
-    assert display_warnings(FRONT_END_SHAPED) == [
+    assert display_warnings(machine_states(FRONT_END_SHAPED)) == [
         "Parallel state 'both' has branches of [1, 2] states: the front end shows its steps "
         "row by row, only the first 1."]
 
@@ -363,7 +363,7 @@ def test_steps_json_follows_item_processor_and_survives_a_loop():
         "end": {"Type": "Succeed"}}}
     assert front_end_steps(definition) == [
         {"name": "default", "steps": [{"name": "one", "path": "notebooks/one.ipynb"}]}]
-    [warning] = display_warnings(definition)
+    [warning] = display_warnings(machine_states(definition))
     assert "'again' has a rule without StringEquals" in warning
 
 

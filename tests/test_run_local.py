@@ -5,11 +5,13 @@ real Lambda handler core, real notebooks executed. The environment carries no AW
 endpoint, which proves a local run needs none.
 """
 
+import copy
 import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import nbformat
@@ -245,59 +247,93 @@ def test_missing_notebook_is_refused_before_anything_runs(baked_repo, tmp_path):
 
 
 def counting(name: str):
-    """A dict method that counts the call (a walk) before answering."""
+    """A dict method that records the call (a pass over the object) before answering."""
     def method(self, *args):
-        self.walks.append(id(self))
+        self.walks.append(self.where)
         return getattr(dict, name)(self, *args)
     return method
 
 
 class CountedStates(dict):
-    """A ``States`` object that counts the walks through it (every walk iterates it)."""
+    """A ``States`` object that records each pass through it (every walk, copy or serialization
+    iterates it) under its path; its deep copy records the copy and counts on."""
 
-    def __init__(self, states, walks):
+    def __init__(self, states, walks, where):
         super().__init__(states)
-        self.walks = walks
+        self.walks, self.where = walks, where
 
     __iter__, items, keys, values = (counting(name) for name in ("__iter__", "items", "keys", "values"))
 
+    def __deepcopy__(self, memo):
+        return CountedStates({name: copy.deepcopy(state, memo) for name, state in self.items()},
+                             self.walks, self.where)
 
-def counted(machine, walks):
-    """``machine`` with each of its ``States`` objects, nested ones included, counting its walks."""
+
+def counted(machine, walks, where="States"):
+    """``machine`` with each of its ``States`` objects, nested ones included, counting its passes."""
     states = {name: dict(state) for name, state in machine["States"].items()}
-    for state in states.values():
+    for name, state in states.items():
         if "Branches" in state:
-            state["Branches"] = [counted(branch, walks) for branch in state["Branches"]]
+            state["Branches"] = [counted(branch, walks, f"{where}.{name}.Branches[{index}].States")
+                                 for index, branch in enumerate(state["Branches"])]
         for key in ("Iterator", "ItemProcessor"):
             if key in state:
-                state[key] = counted(state[key], walks)
-    return dict(machine, States=CountedStates(states, walks))
+                state[key] = counted(state[key], walks, f"{where}.{name}.{key}.States")
+    return dict(machine, States=CountedStates(states, walks, where))
 
 
-def test_the_pre_run_checks_walk_the_state_machine_once(default_bake):
-    """The structural validation, duplicate names, Tasks, notebooks, Choices and front-end warnings
-    all read the interpreter's one walk of the states: each States object (the top one, a Parallel
-    branch's, a Map processor's) is iterated once. A ported Map with ItemProcessor, a Parallel and
-    a Choice, so every check has work."""
-    from quetzal_deploy.contract.params import DEFAULT_CHOICE
-    from quetzal_deploy.local.checks import check_before_run
-    from quetzal_deploy.local.interpreter import Interpreter
-    from quetzal_deploy.local.runner import local_definition
+class ChecksDone(Exception):
+    """Raised where a local run reads the scenario's params, right after its pre-run checks."""
+
+
+def test_a_local_run_passes_over_each_states_object_four_times_before_its_first_step(baked_repo, monkeypatch):
+    """From ``local_definition`` to the end of the interpreter's checks, each States object (the
+    top one, a Map processor's, a Parallel branch's) is copied once by ``ported``, walked once in
+    the copy (porting, finding and rendering the Fargate steps), serialized once to fill the
+    placeholders, and the filled definition, a new one, walked once by the interpreter for every
+    check. The definition is wrapped where it is loaded and where it is filled (parsed from text)
+    so that its States objects count each pass; the run stops where it would read the scenario.
+    A backend ECS step (ported, then a rendered Fargate step), a Map with ItemProcessor and a
+    Parallel, so that every pass has work."""
+    from quetzal_deploy.local import runner
+    from quetzal_deploy.pipeline import definition
     from quetzal_deploy.settings import load_settings
 
-    settings = load_settings(default_bake)
-    machine = local_definition(settings, out=lambda line: None)
-    inner = {"StartAt": "inner", "States": {"inner": {"Type": "Pass", "End": True}}}
-    machine["States"]["Fan"] = {"Type": "Map", "ItemsPath": "$.items", "End": True, "ItemProcessor": inner}
-    machine["States"]["Both"] = {"Type": "Parallel", "End": True, "Branches": [
-        {"StartAt": "left", "States": {"left": {"Type": "Pass", "End": True}}}]}
-    walks = []
-    machine = counted(machine, walks)
+    settings = load_settings(baked_repo)
+    walks, lines, render = [], [], definition.render
 
-    warnings = check_before_run(Interpreter(machine).states, settings, DEFAULT_CHOICE)
+    def loaded(path):
+        machine = definition.load_definition(path)
+        notebook = definition.notebook_paths(machine)[0]
+        environment = [{"Name": "NOTEBOOK_PATH", "Value": notebook},
+                       {"Name": "SCENARIO_PATH_S3", "Value.$": "$.scenario_path_S3"}]
+        machine["States"]["Far"] = {"Type": "Task", "Resource": "arn:aws:states:::ecs:runTask.sync",
+                                    "Parameters": {"Overrides": {"ContainerOverrides": [
+                                        {"Environment": environment}]}}, "End": True}
+        inner = {"StartAt": "inner", "States": {"inner": {"Type": "Pass", "End": True}}}
+        machine["States"]["Fan"] = {"Type": "Map", "ItemsPath": "$.items", "End": True,
+                                    "ItemProcessor": inner}
+        machine["States"]["Both"] = {"Type": "Parallel", "End": True, "Branches": [
+            {"StartAt": "left", "States": {"left": {"Type": "Pass", "End": True}}}]}
+        return counted(machine, walks)
 
-    assert len(walks) == 3 and len(set(walks)) == 3, walks  # the top States, the Map's, the branch's
-    assert any("Map state 'Fan' uses ItemProcessor" in warning for warning in warnings)
+    def stop(*args):
+        raise ChecksDone()
+
+    monkeypatch.setattr(runner, "load_definition", loaded)
+    monkeypatch.setattr(definition, "render", lambda machine, values: counted(render(machine, values), walks))
+    monkeypatch.setattr(runner, "scenario_params", stop)
+
+    with pytest.raises(ChecksDone):
+        runner.run_local(settings, "base", out=lines.append)
+
+    assert Counter(walks) == {"States": 4, "States.Fan.ItemProcessor.States": 4,
+                              "States.Both.Branches[0].States": 4}, walks
+    assert [line for line in lines if line.startswith("Note:")] == [
+        "Note: step-functions.json: the backend's ECS runTask.sync notebook steps became Fargate steps "
+        "(arn:aws:states:::ecs:runTask.waitForTaskToken with a Payload) in Far; run `invoke update-steps "
+        "--fix` to write this into the file."]
+    assert any("Map state 'Fan' uses ItemProcessor" in line for line in lines), lines
 
 
 @pytest.mark.parametrize(("scenario", "message"), [

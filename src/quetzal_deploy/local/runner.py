@@ -54,7 +54,7 @@ def local_definition(settings: Settings, out: Out = print) -> dict[str, Any]:
     own = ported(load_definition(settings.definition_path), settings)
     for note in own.notes():
         out(f"Note: {note}")
-    return deployable(own.definition, settings, LOCAL_ACCOUNT)
+    return deployable(own.walk, settings, LOCAL_ACCOUNT)
 
 
 class LocalRun:

@@ -1,4 +1,9 @@
-"""``step-functions.json``: load it, list its notebooks, fill its ``${...}`` placeholders.
+"""``step-functions.json``: load it, walk its states, list its notebooks, fill its ``${...}`` placeholders.
+
+``machine_states`` is the one walk of a definition's states, nested branches and processors
+included: porting, the Fargate steps, update-steps and a local run's checks all read it, so a
+definition is walked once where nothing replaces it (``ported`` walks its copy, which the
+Fargate rendering then edits in place; the interpreter walks the filled definition).
 
 Placeholders are ``${name}`` with a lowercase name; ``$.path`` and ``$$.Map...`` JSONPaths
 are left alone (which rules out ``string.Template``, where ``$$`` is an escape).
@@ -108,10 +113,15 @@ class Walk(list[tuple[str, Any, str]]):
         super().__init__(states)
         self.machines = machines
 
+    @property
+    def definition(self) -> Any:
+        """The definition walked."""
+        return self.machines["States"].body
+
 
 def machine_states(definition: Any) -> Walk:
-    """Every state of ``definition`` with its path, walked once: the checks that look at every
-    state (structure, duplicate names, notebooks, Tasks, Choices, front-end warnings) share it."""
+    """Every state of ``definition`` with its path, walked once: whatever looks at every state
+    (porting, the Fargate steps, the checks, the front end's warnings) reads this list."""
     machines = {"States": Machine(definition)}
     states = definition.get("States") if isinstance(definition, Mapping) else None
     return Walk(walk_states(states, machines=machines), machines)
@@ -131,11 +141,6 @@ def finite_float(text: str) -> float:
     if value in (float("inf"), float("-inf")):
         raise ValueError(f"the number {text[:30]} is out of range")
     return value
-
-
-def iter_states(states: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every state (an object), nested Map and Parallel branches included."""
-    yield from state_objects(walk_states(states))
 
 
 def duplicate_state_names(walk: Walk) -> list[str]:
@@ -260,51 +265,34 @@ def fargate_state(state: Mapping[str, Any], name: str, network: Mapping[str, Any
     return rendered
 
 
-def expand_fargate(states: Any, network: Mapping[str, Any]) -> Any:
-    """The states with every Fargate step rendered, nested Map and Parallel states included
-    (anything malformed is left as it is, for validation to report)."""
-    if not isinstance(states, dict):
-        return states
-    expanded = {}
-    for name, state in states.items():
-        if isinstance(state, dict):
-            state = fargate_state(state, name, network) if is_fargate_step(state) else dict(state)
-            if isinstance(state.get("Branches"), list):
-                state["Branches"] = [expand_machine(branch, network) for branch in state["Branches"]]
-            for key in ("Iterator", "ItemProcessor"):
-                if key in state:
-                    state[key] = expand_machine(state[key], network)
-        expanded[name] = state
-    return expanded
+def expand_fargate(walk: Walk, network: Mapping[str, Any]) -> None:
+    """Render every Fargate step of the walked definition in place, nested Map and Parallel states
+    included (anything malformed is left as it is, for validation to report): the walk still
+    holds the same state objects, so it stays the walk of the result."""
+    for name, state in state_objects(walk):
+        if is_fargate_step(state):
+            rendered = fargate_state(state, name, network)
+            state.clear()
+            state.update(rendered)
 
 
-def expand_machine(machine: Any, network: Mapping[str, Any]) -> Any:
-    if not isinstance(machine, dict) or "States" not in machine:
-        return machine
-    return dict(machine, States=expand_fargate(machine["States"], network))
-
-
-def fargate_steps(definition: Mapping[str, Any]) -> list[str]:
+def fargate_steps(walk: Walk) -> list[str]:
     """The names of the states marked for Fargate."""
-    return [name for name, state in iter_states(definition.get("States")) if is_fargate_step(state)]
-
-
-def placeholders(definition: Mapping[str, Any]) -> set[str]:
-    """The placeholder names the definition uses."""
-    return set(PLACEHOLDER.findall(json.dumps(definition)))
+    return [name for name, state in state_objects(walk) if is_fargate_step(state)]
 
 
 def render(definition: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
-    """Fill every placeholder; an unknown one is an error naming it and the known ones."""
-    unknown = placeholders(definition) - set(values)
+    """A new definition with every placeholder filled; an unknown one is an error naming it and
+    the known ones."""
+    text = json.dumps(definition)
+    unknown = set(PLACEHOLDER.findall(text)) - set(values)
     if unknown:
         raise DefinitionError(
             f"step-functions.json uses unknown placeholder(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join('${' + k + '}' for k in sorted(values))}"
         )
     # Each value is JSON-escaped, so a quote in a value cannot break the document.
-    text = PLACEHOLDER.sub(lambda m: json.dumps(values[m.group(1)])[1:-1], json.dumps(definition))
-    return json.loads(text)
+    return json.loads(PLACEHOLDER.sub(lambda m: json.dumps(values[m.group(1)])[1:-1], text))
 
 
 def family_of(model_name: str) -> str:
@@ -312,11 +300,12 @@ def family_of(model_name: str) -> str:
     return model_name + FARGATE_FAMILY_SUFFIX
 
 
-def deployable(definition: Mapping[str, Any], settings, account_id: str) -> dict[str, Any]:
-    """The definition as deployed: Fargate steps rendered, then every placeholder filled."""
+def deployable(walk: Walk, settings, account_id: str) -> dict[str, Any]:
+    """The walked definition as deployed, a new definition: its Fargate steps rendered (in place:
+    the walk is of the caller's own copy, as ``ported`` makes), then every placeholder filled."""
     family = family_of(settings.model_name)
-    if not fargate_steps(definition):
-        return render(definition, placeholder_values(settings, account_id))
+    if not fargate_steps(walk):
+        return render(walk.definition, placeholder_values(settings, account_id))
     if "-task" in family:
         raise DefinitionError(
             f"Fargate steps run the task definition {family}, and a family holding '-task' switches "
@@ -324,7 +313,8 @@ def deployable(definition: Mapping[str, Any], settings, account_id: str) -> dict
             "its start): Fargate steps need a model name without '-task'.")
     network = {"subnets": settings.fargate_subnets, "security_groups": settings.fargate_security_groups,
                "assign_public_ip": settings.fargate_assign_public_ip}
-    return render(expand_machine(definition, network), placeholder_values(settings, account_id))
+    expand_fargate(walk, network)
+    return render(walk.definition, placeholder_values(settings, account_id))
 
 
 def placeholder_values(settings, account_id: str) -> dict[str, str]:

@@ -26,7 +26,7 @@ from quetzal_deploy.contract.params import (
 )
 from quetzal_deploy.errors import RunError
 from quetzal_deploy.output import Out
-from quetzal_deploy.pipeline.definition import iter_states
+from quetzal_deploy.pipeline.definition import machine_states, state_objects
 from quetzal_deploy.pipeline.stepfunctions import StateMachine, state_machine
 from quetzal_deploy.runtime.notebook import log_name
 from quetzal_deploy.settings import Settings
@@ -149,7 +149,7 @@ class Follower:
 
 
 def notebook_of(definition: Mapping[str, Any], state_name: str) -> str | None:
-    for name, state in iter_states(definition["States"]):
+    for name, state in state_objects(machine_states(definition)):
         payload = state.get("Parameters", {}).get("Payload", {})
         if name == state_name and isinstance(payload, dict) and "notebook_path" in payload:
             return payload["notebook_path"]

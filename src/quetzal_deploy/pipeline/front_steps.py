@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from itertools import zip_longest
 from typing import Any
 
-from quetzal_deploy.pipeline.definition import DefinitionError, iter_states, step_payload
+from quetzal_deploy.pipeline.definition import DefinitionError, Walk, state_objects, step_payload
 
 DEFAULT = "default"
 STEPS_KEY = "_common/steps.json"
@@ -80,15 +80,16 @@ def front_end_steps(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
             for name in variants(definition)]
 
 
-def display_warnings(definition: Mapping[str, Any]) -> list[str]:
-    """What the front end's backend would show wrongly or fail on (it reads the definition too)."""
+def display_warnings(walk: Walk) -> list[str]:
+    """What the front end's backend would show wrongly or fail on in the walked definition (it
+    reads the definition too)."""
     warnings = []
-    for name, state in definition["States"].items():
-        rules = state.get("Choices", []) if state.get("Type") == "Choice" else []
+    for name, state, where in walk:
+        rules = state.get("Choices", []) if where == "States" and state.get("Type") == "Choice" else []
         if any("StringEquals" not in rule for rule in rules):
             warnings.append(f"Choice state {name!r} has a rule without StringEquals: the front end's "
                             "backend lists variants from StringEquals only and fails on it.")
-    for name, state in iter_states(definition["States"]):
+    for name, state in state_objects(walk):
         sizes = [len(b.get("States", {})) for b in state.get("Branches", [])]
         if len(set(sizes)) > 1:
             warnings.append(f"Parallel state {name!r} has branches of {sorted(sizes)} states: the front "

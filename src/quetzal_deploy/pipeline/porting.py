@@ -27,8 +27,10 @@ from quetzal_deploy.pipeline.definition import (
     ECS_RUN_TASK,
     LAMBDA_INVOKE,
     DefinitionError,
-    iter_states,
+    Walk,
     load_definition,
+    machine_states,
+    state_objects,
 )
 
 FUNCTION_ARN = "arn:aws:lambda:${region}:${account_id}:function:${%s}"
@@ -45,10 +47,15 @@ STANDARD_PAYLOAD = {"notebook_path": "notebooks/<step>.ipynb", "scenario_path_S3
 
 @dataclass
 class Ported:
-    """The definition with the model's Tasks in this template's forms, and what was rewritten."""
+    """The definition with the model's Tasks in this template's forms (a copy, and its walk), and
+    what was rewritten."""
 
-    definition: dict[str, Any]
+    walk: Walk
     rewrites: dict[str, list[str]] = field(default_factory=dict)  # what -> the states it was in
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        return self.walk.definition
 
     def notes(self) -> list[str]:
         """One line per kind of rewrite, naming the states."""
@@ -75,9 +82,9 @@ def is_model_function(name: str, parameters: Mapping[str, Any], settings, sole: 
     return any(name == settings.function_name + suffix for suffix in STAGE_SUFFIXES)
 
 
-def sole_function(definition: Mapping[str, Any], settings) -> str | None:
+def sole_function(walk: Walk, settings) -> str | None:
     """The one function the definition's Tasks invoke besides the auth function, if only one."""
-    names = {function_of(target[1]) for _, state in iter_states(definition.get("States"))
+    names = {function_of(target[1]) for _, state in state_objects(walk)
              if state.get("Type") == "Task" and (target := lambda_target(state)) is not None}
     names -= {settings.auth_function, ""}
     return names.pop() if len(names) == 1 else None
@@ -133,9 +140,9 @@ def fargate_form(state: dict[str, Any], payload: dict[str, Any]) -> dict[str, An
 
 def ported(definition: Mapping[str, Any], settings) -> Ported:
     """The definition with every Task of the model in this template's forms (see the module)."""
-    result = Ported(copy.deepcopy(dict(definition)))
-    sole, problems = sole_function(definition, settings), []
-    for name, state in iter_states(result.definition.get("States")):
+    result = Ported(machine_states(copy.deepcopy(dict(definition))))
+    sole, problems = sole_function(result.walk, settings), []
+    for name, state in state_objects(result.walk):
         if state.get("Type") != "Task":
             continue
         payload = ecs_payload(state)

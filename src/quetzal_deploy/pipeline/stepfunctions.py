@@ -14,6 +14,7 @@ from quetzal_deploy.errors import AwsError, ConfigError
 from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import (
     DefinitionError,
+    Walk,
     deployable,
     duplicate_state_names,
     fargate_steps,
@@ -97,36 +98,35 @@ def state_machine(settings: Settings, aws: Aws) -> StateMachine:
 STATELINT_OFF_BY_ONE = re.compile(r".*\.MaxAttempts is 99999999 but allowed ceiling is 99999999")
 
 
-def asl_problems(definition: dict[str, Any]) -> list[str]:
-    """What the Amazon States Language linter (statelint) finds wrong, and duplicate state names."""
+def asl_problems(walk: Walk) -> list[str]:
+    """What the Amazon States Language linter (statelint) finds wrong in the walked definition,
+    and duplicate state names."""
     from statelint.linter import Linter  # loaded by the flows that check a definition only
 
-    duplicates = duplicate_state_names(machine_states(definition))
-    return duplicates or [p for p in Linter.validate(definition) if not STATELINT_OFF_BY_ONE.fullmatch(p)]
+    return duplicate_state_names(walk) or [p for p in Linter.validate(walk.definition)
+                                           if not STATELINT_OFF_BY_ONE.fullmatch(p)]
 
 
-def validated_definition(settings: Settings, account_id: str,
-                         note: Out = lambda line: None) -> dict[str, Any]:
+def validated_definition(settings: Settings, account_id: str, note: Out = lambda line: None) -> Walk:
     """``step-functions.json`` checked (JSON, notebooks, ASL), the model's Tasks in our forms (each
-    kind of rewrite told to ``note``) and its placeholders filled."""
+    kind of rewrite told to ``note``) and its placeholders filled: the walk of the result."""
     own = ported(load_definition(settings.definition_path), settings)
     for line in own.notes():
         note(f"Note: {line}")
-    definition = own.definition
-    missing = [path for path in notebook_paths(definition) if not (settings.root / path).is_file()]
+    missing = [path for path in notebook_paths(own.walk) if not (settings.root / path).is_file()]
     if missing:
         raise DefinitionError(
             f"step-functions.json runs notebook(s) that do not exist: {', '.join(missing)}; "
             f"add them under {settings.notebooks_dir.name}/ or fix their notebook_path."
         )
-    fargate = fargate_steps(definition)
+    fargate = fargate_steps(own.walk)
     if fargate and not (settings.fargate_subnets and settings.fargate_security_groups):
         raise DefinitionError(
             f"step-functions.json runs {', '.join(fargate)} on Fargate, but FARGATE_SUBNETS and "
             "FARGATE_SECURITY_GROUPS in .env are not both set: name the existing subnets and "
             "security groups the tasks run in (the same as the module's fargate_* variables)."
         )
-    rendered = deployable(definition, settings, account_id)
+    rendered = machine_states(deployable(own.walk, settings, account_id))
     problems = asl_problems(rendered)
     if problems:
         raise DefinitionError(
@@ -142,9 +142,9 @@ def warn_line(line: str) -> None:
 def update_steps(settings: Settings, aws: Aws, dry_run: bool = False,
                  out: Out = print, warn: Out = warn_line) -> None:
     """Deploy ``step-functions.json`` to the model's state machine (``dry_run``: print it only)."""
-    rendered = validated_definition(settings, aws.account_id, warn)
-    states = machine_states(rendered)
-    for warning in front_end_warnings(states) + display_warnings(rendered):
+    states = validated_definition(settings, aws.account_id, warn)
+    rendered = states.definition
+    for warning in front_end_warnings(states) + display_warnings(states):
         warn(f"Warning: {warning}")
     if dry_run:
         out(json.dumps(rendered, indent=2))
