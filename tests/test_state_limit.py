@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from test_asl import failure, machine
 
+from quetzal_deploy.contract.limits import STATE_LIMIT_BYTES, state_bytes
 from quetzal_deploy.local.interpreter import Interpreter
 from quetzal_deploy.local.report import StepRecord, summary
 from quetzal_deploy.runtime.errors import NotebookError, StateTooLarge
-from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES, StepEvent, state_bytes
+from quetzal_deploy.runtime.event import StepEvent
 from quetzal_deploy.runtime.handler import MAX_STATE_BYTES, returned_event
 from quetzal_deploy.runtime.notebook import Outcome
 

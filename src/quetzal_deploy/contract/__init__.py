@@ -5,6 +5,7 @@ the image ships this subpackage next to the runtime, which imports it.
 - ``params``: everything about a run's params: the front end's ``inputs/params.json`` and the
   ``--params`` overrides checked, what a run sends, and ``run_params``, what a notebook reads;
 - ``fargate``: how a Fargate step's container receives its event and returns its result;
+- ``limits``: the 256 KiB Step Functions allows a state, as it counts them;
 - ``layers``: the output layers the front end can load (their CRS).
 
 The step's event is checked by the runtime (``runtime.event``), against the image's files.

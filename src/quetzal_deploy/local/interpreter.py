@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from quetzal_deploy.contract.limits import STATE_LIMIT_BYTES, state_bytes
 from quetzal_deploy.local.choice import matches
 from quetzal_deploy.local.errors import UNCATCHABLE, StatesError, runtime_error
 from quetzal_deploy.local.intrinsics import evaluate
@@ -31,7 +32,6 @@ from quetzal_deploy.local.templates import fill
 from quetzal_deploy.local.validation import check_supported
 from quetzal_deploy.output import Out
 from quetzal_deploy.pipeline.definition import ECS_RUN_TASK, LAMBDA_INVOKE, machine_states
-from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES, state_bytes
 
 HISTORY_LIMIT = 25_000  # events in one execution's history, a Step Functions quota
 ECS_OVERRIDES_LIMIT = 8192  # characters of a RunTask's overrides JSON, an ECS quota

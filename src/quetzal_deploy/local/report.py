@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES
+from quetzal_deploy.contract.limits import STATE_LIMIT_BYTES
 from quetzal_deploy.sizing import HEADROOM, suggest
 
 STATE_LIMIT_KB = STATE_LIMIT_BYTES // 1024

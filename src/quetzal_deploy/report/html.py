@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from quetzal_deploy.contract.limits import STATE_LIMIT_BYTES
 from quetzal_deploy.errors import QuetzalError
 from quetzal_deploy.report.layers import Layer, Matrix, read_layers, read_matrices
 from quetzal_deploy.report.model import RunView
-from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES
 from quetzal_deploy.sizing import suggest
 
 MAX_REPORT_MB = 15

@@ -27,14 +27,6 @@ MAX_METADATA_BYTES = 1900
 # Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN).
 MAX_LAUNCHER_ARG_BYTES = 128 * 1024 - 1
 MAX_TEXT = 1024
-# Step Functions caps a state's input and output at 256 KiB, counted in UTF-8 bytes of the JSON.
-STATE_LIMIT_BYTES = 262_144
-
-
-def state_bytes(value) -> int:
-    """What Step Functions counts of ``value`` against ``STATE_LIMIT_BYTES``: its compact JSON's UTF-8
-    bytes. ``ValueError``/``TypeError`` when it is not JSON (NaN, Infinity, a set)."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
 
 
 @dataclass(frozen=True)

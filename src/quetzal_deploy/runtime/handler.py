@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quetzal_deploy.contract.limits import STATE_LIMIT_BYTES, state_bytes
 from quetzal_deploy.contract.params import deep_merge
 from quetzal_deploy.runtime import warm
 from quetzal_deploy.runtime.errors import (
@@ -50,7 +51,7 @@ from quetzal_deploy.runtime.errors import (
     StateTooLarge,
     StorageError,
 )
-from quetzal_deploy.runtime.event import STATE_LIMIT_BYTES, StepEvent, parse_event, state_bytes
+from quetzal_deploy.runtime.event import StepEvent, parse_event
 from quetzal_deploy.runtime.info import info_bytes, parse_info, stamped
 from quetzal_deploy.runtime.notebook import (
     Outcome,
