@@ -4,7 +4,9 @@
 import json
 
 import pytest
+from test_fargate_steps import fargate_task
 from test_run_local import invoke, lambda_task, run_folder, step_payload, tree_hash, write_notebook
+from test_run_local_limits import set_env
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker, pytest.mark.slow]
 
@@ -75,3 +77,52 @@ def test_docker_steps_report_peak_memory_and_tmp_measured_in_the_container(
     memory, tmp = cells[3], cells[4]
     assert memory.endswith(" MB") and float(memory.split()[0]) >= 300, cells
     assert tmp.endswith(" MB") and float(tmp.split()[0]) >= 80, cells
+
+
+OVER_FARGATE = {  # what each step uses, the .env that makes it too much, the error ECS's would be
+    "hungry": ('ballast = b"\\1" * (600 * 2**20)  # touched: resident\nprint("held", len(ballast))\n',
+               {"FARGATE_MEMORY": 512}, "Runtime.OutOfMemory", "FARGATE_MEMORY=512 MB"),
+    "filler": ('with open(Path(argv["training_folder"]) / "inputs" / "big.bin", "wb") as big:\n'
+               '    big.truncate(22 * 2**30)  # sparse: 22 GiB counted, nothing written nor uploaded\n',
+               {}, "NotebookError", "No space left on device"),
+}
+
+
+def test_docker_fargate_steps_report_figures_measured_in_their_container(
+        baked_repo, tmp_path, docker_engine, lambda_base_image, monkeypatch):
+    """A Fargate step's container exits with the step: the entry point measures it inside."""
+    monkeypatch.setenv("QUETZAL_BASE_IMAGE", lambda_base_image)
+    write_notebook(baked_repo, "big", BIG_STEP)
+    (baked_repo / "step-functions.json").write_text(json.dumps(
+        {"StartAt": "big", "States": {"big": fargate_task(step_payload("big"), TimeoutSeconds=600,
+                                                          End=True)}}))
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "--docker", "base")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    (row,) = [line.split("  ") for line in done.stdout.splitlines() if line.startswith("big ")]
+    cells = [cell.strip() for cell in row if cell.strip()]
+    assert "Fargate" in cells, cells
+    memory, tmp = cells[3], cells[4]
+    assert memory.endswith(" MB") and float(memory.split()[0]) >= 300, cells
+    assert tmp.endswith(" MB") and float(tmp.split()[0]) >= 80, cells
+
+
+@pytest.mark.parametrize("step", sorted(OVER_FARGATE))
+def test_docker_fargate_step_over_its_task_fails_as_ecs_would(
+        baked_repo, tmp_path, docker_engine, lambda_base_image, monkeypatch, step):
+    """Measured in its container, a Fargate step over the task's memory or ephemeral storage fails
+    with the error a run without --docker gives (the step runs to its end first: see container.py)."""
+    monkeypatch.setenv("QUETZAL_BASE_IMAGE", lambda_base_image)
+    body, env, error, message = OVER_FARGATE[step]
+    set_env(baked_repo, **env)
+    write_notebook(baked_repo, step, body)
+    (baked_repo / "step-functions.json").write_text(json.dumps(
+        {"StartAt": step, "States": {step: fargate_task(step_payload(step), TimeoutSeconds=600, End=True)}}))
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "--docker", "base")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"Error: {error}" in done.stdout and message in done.stdout, done.stdout
+    assert "Fargate task" in done.stdout
+    assert any(line.split()[:2] == [step, "failed"] for line in done.stdout.splitlines()), done.stdout

@@ -152,8 +152,11 @@ def test_without_a_token_nothing_is_sent_and_the_output_file_has_the_outcome(lam
 
     assert done.returncode == 0, done.stderr
     assert sfn_calls.calls == []
-    assert json.loads(outcome.read_text())["output"]["Payload"]["first"] == 1
+    written = json.loads(outcome.read_text())
+    assert written["output"]["Payload"]["first"] == 1
     assert b"wrote" in read(s3, "base/logs/writes_outputs.txt")
+    figures = written["figures"]  # what a local --docker run shows and checks for the step
+    assert figures["peak_memory_mb"] > 1 and figures["tmp_mb"] > 0, figures
 
 
 def test_heartbeats_are_sent_while_the_step_runs(sfn_calls):

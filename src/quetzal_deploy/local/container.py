@@ -10,7 +10,11 @@ Lambda counts it; ``/tmp`` is measured in the container after the step.
 A Fargate step runs as on ECS: a container of its own from the same image, started with the
 command-line entry point (``python -m quetzal_deploy.runtime.cli``, the task definition's entry
 point) and its rendered container environment; with no Step Functions to report to, it writes
-its outcome to a mounted file.
+its outcome to a mounted file, with its figures measured in the container by the entry point
+(``runtime.cli.Figures``: its processes' peak resident memory and its working folder's size, as a
+step run in this process is measured), which the runner checks against the Fargate task's memory
+and storage. A stopped container's cgroup is gone, so its peak cannot be read afterwards as a
+Lambda step's is.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ OUTBOX = "/quetzal-outbox"
 ENTRY_POINT = ["python", "-m", "quetzal_deploy.runtime.cli"]  # the Terraform task definition's too
 STOP_GRACE_S = 120
 UPLOAD_LINE = re.compile(r"\[quetzal\] upload: [0-9.]+ s \(([0-9]+) files\)")
+Figures = tuple[float | None, float | None, int | None]  # peak memory MB, /tmp MB, files written
 TMP_PROBE = ("import os; print(sum(os.lstat(os.path.join(d, f)).st_size "
              "for d, _, fs in os.walk('/tmp') for f in fs))")
 
@@ -65,7 +70,7 @@ class ContainerTasks:
     def __exit__(self, *exc) -> None:
         self.function.stop()
 
-    def invoke(self, payload: Any, label: str) -> tuple[Any, tuple[float | None, float | None, int | None]]:
+    def invoke(self, payload: Any, label: str) -> tuple[Any, Figures]:
         """The function's answer and the step's (peak memory MB, /tmp MB, files written); a function
         error becomes the StatesError Step Functions raises."""
         self.function.port = 0  # a free one, for each container
@@ -84,8 +89,9 @@ class ContainerTasks:
         body = answer.payload if isinstance(answer.payload, dict) else {"errorMessage": str(answer.payload)}
         raise StatesError(body.get("errorType", "Lambda.Unknown"), json.dumps(body))
 
-    def run_task(self, environment: dict[str, str], label: str, limit_s: float) -> Any:
-        """A Fargate step in a container of its own; returns its event or raises its failure."""
+    def run_task(self, environment: dict[str, str], label: str, limit_s: float) -> tuple[Any, Figures]:
+        """A Fargate step in a container of its own: its event and its (peak memory MB, working
+        folder MB, files written), or its failure raised."""
         env = {key: value for key, value in environment.items() if key != TOKEN_VARIABLE}
         env.update({"QUETZAL_BUCKET_FOLDER": MOUNT, "AWS_REGION": self.settings.region,
                     "AWS_EXECUTION_ENV": "AWS_ECS_FARGATE"})
@@ -97,7 +103,8 @@ class ContainerTasks:
                          outbox: {"bind": OUTBOX, "mode": "rw"}})
             try:
                 container.wait(timeout=limit_s + STOP_GRACE_S)
-                for line in container.logs().decode(errors="replace").splitlines():
+                logs = container.logs().decode(errors="replace")
+                for line in logs.splitlines():
                     self.out(f"    {label} | {line}")
             finally:
                 container.remove(force=True)
@@ -107,7 +114,9 @@ class ContainerTasks:
             outcome = json.loads(outcome_file.read_text(encoding="utf-8"))
         if "error" in outcome:
             raise StatesError(outcome["error"], outcome["cause"])
-        return outcome["output"]["Payload"]
+        measured = outcome.get("figures") or {}
+        return outcome["output"]["Payload"], (measured.get("peak_memory_mb"), measured.get("tmp_mb"),
+                                              files_written(logs))
 
 
 def peak_memory_mb(container) -> float | None:

@@ -6,7 +6,9 @@ enforced by the handler, memory and ``/tmp`` size are watched from the step's fi
 the step as Lambda would. A Fargate step runs the same way from its rendered ECS state (the event
 read back from its container's environment, as the container's entry point reads it), with
 Fargate's limits: its own time limit, the task's memory and storage. With ``--docker`` the
-model's image runs it instead (``container.py``). Each Task leaves a ``StepRecord`` of its figures.
+model's image runs it instead (``container.py``); a Fargate step's figures, measured in its
+container, are checked against the task's memory and storage once it ended. Each Task leaves a
+``StepRecord`` of its figures.
 """
 
 from __future__ import annotations
@@ -121,13 +123,17 @@ class Steps:
 
     def execute(self, call: TaskCall, payload: Any, record: StepRecord, limit: float) -> Any:
         """The event the step returns: from the model's image with ``--docker``, else from here."""
-        if self.container is not None and call.platform == FARGATE:
-            return self.container.run_task(call.payload, call.label, limit)
-        if self.container is not None:
+        if self.container is None:
+            return self.run_handler(call, payload, record, limit)
+        if call.platform == FARGATE:
+            event, figures = self.container.run_task(call.payload, call.label, limit)
+        else:
             event, figures = self.container.invoke(call.payload, call.label)
-            record.peak_memory_mb, record.tmp_mb, record.wrote_files = figures
-            return event
-        return self.run_handler(call, payload, record, limit)
+        record.peak_memory_mb, record.tmp_mb, record.wrote_files = figures
+        problem = limit_problem(self.settings, record, call) if call.platform == FARGATE else None
+        if problem:  # measured in its container once it ended: over its task's memory or storage
+            raise limit_error(*problem)
+        return event
 
     def run_handler(self, call: TaskCall, payload: Any, record: StepRecord, limit: float) -> Any:
         """The handler's core in this process, in a working folder of its own."""

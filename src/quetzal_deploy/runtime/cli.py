@@ -21,9 +21,11 @@ error's class name as ``Error`` and a Lambda-shaped JSON ``Cause`` (``errorMessa
 ``errorType``, ``stackTrace``), so the front end shows a failed Fargate step as a failed Lambda
 step. A heartbeat is sent every minute while the step runs, so a container that dies without
 reporting fails the state after ``HeartbeatSeconds`` rather than at its time limit.
-``--output FILE`` also writes the outcome as JSON (``{"output": ...}`` or ``{"error", "cause"}``):
-``invoke run --local --docker`` reads it, having no Step Functions. The exit code is 0 on
-success, 1 on failure.
+``--output FILE`` also writes the outcome as JSON (``{"output": ...}`` or ``{"error", "cause"}``)
+with the step's ``figures``: the peak resident memory of its processes and the size of its
+working folder, measured as the local runner measures a step it runs itself (``Figures``):
+``invoke run --local --docker`` reads it, having no Step Functions, and checks the figures against
+the Fargate task's memory and storage. The exit code is 0 on success, 1 on failure.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from quetzal_deploy.contract.fargate import LIMIT_VARIABLE, TOKEN_VARIABLE, task
 from quetzal_deploy.runtime.errors import InvalidEvent
 from quetzal_deploy.runtime.event import read_event, time_limit
 from quetzal_deploy.runtime.handler import FARGATE, default_task_root, run_step, storage_from_environment
+from quetzal_deploy.runtime.strays import resident_mb
+from quetzal_deploy.runtime.workdir import size_mb
 
 HEARTBEAT_S = 60.0
 # SendTaskFailure limits: Error 256 characters, Cause 32,768.
@@ -62,6 +66,22 @@ def lambda_shaped_cause(error: BaseException) -> str:
     return cause
 
 
+class Figures:
+    """What the step used, for ``--output``: its processes' peak resident memory (sampled while it
+    runs, and the notebook's own peak) and its working folder's size, as a local run counts them."""
+
+    def __init__(self, workdir: Path):
+        self.workdir, self.peak_mb = workdir, 0.0
+
+    def watch(self, pids: list[int]) -> None:
+        """``run_step``'s watch: sample the step's processes."""
+        self.peak_mb = max(self.peak_mb, resident_mb(pids))
+
+    def read(self, notebook_peak_mb: float | None = None) -> dict:
+        peak = max(self.peak_mb, notebook_peak_mb or 0.0)
+        return {"peak_memory_mb": peak or None, "tmp_mb": size_mb(self.workdir)}
+
+
 class Reporter:
     """Sends the step's outcome and heartbeats for one task token (nothing without a token)."""
 
@@ -70,9 +90,11 @@ class Reporter:
         self.client = client if client or not token else boto3.client("stepfunctions")
         self.out = out
         self.output = output
+        self.figures: dict | None = None  # written with the outcome
 
     def write(self, outcome: dict) -> None:
         if self.output is not None:
+            outcome = dict(outcome, figures=self.figures) if self.figures else outcome
             self.output.write_text(json.dumps(outcome, ensure_ascii=False), encoding="utf-8")
 
     def call(self, method: str, **kwargs) -> bool:
@@ -116,6 +138,8 @@ def run(argument: str | None, limit_s: str | float | None, environ, reporter: Re
         out=print) -> int:
     """Run the step and report it; 0 when it succeeded and was reported, else 1."""
     started = time.monotonic()
+    workdir = Path(environ.get("QUETZAL_WORKDIR", "/tmp"))
+    figures = Figures(workdir)
     try:
         event = read_event(argument, environ)
         seconds = time_limit(limit_s if limit_s is not None else environ.get(LIMIT_VARIABLE))
@@ -123,19 +147,24 @@ def run(argument: str | None, limit_s: str | float | None, environ, reporter: Re
             result = run_step(
                 event,
                 storage=storage_from_environment(),
-                workdir=Path(environ.get("QUETZAL_WORKDIR", "/tmp")),
+                workdir=workdir,
                 task_root=default_task_root(),
                 time_left_s=seconds - (time.monotonic() - started),
                 image_tag=environ.get("IMAGE_TAG", "unknown"),
                 out=out,
                 platform=FARGATE,
+                watch=figures.watch if reporter.output else None,  # measured only for a local run
             )
     except Exception as ex:  # every failure must reach Step Functions, or the state waits
         out(f"[quetzal] step failed: {type(ex).__name__}: {ex}")
         if not isinstance(ex, InvalidEvent) and not type(ex).__module__.startswith("quetzal_deploy"):
             out(traceback.format_exc())
+        if reporter.output:
+            reporter.figures = figures.read()
         reporter.failure(ex)
         return 1
+    if reporter.output:
+        reporter.figures = figures.read(result.peak_memory_mb)
     return 0 if reporter.success(result.event) else 1
 
 
