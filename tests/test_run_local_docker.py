@@ -2,6 +2,7 @@
 (built on the stand-in Lambda base image) behind its Lambda emulator, with no AWS account."""
 
 import json
+import re
 
 import pytest
 from test_fargate_steps import fargate_task
@@ -106,6 +107,9 @@ def test_docker_fargate_steps_report_figures_measured_in_their_container(
     memory, tmp = cells[3], cells[4]
     assert memory.endswith(" MB") and float(memory.split()[0]) >= 300, cells
     assert tmp.endswith(" MB") and float(tmp.split()[0]) >= 80, cells
+    report = (run_folder(baked_repo) / "report.html").read_text()
+    html_row = report.split('data-step="big"')[1].split("</tr>")[0]  # gauges against the task's sizes
+    assert re.search(r">\d+ of 16384 MB", html_row) and re.search(r">\d+ of 21504 MB", html_row), html_row
 
 
 @pytest.mark.parametrize("step", sorted(OVER_FARGATE))
