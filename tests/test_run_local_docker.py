@@ -78,6 +78,41 @@ def test_docker_steps_report_peak_memory_and_tmp_measured_in_the_container(
     memory, tmp = cells[3], cells[4]
     assert memory.endswith(" MB") and float(memory.split()[0]) >= 300, cells
     assert tmp.endswith(" MB") and float(tmp.split()[0]) >= 80, cells
+    # the step's resident memory, as without --docker: not the container's cgroup peak, which adds
+    # the page cache of the 80 MB it wrote and of their copy to the bucket
+    assert float(memory.split()[0]) < 300 + 80, cells
+    logged = [line for line in done.stdout.splitlines() if "big | [quetzal] figures: " in line]
+    assert len(logged) == 1, done.stdout
+
+
+OVER_LAMBDA = {  # what each step uses (.env: LAMBDA_MEMORY_SIZE=256, LAMBDA_STORAGE_SIZE=512)
+    "hungry": ('ballast = b"\\1" * (600 * 2**20)  # touched: resident\nprint("held", len(ballast))\n',
+               "Runtime.OutOfMemory", "LAMBDA_MEMORY_SIZE=256 MB"),
+    "filler": ('with open(Path(argv["training_folder"]) / "inputs" / "big.bin", "wb") as big:\n'
+               '    big.truncate(700 * 2**20)  # sparse: 700 MB counted, nothing written nor uploaded\n',
+               "NotebookError", "No space left on device"),
+}
+
+
+@pytest.mark.parametrize("step", sorted(OVER_LAMBDA))
+def test_docker_lambda_step_over_its_limits_fails_as_lambda_would(
+        baked_repo, tmp_path, docker_engine, lambda_base_image, monkeypatch, step):
+    """Measured in its container by the handler, a Lambda step over LAMBDA_MEMORY_SIZE or
+    LAMBDA_STORAGE_SIZE fails with the error a run without --docker gives (the emulator has no
+    memory limit nor a sized /tmp: the step runs to its end first, then the runner checks it)."""
+    monkeypatch.setenv("QUETZAL_BASE_IMAGE", lambda_base_image)
+    body, error, message = OVER_LAMBDA[step]
+    set_env(baked_repo, LAMBDA_MEMORY_SIZE=256, LAMBDA_STORAGE_SIZE=512)
+    write_notebook(baked_repo, step, body)
+    (baked_repo / "step-functions.json").write_text(json.dumps(
+        {"StartAt": step, "States": {step: lambda_task(step_payload(step), End=True)}}))
+
+    done = invoke(baked_repo, tmp_path, "run", "--local", "--docker", "base")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"Error: {error}" in done.stdout and message in done.stdout, done.stdout
+    assert "the Lambda has" in done.stdout
+    assert any(line.split()[:2] == [step, "failed"] for line in done.stdout.splitlines()), done.stdout
 
 
 OVER_FARGATE = {  # what each step uses, the .env that makes it too much, the error ECS's would be

@@ -3,18 +3,17 @@
 The image is built as ``invoke build`` builds it (tag ``local``); each Lambda Task runs in a
 fresh container of it (a cold start), one at a time, with the run's bucket folder mounted where
 the handler reads it (``QUETZAL_BUCKET_FOLDER``) and the model's time limit enforced by the
-emulator. A container per step makes its cgroup's peak memory that step's: read from Docker's
-stats (cgroup v1 ``max_usage``) or the cgroup's ``memory.peak`` (v2), page cache included as
-Lambda counts it; ``/tmp`` is measured in the container after the step.
+emulator. Its figures are measured in the container by the handler, as a step run in this
+process is measured (``runtime.handler.Figures``: its processes' peak resident memory, not the
+container's page cache, and its ``/tmp``'s size), and logged on a ``FIGURES_LINE`` read from the
+container's log with the handler's upload line: what the function returns is the deployed
+Lambda's. The runner checks them against the Lambda's memory and storage.
 
 A Fargate step runs as on ECS: a container of its own from the same image, started with the
 command-line entry point (``python -m quetzal_deploy.runtime.cli``, the task definition's entry
 point) and its rendered container environment; with no Step Functions to report to, it writes
-its outcome to a mounted file, with its figures measured in the container by the entry point
-(``runtime.cli.Figures``: its processes' peak resident memory and its working folder's size, as a
-step run in this process is measured), which the runner checks against the Fargate task's memory
-and storage. A stopped container's cgroup is gone, so its peak cannot be read afterwards as a
-Lambda step's is.
+its outcome to a mounted file, with the same figures measured in the container by the entry
+point, which the runner checks against the Fargate task's memory and storage.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from quetzal_deploy.images.build import build_image, docker_client, resolve_base
 from quetzal_deploy.local.errors import StatesError
 from quetzal_deploy.local.lambda_emulator import LocalLambda
 from quetzal_deploy.output import Out
+from quetzal_deploy.runtime.handler import FIGURES_LINE
 from quetzal_deploy.settings import Settings
 
 MOUNT = "/bucket"
@@ -39,8 +39,6 @@ ENTRY_POINT = ["python", "-m", "quetzal_deploy.runtime.cli"]  # the Terraform ta
 STOP_GRACE_S = 120
 UPLOAD_LINE = re.compile(r"\[quetzal\] upload: [0-9.]+ s \(([0-9]+) files\)")
 Figures = tuple[float | None, float | None, int | None]  # peak memory MB, /tmp MB, files written
-TMP_PROBE = ("import os; print(sum(os.lstat(os.path.join(d, f)).st_size "
-             "for d, _, fs in os.walk('/tmp') for f in fs))")
 
 
 class ContainerTasks:
@@ -78,8 +76,7 @@ class ContainerTasks:
         try:
             answer = self.function.invoke(payload, timeout_s=self.settings.timeout_s + 60)
             logs = self.function.logs()
-            figures = (peak_memory_mb(self.function.container), tmp_mb(self.function.container),
-                       files_written(logs))
+            figures = (*logged_figures(logs), files_written(logs))
         finally:
             self.function.stop()
         for line in logs.splitlines():
@@ -119,22 +116,11 @@ class ContainerTasks:
                                               files_written(logs))
 
 
-def peak_memory_mb(container) -> float | None:
-    """The container's peak memory since it started: cgroup v1's ``max_usage`` in Docker's stats,
-    else cgroup v2's ``memory.peak``; None when neither is available."""
-    stats = container.stats(stream=False, one_shot=True).get("memory_stats", {})
-    if stats.get("max_usage"):
-        return stats["max_usage"] / 2**20
-    found = container.exec_run(["cat", "/sys/fs/cgroup/memory.peak"])
-    text = found.output.decode(errors="replace").strip()
-    return int(text) / 2**20 if found.exit_code == 0 and text.isdigit() else None
-
-
-def tmp_mb(container) -> float | None:
-    """What the step left in the container's ``/tmp`` (the handler's working folder)."""
-    found = container.exec_run(["python", "-c", TMP_PROBE])
-    text = found.output.decode(errors="replace").strip()
-    return int(text) / 2**20 if found.exit_code == 0 and text.isdigit() else None
+def logged_figures(logs: str) -> tuple[float | None, float | None]:
+    """(peak memory MB, /tmp MB) from the handler's last ``FIGURES_LINE``; None when absent."""
+    lines = [line.partition(FIGURES_LINE)[2] for line in logs.splitlines() if FIGURES_LINE in line]
+    measured = json.loads(lines[-1]) if lines else {}
+    return measured.get("peak_memory_mb"), measured.get("tmp_mb")
 
 
 def files_written(logs: str) -> int | None:

@@ -6,8 +6,8 @@ enforced by the handler, memory and ``/tmp`` size are watched from the step's fi
 the step as Lambda would. A Fargate step runs the same way from its rendered ECS state (the event
 read back from its container's environment, as the container's entry point reads it), with
 Fargate's limits: its own time limit, the task's memory and storage. With ``--docker`` the
-model's image runs it instead (``container.py``); a Fargate step's figures, measured in its
-container, are checked against the task's memory and storage once it ended. Each Task leaves a
+model's image runs it instead (``container.py``); its figures, measured in its container, are
+checked against the Lambda's or the task's memory and storage once it ended. Each Task leaves a
 ``StepRecord`` of its figures.
 """
 
@@ -130,8 +130,8 @@ class Steps:
         else:
             event, figures = self.container.invoke(call.payload, call.label)
         record.peak_memory_mb, record.tmp_mb, record.wrote_files = figures
-        problem = limit_problem(self.settings, record, call) if call.platform == FARGATE else None
-        if problem:  # measured in its container once it ended: over its task's memory or storage
+        problem = limit_problem(self.settings, record, call)
+        if problem:  # measured in its container once it ended: over its Lambda's or task's limits
             raise limit_error(*problem)
         return event
 

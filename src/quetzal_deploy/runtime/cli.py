@@ -23,7 +23,7 @@ step. A heartbeat is sent every minute while the step runs, so a container that 
 reporting fails the state after ``HeartbeatSeconds`` rather than at its time limit.
 ``--output FILE`` also writes the outcome as JSON (``{"output": ...}`` or ``{"error", "cause"}``)
 with the step's ``figures``: the peak resident memory of its processes and the size of its
-working folder, measured as the local runner measures a step it runs itself (``Figures``):
+working folder, measured as the local runner measures a step it runs itself (``handler.Figures``):
 ``invoke run --local --docker`` reads it, having no Step Functions, and checks the figures against
 the Fargate task's memory and storage. The exit code is 0 on success, 1 on failure.
 """
@@ -46,9 +46,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from quetzal_deploy.contract.fargate import LIMIT_VARIABLE, TOKEN_VARIABLE, task_output
 from quetzal_deploy.runtime.errors import InvalidEvent
 from quetzal_deploy.runtime.event import read_event, time_limit
-from quetzal_deploy.runtime.handler import FARGATE, default_task_root, run_step, storage_from_environment
-from quetzal_deploy.runtime.strays import resident_mb
-from quetzal_deploy.runtime.workdir import size_mb
+from quetzal_deploy.runtime.handler import (
+    FARGATE,
+    Figures,
+    default_task_root,
+    run_step,
+    storage_from_environment,
+)
 
 HEARTBEAT_S = 60.0
 # SendTaskFailure limits: Error 256 characters, Cause 32,768.
@@ -64,22 +68,6 @@ def lambda_shaped_cause(error: BaseException) -> str:
         keep //= 2  # escaping makes a character up to 6 long: halve until it fits
         body["errorMessage"] = message[:keep] + "\n[...]\n" + message[-keep:]
     return cause
-
-
-class Figures:
-    """What the step used, for ``--output``: its processes' peak resident memory (sampled while it
-    runs, and the notebook's own peak) and its working folder's size, as a local run counts them."""
-
-    def __init__(self, workdir: Path):
-        self.workdir, self.peak_mb = workdir, 0.0
-
-    def watch(self, pids: list[int]) -> None:
-        """``run_step``'s watch: sample the step's processes."""
-        self.peak_mb = max(self.peak_mb, resident_mb(pids))
-
-    def read(self, notebook_peak_mb: float | None = None) -> dict:
-        peak = max(self.peak_mb, notebook_peak_mb or 0.0)
-        return {"peak_memory_mb": peak or None, "tmp_mb": size_mb(self.workdir)}
 
 
 class Reporter:

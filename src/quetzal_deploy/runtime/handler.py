@@ -62,6 +62,7 @@ from quetzal_deploy.runtime.notebook import (
     script_for,
 )
 from quetzal_deploy.runtime.storage import EXCLUDED, FolderStorage, S3Storage, Snapshot, Storage, create_text
+from quetzal_deploy.runtime.strays import resident_mb
 from quetzal_deploy.runtime.workdir import PRIVATE, check_workdir, empty_folder, size_mb
 
 # The lambda:invoke result wraps the returned event (status, headers, request id: about 1 KiB)
@@ -75,6 +76,7 @@ TIMEOUT_ADVICE = {
             "see the README's Fargate steps)",
     FARGATE: "raise the step's TimeoutSeconds in step-functions.json",
 }
+FIGURES_LINE = "[quetzal] figures: "  # + JSON, logged by a handler run by `invoke run --local --docker`
 
 
 @dataclass
@@ -88,6 +90,22 @@ class StepResult:
     downloaded: int = 0
     uploaded: int = 0
     log_key: str = ""
+
+
+class Figures:
+    """What a step used, as a local run counts it: its processes' peak resident memory (sampled
+    while it runs, and the notebook's own peak) and its working folder's size."""
+
+    def __init__(self, workdir: Path):
+        self.workdir, self.peak_mb = workdir, 0.0
+
+    def watch(self, pids: list[int]) -> None:
+        """``run_step``'s watch: sample the step's processes."""
+        self.peak_mb = max(self.peak_mb, resident_mb(pids))
+
+    def read(self, notebook_peak_mb: float | None = None) -> dict:
+        peak = max(self.peak_mb, notebook_peak_mb or 0.0)
+        return {"peak_memory_mb": peak or None, "tmp_mb": size_mb(self.workdir)}
 
 
 def safety_margin(time_left_s: float) -> float:
@@ -287,16 +305,23 @@ def storage_from_environment() -> Storage:
 
 
 def handler(event, context):
-    """Lambda entry point: the event of a Step Functions Task; returns the next state's event."""
+    """Lambda entry point: the event of a Step Functions Task; returns the next state's event.
+    Behind ``invoke run --local --docker`` (a mounted bucket folder) it also logs the step's
+    ``Figures`` on a ``FIGURES_LINE``, which the local runner checks against the Lambda's limits."""
+    workdir = Path(os.environ.get("QUETZAL_WORKDIR") or "/tmp")  # empty means unset
+    figures = Figures(workdir) if os.environ.get("QUETZAL_BUCKET_FOLDER") else None
     result = run_step(
         event,
         storage=storage_from_environment(),
-        workdir=Path(os.environ.get("QUETZAL_WORKDIR") or "/tmp"),  # empty means unset
+        workdir=workdir,
         task_root=default_task_root(),
         time_left_s=context.get_remaining_time_in_millis() / 1000,
         image_tag=os.environ.get("IMAGE_TAG") or "unknown",
         out=lambda line: print(line, flush=True),
+        watch=figures and figures.watch,
     )
+    if figures:
+        print(FIGURES_LINE + json.dumps(figures.read(result.peak_memory_mb)), flush=True)
     return result.event
 
 
