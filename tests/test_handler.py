@@ -27,7 +27,7 @@ from quetzal_deploy.runtime.errors import (
     StateTooLarge,
     StorageError,
 )
-from quetzal_deploy.runtime.handler import handler, run_step
+from quetzal_deploy.runtime.handler import FIGURES_LINE, handler, run_step
 from quetzal_deploy.runtime.storage import FolderStorage, S3Storage
 
 pytestmark = pytest.mark.usefixtures("step_start")  # each test: warm steps, then fresh processes
@@ -145,6 +145,7 @@ def test_success_runs_notebook_and_uploads_outputs(lambda_env, s3, task_root, wo
     printed = capsys.readouterr().out
     for name in ("clean", "download", "run", "upload"):
         assert sum(line.startswith(f"[quetzal] {name}: ") for line in printed.splitlines()) == 1
+    assert FIGURES_LINE not in printed  # measured and logged only behind `invoke run --local --docker`
 
 
 def test_warm_start_cleans_the_previous_scenario(lambda_env, s3, workdir):
@@ -299,13 +300,21 @@ def folder_bucket(tmp_path) -> Path:
     return bucket
 
 
-def test_mounted_bucket_folder_replaces_s3(lambda_env, s3, tmp_path, monkeypatch):
-    """`invoke run --local --docker` mounts a folder as the bucket (QUETZAL_BUCKET_FOLDER)."""
+def test_mounted_bucket_folder_replaces_s3(lambda_env, s3, tmp_path, monkeypatch, capsys):
+    """`invoke run --local --docker` mounts a folder as the bucket (QUETZAL_BUCKET_FOLDER); the
+    handler then logs the step's figures for the runner, and returns what it returns on AWS."""
     bucket = folder_bucket(tmp_path)
     monkeypatch.setenv("QUETZAL_BUCKET_FOLDER", str(bucket))
     before = bucket_keys(s3)
+    event = make_event()
 
-    handler(make_event(), LambdaContext(60))
+    returned = handler(event, LambdaContext(60))
+
+    assert returned == {**event, "first": 1, "second": [2], "shared": "second"}
+    (figures,) = [line[len(FIGURES_LINE):] for line in capsys.readouterr().out.splitlines()
+                  if line.startswith(FIGURES_LINE)]
+    measured = json.loads(figures)
+    assert measured["peak_memory_mb"] > 1 and measured["tmp_mb"] > 0, measured
 
     assert json.loads((bucket / "base/outputs/seen.json").read_text())["argv"]["params"]
     assert json.loads((bucket / "base/info.json").read_text())["model_tag"] == TAG
