@@ -148,6 +148,55 @@ def test_task_succeeds_after_a_retry():
     assert Interpreter(definition, lambda_function).execute({}) == {"done": True}
 
 
+SIGNAL_IN_A_STEP_THREAD = """
+import concurrent.futures, json, signal, sys, threading, time
+from quetzal_deploy.local.interpreter import Interpreter
+
+released = threading.Event()
+
+def interrupt(signum, frame):  # as the local runner's: stop the notebooks, then interrupt the run
+    released.set()
+    raise KeyboardInterrupt
+
+def main_thread_waits_on_the_items():
+    frame = sys._current_frames()[threading.main_thread().ident]
+    while frame is not None and frame.f_code.co_filename != concurrent.futures._base.__file__:
+        frame = frame.f_back
+    return frame is not None and frame.f_code.co_name == "wait"
+
+def step(call):
+    if call.payload == "signal":  # the kernel may hand a process's signal to any of its threads
+        while not main_thread_waits_on_the_items():  # once the Map waits on its items
+            time.sleep(0.001)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    else:
+        released.wait()  # a notebook still running, until the handler stops it
+    return call.payload
+
+signal.signal(signal.SIGINT, interrupt)
+try:
+    Interpreter(json.loads(sys.argv[1]), step, max_workers=2).execute(["hold", "signal"])
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_a_signal_received_by_a_map_items_thread_still_interrupts_the_run():
+    """Python runs signal handlers in the main thread only, and a signal the kernel hands to a
+    worker thread does not end an untimed wait there: a Map waiting on its items must still see
+    Ctrl-C/SIGTERM (the hang ``invoke run --local`` showed under load). ``pthread_kill`` picks the
+    thread the kernel would otherwise pick at random."""
+    import json
+    import subprocess
+    import sys
+
+    processor = machine(T=task(OutputPath="$.Payload"))
+    definition = machine(M={"Type": "Map", "End": True, "ItemProcessor": processor})
+    done = subprocess.run([sys.executable, "-c", SIGNAL_IN_A_STEP_THREAD, json.dumps(definition)],
+                          capture_output=True, text=True, timeout=120)  # without the fix: it never ends
+
+    assert done.stdout.strip() == "interrupted", done.stdout + done.stderr
+
 def test_map_runs_items_concurrently_up_to_max_concurrency():
     both_running = threading.Barrier(2, timeout=10)
     active, peak, lock = [0], [0], threading.Lock()

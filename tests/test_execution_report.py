@@ -36,12 +36,13 @@ def test_report_of_a_failed_execution_shows_its_steps_map_iterations_outputs_and
                 "Iterator": {"StartAt": "speed", "States": {"speed": {"Type": "Pass", "End": True}}}},
         "assignment": notebook_task("assignment", account, End=True),
     })
+    code, output = run(model)
+    assert code == 1, output
+    # What the failed run's steps wrote (`invoke run` clears outputs/ and logs/ before it starts).
     s3 = boto.client("s3")
     s3.put_object(Bucket=MODEL, Key="base/outputs/links.geojson", Body=json.dumps(LAYER).encode())
     s3.put_object(Bucket=MODEL, Key="base/outputs/links.json", Body=json.dumps(MATRIX).encode())
     s3.put_object(Bucket=MODEL, Key="base/logs/assignment.txt", Body=LOG.encode())
-    code, output = run(model)
-    assert code == 1, output
     sfn = boto.client("stepfunctions")
     [execution] = sfn.list_executions(stateMachineArn=sfn.list_state_machines()["stateMachines"][0]
                                       ["stateMachineArn"])["executions"]

@@ -37,6 +37,9 @@ HISTORY_LIMIT = 25_000  # events in one execution's history, a Step Functions qu
 ECS_OVERRIDES_LIMIT = 8192  # characters of a RunTask's overrides JSON, an ECS quota
 LOCAL_RETRIES = 10
 YEAR_S = 365 * 24 * 3600
+# How often a Map's or Parallel's wait wakes up: Python runs a signal handler in the main thread only,
+# and a signal the kernel hands to a step's thread does not end the main thread's untimed wait.
+SIGNAL_CHECK_S = 0.25
 # History events per state entered (StateEntered/Exited), per Task attempt (TaskScheduled,
 # TaskStarted, TaskSucceeded/Failed), per Map or Parallel (Started/Succeeded), per Map item.
 STATE_EVENTS, TASK_EVENTS, FAN_OUT_EVENTS, ITEM_EVENTS = 2, 3, 2, 2
@@ -343,7 +346,9 @@ class Interpreter:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(self.run_machine, *job) for job in jobs]
             try:
-                wait(futures, return_when=FIRST_EXCEPTION)
+                while wait(futures, timeout=SIGNAL_CHECK_S, return_when=FIRST_EXCEPTION).not_done:
+                    if any(f.done() and f.exception() is not None for f in futures):
+                        break
                 failed = [f for f in futures if f.done() and isinstance(f.exception(), StatesError)]
                 if failed:
                     raise failed[0].exception()
